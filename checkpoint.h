@@ -1,0 +1,106 @@
+// checkpoint.h: the training state beside a checkpoint's model file, and finding checkpoints.
+// A checkpoint of step k (k optimizer steps done) is DIR/model_%08d.bin, DIR/state_%08d.bin and
+// the empty marker DIR/DONE_%08d, written in that order, each file through a temporary name,
+// so a kill mid-write never leaves a half checkpoint that -y 1 would pick up.
+#pragma once
+
+#include <dirent.h>
+#include <string>
+#include "common.h"
+#include "dataloader.h"
+#include "model_file.h"
+#include "rng.h"
+
+#define STATE_MAGIC 20240527
+#define STATE_VERSION 1
+
+struct TrainState {
+    int step;                // optimizer steps completed
+    int adam_t;              // AdamW's bias-correction step count (skipped updates do not count)
+    int skipped;             // updates dropped by --on-nan skip so far
+    DataLoaderState loader;  // where the training data continues
+    Rng sample_rng;          // the sampling RNG
+};
+
+inline std::string checkpoint_path(const std::string& dir, const char* kind, int step, const char* ext) {
+    char buf[64];
+    snprintf(buf, sizeof(buf), "/%s_%08d%s", kind, step, ext);
+    return dir + buf;
+}
+
+static inline void put_u64(int32_t* h, uint64_t v) { memcpy(h, &v, 8); }
+static inline uint64_t get_u64(const int32_t* h) { uint64_t v; memcpy(&v, h, 8); return v; }
+
+// m and v: AdamW moments for all n parameters (slopes included).
+inline void write_state_file(const char* path, const TrainState& s, size_t num_params, int num_slopes,
+                             const float* m, const float* v) {
+    int32_t h[HEADER_INTS] = {0};
+    h[0] = STATE_MAGIC;
+    h[1] = STATE_VERSION;
+    h[2] = s.step;
+    h[3] = (int32_t)num_params;
+    h[4] = num_slopes;
+    h[5] = s.adam_t;
+    h[6] = s.loader.shard;
+    h[7] = (int32_t)s.loader.position;
+    h[8] = s.loader.epoch;
+    h[9] = s.skipped;
+    put_u64(h + 10, s.loader.shard_rng.s[0]);
+    put_u64(h + 12, s.loader.shard_rng.s[1]);
+    put_u64(h + 14, s.sample_rng.s[0]);
+    put_u64(h + 16, s.sample_rng.s[1]);
+    std::string tmp;
+    FILE* f = begin_atomic_write(path, &tmp);
+    fwrite_or_fail(h, sizeof(int32_t), HEADER_INTS, f, tmp.c_str());
+    fwrite_or_fail(m, sizeof(float), num_params + num_slopes, f, tmp.c_str());
+    fwrite_or_fail(v, sizeof(float), num_params + num_slopes, f, tmp.c_str());
+    finish_atomic_write(f, tmp, path);
+}
+
+inline void read_state_file(const char* path, TrainState* s, size_t num_params, int num_slopes, float* m, float* v) {
+    FILE* f = fopen_or_fail(path, "rb", "the checkpoint is incomplete; delete its DONE_ marker to resume from an earlier one");
+    long size = file_size_or_fail(f, path);
+    long expected = (long)HEADER_BYTES + 2L * sizeof(float) * (long)(num_params + num_slopes);
+    if (size < (long)HEADER_BYTES) fail("state file '%s' is truncated", path);
+    int32_t h[HEADER_INTS];
+    fread_or_fail(h, sizeof(int32_t), HEADER_INTS, f, path);
+    if (h[0] != STATE_MAGIC) fail("'%s' is not a training state file (magic %d, expected %d)", path, h[0], STATE_MAGIC);
+    if (h[1] != STATE_VERSION) fail("state file '%s' has version %d, expected %d", path, h[1], STATE_VERSION);
+    if ((size_t)h[3] != num_params || h[4] != num_slopes)
+        fail("state file '%s' is for a model of %d parameters and %d slopes, not %zu and %d (different --act or model?)",
+             path, h[3], h[4], num_params, num_slopes);
+    if (size != expected) fail("state file '%s' has %ld bytes, expected %ld (truncated)", path, size, expected);
+    s->step = h[2];
+    s->adam_t = h[5];
+    s->loader.shard = h[6];
+    s->loader.position = h[7];
+    s->loader.epoch = h[8];
+    s->skipped = h[9];
+    s->loader.shard_rng.s[0] = get_u64(h + 10);
+    s->loader.shard_rng.s[1] = get_u64(h + 12);
+    s->sample_rng.s[0] = get_u64(h + 14);
+    s->sample_rng.s[1] = get_u64(h + 16);
+    fread_or_fail(m, sizeof(float), num_params + num_slopes, f, path);
+    fread_or_fail(v, sizeof(float), num_params + num_slopes, f, path);
+    fclose(f);
+}
+
+inline void write_done_marker(const std::string& dir, int step) {
+    std::string path = checkpoint_path(dir, "DONE", step, "");
+    FILE* f = fopen(path.c_str(), "w");
+    if (f == NULL || fclose(f) != 0) fail("cannot write '%s': %s", path.c_str(), strerror(errno));
+}
+
+// The step of the newest complete checkpoint in dir (one with a DONE marker), or -1.
+inline int find_latest_checkpoint(const std::string& dir) {
+    DIR* d = opendir(dir.c_str());
+    if (d == NULL) return -1;
+    int best = -1;
+    struct dirent* e;
+    while ((e = readdir(d)) != NULL) {
+        long step;
+        if (strncmp(e->d_name, "DONE_", 5) == 0 && parse_int(e->d_name + 5, &step) && step > best) best = (int)step;
+    }
+    closedir(d);
+    return best;
+}

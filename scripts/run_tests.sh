@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# run_tests.sh: every CPU test of the project, as `make test` runs it. Each suite prints its own
+# "N passed, M failed"; this adds them up into the final line.
+set -u
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-/usr/bin/python3}
+total_passed=0
+total_failed=0
+
+run_suite() {
+    local name="$1"; shift
+    echo "== $name"
+    local log
+    log=$(mktemp)
+    "$@" 2>&1 | tee "$log"
+    local rc=${PIPESTATUS[0]}
+    local summary
+    summary=$(grep -oE '[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+    rm -f "$log"
+    if [ -z "$summary" ]; then
+        echo "  FAIL $name printed no summary (exit $rc)"
+        total_failed=$((total_failed + 1))
+        return
+    fi
+    local p f
+    p=$(echo "$summary" | cut -d' ' -f1)
+    f=$(echo "$summary" | cut -d' ' -f3)
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi  # a crash after the summary still fails
+    total_passed=$((total_passed + p))
+    total_failed=$((total_failed + f))
+}
+
+run_suite "test_gpt2: CPU trainer vs the PyTorch reference" ./test_gpt2 out/ref
+run_suite "tests/test_cli.sh: command line, bad input, resume, NaN guard" env PYTHON="$PYTHON" bash tests/test_cli.sh
+if [ -f dev/data/test_data.sh ]; then
+    run_suite "dev/data/test_data.sh: corpus preparation (sample mode)" bash dev/data/test_data.sh
+fi
+echo "$total_passed passed, $total_failed failed"
+[ "$total_failed" -eq 0 ]

@@ -1,0 +1,1158 @@
+/*
+train_gpt2.cpp: GPT-2 training in plain fp32 C++ (OpenMP) with switchable normalization
+(LayerNorm or none) and FFN activation (GELU, ReLU, leaky ReLU with fixed or learnable slope,
+identity), the attention entropy of every head measured inside the attention forward pass, and
+NaN guards. It is the readable reference of normfree-gpt2: test_gpt2.cpp checks it against the
+PyTorch reference (train_gpt2.py), and train_gpt2.cu must match it.
+
+Layout: the layers (forward and backward of each), then the model (parameters, activations,
+forward, backward, AdamW), then the training loop in main() at the bottom. Shapes are in the
+comments: B batch, T time, C channels, NH heads, hs = C/NH head size, L layers, V vocab,
+Vp padded vocab.
+
+Build: `make train_gpt2` (plain loops) or `make train_gpt2 USE_BLAS=1` (matrix products via
+OpenBLAS's cblas_sgemm). `#define TESTING` before including this file leaves out main().
+*/
+#include <cfloat>
+#include <cmath>
+#include <ctime>
+#include <string>
+#include <vector>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#ifdef USE_BLAS
+#include <cblas.h>
+#endif
+
+#include "checkpoint.h"
+#include "common.h"
+#include "config.h"
+#include "dataloader.h"
+#include "flags.h"
+#include "logger.h"
+#include "model_file.h"
+#include "rng.h"
+#include "schedulers.h"
+#include "tokenizer.h"
+
+// ----------------------------------------------------------------------------
+// Layers. Backward functions ACCUMULATE (+=) into their gradient outputs: a tensor used twice
+// (the residual stream, tied embeddings) gets both contributions, and in the LN-free model the
+// "normalized" input is the residual itself, so its gradient lands straight in the residual's.
+
+void encoder_forward(float* out, const int* inp, const float* wte, const float* wpe, int B, int T, int C) {
+    // out (B,T,C) = wte[token] + wpe[position]
+    #pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            float* out_bt = out + (size_t)(b * T + t) * C;
+            const float* tok = wte + (size_t)inp[b * T + t] * C;
+            const float* pos = wpe + (size_t)t * C;
+            for (int i = 0; i < C; i++) out_bt[i] = tok[i] + pos[i];
+        }
+    }
+}
+
+void encoder_backward(float* dwte, float* dwpe, const float* dout, const int* inp, int B, int T, int C) {
+    // serial: different positions may share a token, so parallel writes to dwte would race
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            const float* dout_bt = dout + (size_t)(b * T + t) * C;
+            float* dtok = dwte + (size_t)inp[b * T + t] * C;
+            float* dpos = dwpe + (size_t)t * C;
+            for (int i = 0; i < C; i++) {
+                dtok[i] += dout_bt[i];
+                dpos[i] += dout_bt[i];
+            }
+        }
+    }
+}
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                       const float* bias, int B, int T, int C) {
+    // out (B,T,C); mean, rstd (B,T) are saved for the backward pass
+    const float eps = 1e-5f;
+    #pragma omp parallel for
+    for (int bt = 0; bt < B * T; bt++) {
+        const float* x = inp + (size_t)bt * C;
+        float m = 0.0f;
+        for (int i = 0; i < C; i++) m += x[i];
+        m /= C;
+        float var = 0.0f;
+        for (int i = 0; i < C; i++) var += (x[i] - m) * (x[i] - m);
+        var /= C;
+        float s = 1.0f / sqrtf(var + eps);
+        float* o = out + (size_t)bt * C;
+        for (int i = 0; i < C; i++) o[i] = (x[i] - m) * s * weight[i] + bias[i];
+        mean[bt] = m;
+        rstd[bt] = s;
+    }
+}
+
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                        const float* weight, const float* mean, const float* rstd, int B, int T, int C) {
+    // serial over positions: dweight and dbias sum over all of them
+    for (int bt = 0; bt < B * T; bt++) {
+        const float* dy = dout + (size_t)bt * C;
+        const float* x = inp + (size_t)bt * C;
+        float* dx = dinp + (size_t)bt * C;
+        float m = mean[bt], s = rstd[bt];
+        // two reductions: mean of dnorm, and mean of dnorm * norm
+        float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
+        for (int i = 0; i < C; i++) {
+            float norm = (x[i] - m) * s;
+            float dnorm = weight[i] * dy[i];
+            dnorm_mean += dnorm;
+            dnorm_norm_mean += dnorm * norm;
+        }
+        dnorm_mean /= C;
+        dnorm_norm_mean /= C;
+        for (int i = 0; i < C; i++) {
+            float norm = (x[i] - m) * s;
+            float dnorm = weight[i] * dy[i];
+            dbias[i] += dy[i];
+            dweight[i] += norm * dy[i];
+            dx[i] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;
+        }
+    }
+}
+
+// out (N,OC) = inp (N,C) @ weight^T + bias, with weight (OC,C) as PyTorch's nn.Linear; N = B*T.
+void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC) {
+#ifdef USE_BLAS
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] = bias ? bias[o] : 0.0f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, 1.0f, out, OC);
+#else
+    // Each weight row is loaded once per block of ROWS inputs and reused from registers; this
+    // is most of the plain-loop speed.
+    const int ROWS = 8;
+    int blocked = N - N % ROWS;
+    #pragma omp parallel for
+    for (int n0 = 0; n0 < blocked; n0 += ROWS) {
+        for (int o = 0; o < OC; o++) {
+            float acc[ROWS];
+            for (int r = 0; r < ROWS; r++) acc[r] = bias ? bias[o] : 0.0f;
+            const float* w = weight + (size_t)o * C;
+            for (int i = 0; i < C; i++) {
+                float wi = w[i];
+                for (int r = 0; r < ROWS; r++) acc[r] += inp[(size_t)(n0 + r) * C + i] * wi;
+            }
+            for (int r = 0; r < ROWS; r++) out[(size_t)(n0 + r) * OC + o] = acc[r];
+        }
+    }
+    for (int n = blocked; n < N; n++) {  // the leftover rows, one at a time
+        for (int o = 0; o < OC; o++) {
+            float acc = bias ? bias[o] : 0.0f;
+            for (int i = 0; i < C; i++) acc += inp[(size_t)n * C + i] * weight[(size_t)o * C + i];
+            out[(size_t)n * OC + o] = acc;
+        }
+    }
+#endif
+}
+
+// dinp (N,C) += dout @ weight; dweight (OC,C) += dout^T @ inp; dbias (OC) += column sums of dout.
+void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int N, int C, int OC) {
+#ifdef USE_BLAS
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
+    if (dbias) {
+        #pragma omp parallel for
+        for (int o = 0; o < OC; o++) {
+            float sum = 0.0f;
+            for (int n = 0; n < N; n++) sum += dout[(size_t)n * OC + o];
+            dbias[o] += sum;
+        }
+    }
+#else
+    // parallel over input rows: each thread owns its rows of dinp
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        const float* dout_n = dout + (size_t)n * OC;
+        float* dinp_n = dinp + (size_t)n * C;
+        for (int o = 0; o < OC; o++) {
+            const float* w = weight + (size_t)o * C;
+            float d = dout_n[o];
+            for (int i = 0; i < C; i++) dinp_n[i] += w[i] * d;
+        }
+    }
+    // parallel over output channels: each thread owns its rows of dweight and entries of dbias
+    #pragma omp parallel for
+    for (int o = 0; o < OC; o++) {
+        float* dw = dweight + (size_t)o * C;
+        float db = 0.0f;
+        for (int n = 0; n < N; n++) {
+            const float* inp_n = inp + (size_t)n * C;
+            float d = dout[(size_t)n * OC + o];
+            db += d;
+            for (int i = 0; i < C; i++) dw[i] += inp_n[i] * d;
+        }
+        if (dbias) dbias[o] += db;
+    }
+#endif
+}
+
+// Causal self-attention with the per-head entropy measured in the same pass.
+// inp (B,T,3C) holds q,k,v; preatt, att (B,NH,T,T) keep the scaled scores and the softmax;
+// out (B,T,C). If entropy_sum is given, entropy_sum[h] += sum over b and t of the row entropy
+// H_t = -sum_j p_tj ln p_tj (nats). The softmax keeps m = max s_j, l = sum e^(s_j - m) and one
+// more sum u = sum e^(s_j - m) (s_j - m), and then H = ln l - u / l: no log per element, and
+// centred on m so that large scores do not cancel (see README, "Attention entropy").
+// Returns the number of non-finite attention scores (the NaN guard's count for this layer).
+long attention_forward(float* out, float* preatt, float* att, double* entropy_sum, const float* inp,
+                       int B, int T, int C, int NH) {
+    int C3 = 3 * C, hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    long nonfinite = 0;
+    std::vector<double> head_entropy((size_t)B * NH, 0.0);
+    // parallel over (b, h): each pair owns its rows, so the entropy sums need no atomics
+    #pragma omp parallel for collapse(2) reduction(+ : nonfinite)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            double entropy_bh = 0.0;
+            for (int t = 0; t < T; t++) {
+                const float* q = inp + (size_t)(b * T + t) * C3 + h * hs;
+                float* s = preatt + (((size_t)b * NH + h) * T + t) * T;
+                float* p = att + (((size_t)b * NH + h) * T + t) * T;
+                // scores s_j = q.k_j / sqrt(hs) for j <= t (the causal row)
+                float maxval = -INFINITY;
+                for (int j = 0; j <= t; j++) {
+                    const float* k = inp + (size_t)(b * T + j) * C3 + h * hs + C;
+                    float dot = 0.0f;
+                    for (int i = 0; i < hs; i++) dot += q[i] * k[i];
+                    dot *= scale;
+                    s[j] = dot;
+                    if (!std::isfinite(dot)) nonfinite++;
+                    if (dot > maxval) maxval = dot;
+                }
+                // softmax with the two running sums l and u
+                float l = 0.0f, u = 0.0f;
+                for (int j = 0; j <= t; j++) {
+                    float centred = s[j] - maxval;
+                    float e = expf(centred);
+                    p[j] = e;
+                    l += e;
+                    u += e * centred;
+                }
+                float inv_l = 1.0f / l;
+                for (int j = 0; j <= t; j++) p[j] *= inv_l;
+                for (int j = t + 1; j < T; j++) p[j] = 0.0f;  // masked: keeps the backward simple
+                entropy_bh += logf(l) - u * inv_l;
+                // out_t = sum_j p_j v_j
+                float* o = out + (size_t)(b * T + t) * C + h * hs;
+                for (int i = 0; i < hs; i++) o[i] = 0.0f;
+                for (int j = 0; j <= t; j++) {
+                    const float* v = inp + (size_t)(b * T + j) * C3 + h * hs + 2 * C;
+                    for (int i = 0; i < hs; i++) o[i] += p[j] * v[i];
+                }
+            }
+            head_entropy[(size_t)b * NH + h] = entropy_bh;
+        }
+    }
+    if (entropy_sum) {
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < NH; h++) entropy_sum[h] += head_entropy[(size_t)b * NH + h];
+    }
+    return nonfinite;
+}
+
+// dinp (B,T,3C) += gradient of attention; datt, dpreatt (B,NH,T,T) are scratch (overwritten).
+void attention_backward(float* dinp, float* dpreatt, float* datt, const float* dout, const float* inp,
+                        const float* att, int B, int T, int C, int NH) {
+    int C3 = 3 * C, hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    // parallel over (b, h): a head's dq, dk, dv slices belong to it alone
+    #pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            for (int t = 0; t < T; t++) {
+                const float* p = att + (((size_t)b * NH + h) * T + t) * T;
+                float* dp = datt + (((size_t)b * NH + h) * T + t) * T;
+                float* ds = dpreatt + (((size_t)b * NH + h) * T + t) * T;
+                const float* dout_t = dout + (size_t)(b * T + t) * C + h * hs;
+                // through out_t = sum_j p_j v_j: dp_j = dout_t . v_j, dv_j += p_j dout_t
+                for (int j = 0; j <= t; j++) {
+                    const float* v = inp + (size_t)(b * T + j) * C3 + h * hs + 2 * C;
+                    float* dv = dinp + (size_t)(b * T + j) * C3 + h * hs + 2 * C;
+                    float dot = 0.0f;
+                    for (int i = 0; i < hs; i++) {
+                        dot += v[i] * dout_t[i];
+                        dv[i] += p[j] * dout_t[i];
+                    }
+                    dp[j] = dot;
+                }
+                // through the softmax: ds_j = p_j (dp_j - sum_k p_k dp_k)
+                float pdp = 0.0f;
+                for (int j = 0; j <= t; j++) pdp += p[j] * dp[j];
+                for (int j = 0; j <= t; j++) ds[j] = p[j] * (dp[j] - pdp);
+                // through s_j = q.k_j * scale
+                const float* q = inp + (size_t)(b * T + t) * C3 + h * hs;
+                float* dq = dinp + (size_t)(b * T + t) * C3 + h * hs;
+                for (int j = 0; j <= t; j++) {
+                    const float* k = inp + (size_t)(b * T + j) * C3 + h * hs + C;
+                    float* dk = dinp + (size_t)(b * T + j) * C3 + h * hs + C;
+                    float g = ds[j] * scale;
+                    for (int i = 0; i < hs; i++) {
+                        dq[i] += k[i] * g;
+                        dk[i] += q[i] * g;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#define GELU_SCALE 0.7978845608028654f  // sqrt(2/pi)
+
+// f = act(h) elementwise over N values. Returns the number of non-finite outputs.
+long activation_forward(float* out, const float* inp, size_t N, int act, float slope) {
+    long nonfinite = 0;
+    #pragma omp parallel for reduction(+ : nonfinite)
+    for (size_t i = 0; i < N; i++) {
+        float x = inp[i], y;
+        switch (act) {
+            case ACT_GELU: y = 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2)); break;
+            case ACT_GELU_TANH: y = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x))); break;
+            case ACT_RELU: y = x > 0.0f ? x : 0.0f; break;
+            case ACT_LRELU: case ACT_LRELU_LAYER: case ACT_LRELU_GLOBAL: y = x >= 0.0f ? x : slope * x; break;
+            default: y = x; break;  // identity
+        }
+        out[i] = y;
+        if (!std::isfinite(y)) nonfinite++;
+    }
+    return nonfinite;
+}
+
+// dinp += act'(h) * dout. For a learnable slope, returns dL/dslope = sum over h < 0 of h * dout
+// (else 0), summed in fixed blocks and then in order so that runs are bit-reproducible.
+double activation_backward(float* dinp, const float* inp, const float* dout, size_t N, int act, float slope) {
+    const size_t BLOCK = 4096;
+    size_t nblocks = (N + BLOCK - 1) / BLOCK;
+    std::vector<double> slope_grad(act_is_learnable(act) ? nblocks : 0, 0.0);
+    #pragma omp parallel for
+    for (size_t blk = 0; blk < nblocks; blk++) {
+        double ds = 0.0;
+        size_t end = std::min(N, (blk + 1) * BLOCK);
+        for (size_t i = blk * BLOCK; i < end; i++) {
+            float x = inp[i], d;
+            switch (act) {
+                case ACT_GELU: {
+                    float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
+                    float pdf = expf(-0.5f * x * x) * 0.3989422804014327f;  // 1/sqrt(2 pi)
+                    d = cdf + x * pdf;
+                    break;
+                }
+                case ACT_GELU_TANH: {
+                    float cube = 0.044715f * x * x * x;
+                    float th = tanhf(GELU_SCALE * (x + cube));
+                    float sech2 = 1.0f - th * th;
+                    d = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+                    break;
+                }
+                case ACT_RELU: d = x > 0.0f ? 1.0f : 0.0f; break;  // 0 at exactly 0, as PyTorch
+                case ACT_LRELU: case ACT_LRELU_LAYER: case ACT_LRELU_GLOBAL:
+                    d = x >= 0.0f ? 1.0f : slope;
+                    if (x < 0.0f) ds += (double)x * dout[i];
+                    break;
+                default: d = 1.0f; break;
+            }
+            dinp[i] += d * dout[i];
+        }
+        if (act_is_learnable(act)) slope_grad[blk] = ds;
+    }
+    double total = 0.0;
+    for (double g : slope_grad) total += g;
+    return total;
+}
+
+void residual_forward(float* out, const float* a, const float* b, size_t N) {
+    #pragma omp parallel for
+    for (size_t i = 0; i < N; i++) out[i] = a[i] + b[i];
+}
+
+void residual_backward(float* da, float* db, const float* dout, size_t N) {
+    #pragma omp parallel for
+    for (size_t i = 0; i < N; i++) {
+        da[i] += dout[i];
+        db[i] += dout[i];
+    }
+}
+
+// probs (B,T,Vp) = softmax over the first V logits; the padded columns get probability 0.
+void softmax_forward(float* probs, const float* logits, int B, int T, int V, int Vp) {
+    #pragma omp parallel for
+    for (int bt = 0; bt < B * T; bt++) {
+        const float* x = logits + (size_t)bt * Vp;
+        float* p = probs + (size_t)bt * Vp;
+        float maxval = -INFINITY;
+        for (int i = 0; i < V; i++) maxval = fmaxf(maxval, x[i]);
+        float sum = 0.0f;
+        for (int i = 0; i < V; i++) {
+            p[i] = expf(x[i] - maxval);
+            sum += p[i];
+        }
+        for (int i = 0; i < V; i++) p[i] /= sum;
+        for (int i = V; i < Vp; i++) p[i] = 0.0f;
+    }
+}
+
+// losses (B,T) = -ln probs[target]
+void crossentropy_forward(float* losses, const float* probs, const int* targets, int B, int T, int Vp) {
+    for (int bt = 0; bt < B * T; bt++) losses[bt] = -logf(probs[(size_t)bt * Vp + targets[bt]]);
+}
+
+// dlogits (B,T,Vp) += (probs - onehot(target)) * dloss, over the real vocabulary only.
+void crossentropy_softmax_backward(float* dlogits, const float* probs, const int* targets, float dloss,
+                                   int B, int T, int V, int Vp) {
+    #pragma omp parallel for
+    for (int bt = 0; bt < B * T; bt++) {
+        float* dl = dlogits + (size_t)bt * Vp;
+        const float* p = probs + (size_t)bt * Vp;
+        for (int i = 0; i < V; i++) dl[i] += (p[i] - (i == targets[bt] ? 1.0f : 0.0f)) * dloss;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// The model
+
+// The 16 tensors of llm.c's file plus the learnable slopes, all views into one block of memory
+// laid out exactly as in the model file.
+struct ParameterTensors {
+    float* wte;       // (Vp, C)
+    float* wpe;       // (maxT, C)
+    float* ln1w;      // (L, C)
+    float* ln1b;      // (L, C)
+    float* qkvw;      // (L, 3C, C)
+    float* qkvb;      // (L, 3C)
+    float* attprojw;  // (L, C, C)
+    float* attprojb;  // (L, C)
+    float* ln2w;      // (L, C)
+    float* ln2b;      // (L, C)
+    float* fcw;       // (L, 4C, C)
+    float* fcb;       // (L, 4C)
+    float* fcprojw;   // (L, C, 4C)
+    float* fcprojb;   // (L, C)
+    float* lnfw;      // (C)
+    float* lnfb;      // (C)
+    float* slopes;    // (L) per layer, (1) global, or empty
+};
+
+void point_parameters(ParameterTensors* p, float* memory, const size_t sizes[NUM_ALL_TENSORS]) {
+    float** ptrs[NUM_ALL_TENSORS] = {
+        &p->wte, &p->wpe, &p->ln1w, &p->ln1b, &p->qkvw, &p->qkvb, &p->attprojw, &p->attprojb, &p->ln2w,
+        &p->ln2b, &p->fcw, &p->fcb, &p->fcprojw, &p->fcprojb, &p->lnfw, &p->lnfb, &p->slopes};
+    for (int i = 0; i < NUM_ALL_TENSORS; i++) {
+        *ptrs[i] = memory;
+        memory += sizes[i];
+    }
+}
+
+#define NUM_ACTIVATION_TENSORS 23
+struct ActivationTensors {
+    float* encoded;    // (B, T, C)
+    float* ln1;        // (L, B, T, C)   empty when the blocks have no LayerNorm
+    float* ln1_mean;   // (L, B, T)
+    float* ln1_rstd;   // (L, B, T)
+    float* qkv;        // (L, B, T, 3C)
+    float* atty;       // (L, B, T, C)
+    float* preatt;     // (L, B, NH, T, T)
+    float* att;        // (L, B, NH, T, T)
+    float* attproj;    // (L, B, T, C)
+    float* residual2;  // (L, B, T, C)
+    float* ln2;        // (L, B, T, C)   empty when the blocks have no LayerNorm
+    float* ln2_mean;   // (L, B, T)
+    float* ln2_rstd;   // (L, B, T)
+    float* fch;        // (L, B, T, 4C)  FFN pre-activation h
+    float* fch_act;    // (L, B, T, 4C)  f = act(h)
+    float* fcproj;     // (L, B, T, C)
+    float* residual3;  // (L, B, T, C)
+    float* lnf;        // (B, T, C)      empty with --norm none-all
+    float* lnf_mean;   // (B, T)
+    float* lnf_rstd;   // (B, T)
+    float* logits;     // (B, T, Vp)
+    float* probs;      // (B, T, Vp)
+    float* losses;     // (B, T)
+};
+
+void fill_activation_sizes(size_t* s, const GPT2Config& c, int B, int T) {
+    size_t C = c.channels, NH = c.num_heads, L = c.num_layers, Vp = c.padded_vocab_size, BT = (size_t)B * T;
+    bool block_ln = c.variant.norm == NORM_LN, final_ln = c.variant.norm != NORM_NONE_ALL;
+    s[0] = BT * C;
+    s[1] = block_ln ? L * BT * C : 0;
+    s[2] = block_ln ? L * BT : 0;
+    s[3] = block_ln ? L * BT : 0;
+    s[4] = L * BT * 3 * C;
+    s[5] = L * BT * C;
+    s[6] = L * B * NH * T * T;
+    s[7] = L * B * NH * T * T;
+    s[8] = L * BT * C;
+    s[9] = L * BT * C;
+    s[10] = block_ln ? L * BT * C : 0;
+    s[11] = block_ln ? L * BT : 0;
+    s[12] = block_ln ? L * BT : 0;
+    s[13] = L * BT * 4 * C;
+    s[14] = L * BT * 4 * C;
+    s[15] = L * BT * C;
+    s[16] = L * BT * C;
+    s[17] = final_ln ? BT * C : 0;
+    s[18] = final_ln ? BT : 0;
+    s[19] = final_ln ? BT : 0;
+    s[20] = BT * Vp;
+    s[21] = BT * Vp;
+    s[22] = BT;
+}
+
+float* alloc_activations(ActivationTensors* a, const size_t sizes[NUM_ACTIVATION_TENSORS]) {
+    size_t total = 0;
+    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) total += sizes[i];
+    float* memory = (float*)calloc_or_fail(total, sizeof(float), "activations");
+    float** ptrs[NUM_ACTIVATION_TENSORS] = {
+        &a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->atty, &a->preatt, &a->att,
+        &a->attproj, &a->residual2, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_act,
+        &a->fcproj, &a->residual3, &a->lnf, &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->probs, &a->losses};
+    float* p = memory;
+    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) {
+        *ptrs[i] = p;
+        p += sizes[i];
+    }
+    return memory;
+}
+
+struct GPT2 {
+    GPT2Config config;
+    size_t param_sizes[NUM_ALL_TENSORS];
+    size_t num_params;     // all parameters, slopes included (the optimizer's view)
+    int num_slopes;
+    ParameterTensors params;
+    float* params_memory;
+    ParameterTensors grads;
+    float* grads_memory;
+    float* m_memory;       // AdamW first moment
+    float* v_memory;       // AdamW second moment
+    // activations, allocated on the first forward for (B, T) and reused for anything smaller
+    ActivationTensors acts;
+    float* acts_memory;
+    ActivationTensors grads_acts;
+    float* grads_acts_memory;
+    int alloc_B, alloc_T;  // the activation buffers' size
+    int batch_size, seq_len;  // the last forward's B and T
+    const int* inputs;     // the last forward's tokens and targets (the backward reads them)
+    const int* targets;
+    float mean_loss;       // of the last forward with targets
+    // measurements of the training forward passes since measurements_reset()
+    bool measure;          // off for validation and sampling
+    bool want_entropy;     // per-head entropy costs one log per row: only on logging steps
+    std::vector<double> entropy_sum;  // (L, NH): sum of row entropies
+    long entropy_rows;                // rows summed per head
+    std::vector<long> nonfinite_att;  // (L) non-finite attention scores
+    std::vector<long> nonfinite_ffn;  // (L) non-finite FFN activations
+};
+
+void gpt2_allocate(GPT2* model, const GPT2Config& c) {
+    model->config = c;
+    fill_param_sizes(model->param_sizes, c);
+    model->num_slopes = (int)model->param_sizes[SLOPE_TENSOR];
+    model->num_params = count_params(c, true);
+    model->params_memory = (float*)calloc_or_fail(model->num_params, sizeof(float), "parameters");
+    point_parameters(&model->params, model->params_memory, model->param_sizes);
+    model->grads_memory = NULL;
+    model->m_memory = NULL;
+    model->v_memory = NULL;
+    model->acts_memory = NULL;
+    model->grads_acts_memory = NULL;
+    model->alloc_B = model->alloc_T = 0;
+    model->batch_size = model->seq_len = 0;
+    model->mean_loss = -1.0f;
+    model->measure = false;
+    model->want_entropy = false;
+    model->entropy_sum.assign((size_t)c.num_layers * c.num_heads, 0.0);
+    model->entropy_rows = 0;
+    model->nonfinite_att.assign(c.num_layers, 0);
+    model->nonfinite_ffn.assign(c.num_layers, 0);
+}
+
+// From a model file; --norm/--act (variant_flags) override what it records.
+void gpt2_build_from_file(GPT2* model, const char* path, const TrainConfig* flags) {
+    GPT2Config c;
+    int stored_slopes;
+    FILE* f = open_model_file(path, &c, &stored_slopes);
+    int file_act = c.variant.act;
+    if (flags) apply_variant_flags(*flags, &c.variant);
+    gpt2_allocate(model, c);
+    read_model_params(f, path, c, stored_slopes, file_act, model->params_memory);
+    fclose(f);
+}
+
+// From scratch with llm.c's initialisation: N(0, 0.02) weights, residual projections scaled by
+// 1/sqrt(2L), zero biases, unit LayerNorm weights; learnable slopes start at S0.
+void gpt2_build_from_random(GPT2* model, const GPT2Config& c, uint64_t seed) {
+    gpt2_allocate(model, c);
+    Rng rng;
+    rng_seed(&rng, seed);
+    ParameterTensors& p = model->params;
+    float residual_std = 0.02f / sqrtf(2.0f * c.num_layers);
+    for (int i = 0; i < NUM_ALL_TENSORS; i++) {
+        float* t = model->params_memory;
+        for (int j = 0; j < i; j++) t += model->param_sizes[j];
+        size_t n = model->param_sizes[i];
+        bool is_weight = i == 0 || i == 1 || i == 4 || i == 6 || i == 10 || i == 12;
+        float std = (i == 6 || i == 12) ? residual_std : 0.02f;
+        for (size_t k = 0; k < n; k++) t[k] = is_weight ? std * rng_normal(&rng) : 0.0f;
+    }
+    for (size_t i = 0; i < (size_t)c.num_layers * c.channels; i++) p.ln1w[i] = p.ln2w[i] = 1.0f;
+    for (int i = 0; i < c.channels; i++) p.lnfw[i] = 1.0f;
+    for (int i = 0; i < model->num_slopes; i++) p.slopes[i] = c.variant.slope;
+    // padded vocabulary rows stay zero so they never change the logits
+    for (size_t i = (size_t)c.vocab_size * c.channels; i < (size_t)c.padded_vocab_size * c.channels; i++) p.wte[i] = 0.0f;
+}
+
+void gpt2_measurements_reset(GPT2* model) {
+    std::fill(model->entropy_sum.begin(), model->entropy_sum.end(), 0.0);
+    model->entropy_rows = 0;
+    std::fill(model->nonfinite_att.begin(), model->nonfinite_att.end(), 0);
+    std::fill(model->nonfinite_ffn.begin(), model->nonfinite_ffn.end(), 0);
+}
+
+// Per-head mean entropy (L, NH) of the measured passes.
+void gpt2_entropies(const GPT2* model, float* out) {
+    for (size_t i = 0; i < model->entropy_sum.size(); i++)
+        out[i] = model->entropy_rows > 0 ? (float)(model->entropy_sum[i] / model->entropy_rows) : 0.0f;
+}
+
+// The slope of layer l (the one global slope, or the fixed one).
+inline float layer_slope(const GPT2* model, int l) {
+    int act = model->config.variant.act;
+    if (act == ACT_LRELU_LAYER) return model->params.slopes[l];
+    if (act == ACT_LRELU_GLOBAL) return model->params.slopes[0];
+    return model->config.variant.slope;
+}
+
+// Activation buffers for batches up to (B, T); smaller forwards (sampling) reuse them.
+void gpt2_allocate_activations(GPT2* model, int B, int T) {
+    size_t sizes[NUM_ACTIVATION_TENSORS];
+    fill_activation_sizes(sizes, model->config, B, T);
+    model->acts_memory = alloc_activations(&model->acts, sizes);
+    model->alloc_B = B;
+    model->alloc_T = T;
+}
+
+// inputs, targets (B, T); targets may be NULL (no loss). B and T may be smaller than the
+// first call's: the buffers are laid out by the current B*T.
+void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int T) {
+    const GPT2Config& cfg = model->config;
+    int V = cfg.vocab_size, Vp = cfg.padded_vocab_size, L = cfg.num_layers, NH = cfg.num_heads, C = cfg.channels;
+    if (T > cfg.max_seq_len) fail("sequence length %d is longer than the model's maximum %d (use a smaller -t)", T, cfg.max_seq_len);
+    for (int i = 0; i < B * T; i++) {
+        if (inputs[i] < 0 || inputs[i] >= V || (targets && (targets[i] < 0 || targets[i] >= V)))
+            fail("token id outside the vocabulary of %d at position %d", V, i);
+    }
+    if (model->acts_memory == NULL) gpt2_allocate_activations(model, B, T);
+    if (B > model->alloc_B || T > model->alloc_T)
+        fail("internal: forward with B=%d T=%d, larger than the allocated B=%d T=%d", B, T, model->alloc_B, model->alloc_T);
+    model->batch_size = B;
+    model->seq_len = T;
+    model->inputs = inputs;
+    model->targets = targets;
+    ParameterTensors& p = model->params;
+    ActivationTensors& a = model->acts;
+    bool block_ln = cfg.variant.norm == NORM_LN;
+    size_t BTC = (size_t)B * T * C;
+    bool measuring = model->measure;
+    bool entropy = measuring && model->want_entropy;
+
+    encoder_forward(a.encoded, inputs, p.wte, p.wpe, B, T, C);  // (B,T,C)
+    for (int l = 0; l < L; l++) {
+        float* residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BTC;
+        float* l_qkv = a.qkv + l * BTC * 3;
+        float* l_atty = a.atty + l * BTC;
+        float* l_preatt = a.preatt + (size_t)l * B * NH * T * T;
+        float* l_att = a.att + (size_t)l * B * NH * T * T;
+        float* l_attproj = a.attproj + l * BTC;
+        float* l_residual2 = a.residual2 + l * BTC;
+        float* l_fch = a.fch + l * BTC * 4;
+        float* l_fch_act = a.fch_act + l * BTC * 4;
+        float* l_fcproj = a.fcproj + l * BTC;
+        float* l_residual3 = a.residual3 + l * BTC;
+        // LN-free: the "normalized" input IS the residual stream (aliased, not copied)
+        float* l_ln1 = residual;
+        if (block_ln) {
+            l_ln1 = a.ln1 + l * BTC;
+            layernorm_forward(l_ln1, a.ln1_mean + l * B * T, a.ln1_rstd + l * B * T, residual,
+                              p.ln1w + l * C, p.ln1b + l * C, B, T, C);
+        }
+        matmul_forward(l_qkv, l_ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, B * T, C, 3 * C);
+        long bad_att = attention_forward(l_atty, l_preatt, l_att, entropy ? &model->entropy_sum[(size_t)l * NH] : NULL,
+                                         l_qkv, B, T, C, NH);
+        matmul_forward(l_attproj, l_atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, B * T, C, C);
+        residual_forward(l_residual2, residual, l_attproj, BTC);
+        float* l_ln2 = l_residual2;
+        if (block_ln) {
+            l_ln2 = a.ln2 + l * BTC;
+            layernorm_forward(l_ln2, a.ln2_mean + l * B * T, a.ln2_rstd + l * B * T, l_residual2,
+                              p.ln2w + l * C, p.ln2b + l * C, B, T, C);
+        }
+        matmul_forward(l_fch, l_ln2, p.fcw + (size_t)l * 4 * C * C, p.fcb + l * 4 * C, B * T, C, 4 * C);
+        long bad_ffn = activation_forward(l_fch_act, l_fch, BTC * 4, cfg.variant.act, layer_slope(model, l));
+        matmul_forward(l_fcproj, l_fch_act, p.fcprojw + (size_t)l * 4 * C * C, p.fcprojb + l * C, B * T, 4 * C, C);
+        residual_forward(l_residual3, l_residual2, l_fcproj, BTC);
+        if (measuring) {
+            model->nonfinite_att[l] += bad_att;
+            model->nonfinite_ffn[l] += bad_ffn;
+        }
+    }
+    if (entropy) model->entropy_rows += (long)B * T;
+    float* residual = a.residual3 + (L - 1) * BTC;
+    float* lnf = residual;
+    if (cfg.variant.norm != NORM_NONE_ALL) {
+        lnf = a.lnf;
+        layernorm_forward(lnf, a.lnf_mean, a.lnf_rstd, residual, p.lnfw, p.lnfb, B, T, C);
+    }
+    matmul_forward(a.logits, lnf, p.wte, NULL, B * T, C, Vp);  // tied: the LM head is wte
+    softmax_forward(a.probs, a.logits, B, T, V, Vp);
+    if (targets) {
+        crossentropy_forward(a.losses, a.probs, targets, B, T, Vp);
+        double sum = 0.0;
+        for (int i = 0; i < B * T; i++) sum += a.losses[i];
+        model->mean_loss = (float)(sum / (B * T));
+    } else {
+        model->mean_loss = -1.0f;
+    }
+}
+
+void gpt2_zero_grad(GPT2* model) {
+    if (model->grads_memory) memset(model->grads_memory, 0, model->num_params * sizeof(float));
+}
+
+// Adds the gradient of loss_scale * (mean loss of the last forward) to the parameter gradients.
+// Gradient accumulation over k micro-batches uses loss_scale = 1/k.
+void gpt2_backward(GPT2* model, float loss_scale) {
+    const GPT2Config& cfg = model->config;
+    if (model->mean_loss == -1.0f) fail("internal: backward without a forward that had targets");
+    int B = model->batch_size, T = model->seq_len;  // the last forward's
+    int V = cfg.vocab_size, Vp = cfg.padded_vocab_size, L = cfg.num_layers, NH = cfg.num_heads, C = cfg.channels;
+    if (model->grads_memory == NULL) {
+        model->grads_memory = (float*)calloc_or_fail(model->num_params, sizeof(float), "gradients");
+        point_parameters(&model->grads, model->grads_memory, model->param_sizes);
+        size_t sizes[NUM_ACTIVATION_TENSORS];
+        fill_activation_sizes(sizes, cfg, model->alloc_B, model->alloc_T);
+        model->grads_acts_memory = alloc_activations(&model->grads_acts, sizes);
+    }
+    size_t act_total = 0, sizes[NUM_ACTIVATION_TENSORS];
+    fill_activation_sizes(sizes, cfg, B, T);
+    for (size_t s : sizes) act_total += s;
+    memset(model->grads_acts_memory, 0, act_total * sizeof(float));
+
+    ParameterTensors& p = model->params;
+    ParameterTensors& g = model->grads;
+    ActivationTensors& a = model->acts;
+    ActivationTensors& ga = model->grads_acts;
+    bool block_ln = cfg.variant.norm == NORM_LN;
+    size_t BTC = (size_t)B * T * C;
+
+    // classifier: d loss_mean / d logits, then the tied LM head
+    crossentropy_softmax_backward(ga.logits, a.probs, model->targets, loss_scale / (B * T), B, T, V, Vp);
+    float* residual = a.residual3 + (L - 1) * BTC;
+    float* dresidual = ga.residual3 + (L - 1) * BTC;
+    float* lnf = residual;
+    float* dlnf = dresidual;
+    if (cfg.variant.norm != NORM_NONE_ALL) {
+        lnf = a.lnf;
+        dlnf = ga.lnf;
+    }
+    matmul_backward(dlnf, g.wte, NULL, ga.logits, lnf, p.wte, B * T, C, Vp);
+    if (cfg.variant.norm != NORM_NONE_ALL)
+        layernorm_backward(dresidual, g.lnfw, g.lnfb, dlnf, residual, p.lnfw, a.lnf_mean, a.lnf_rstd, B, T, C);
+
+    for (int l = L - 1; l >= 0; l--) {
+        residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BTC;
+        dresidual = l == 0 ? ga.encoded : ga.residual3 + (l - 1) * BTC;
+        float* l_qkv = a.qkv + l * BTC * 3;
+        float* l_atty = a.atty + l * BTC;
+        float* l_att = a.att + (size_t)l * B * NH * T * T;
+        float* l_residual2 = a.residual2 + l * BTC;
+        float* l_fch = a.fch + l * BTC * 4;
+        float* l_fch_act = a.fch_act + l * BTC * 4;
+        float* dl_qkv = ga.qkv + l * BTC * 3;
+        float* dl_atty = ga.atty + l * BTC;
+        float* dl_preatt = ga.preatt + (size_t)l * B * NH * T * T;
+        float* dl_att = ga.att + (size_t)l * B * NH * T * T;
+        float* dl_attproj = ga.attproj + l * BTC;
+        float* dl_residual2 = ga.residual2 + l * BTC;
+        float* dl_fch = ga.fch + l * BTC * 4;
+        float* dl_fch_act = ga.fch_act + l * BTC * 4;
+        float* dl_fcproj = ga.fcproj + l * BTC;
+        float* dl_residual3 = ga.residual3 + l * BTC;
+        // the LN-free aliases of the forward pass, for the gradients too
+        float* l_ln1 = block_ln ? a.ln1 + l * BTC : residual;
+        float* dl_ln1 = block_ln ? ga.ln1 + l * BTC : dresidual;
+        float* l_ln2 = block_ln ? a.ln2 + l * BTC : l_residual2;
+        float* dl_ln2 = block_ln ? ga.ln2 + l * BTC : dl_residual2;
+
+        residual_backward(dl_residual2, dl_fcproj, dl_residual3, BTC);
+        matmul_backward(dl_fch_act, g.fcprojw + (size_t)l * 4 * C * C, g.fcprojb + l * C, dl_fcproj, l_fch_act,
+                        p.fcprojw + (size_t)l * 4 * C * C, B * T, 4 * C, C);
+        double dslope = activation_backward(dl_fch, l_fch, dl_fch_act, BTC * 4, cfg.variant.act, layer_slope(model, l));
+        if (cfg.variant.act == ACT_LRELU_LAYER) g.slopes[l] += (float)dslope;
+        if (cfg.variant.act == ACT_LRELU_GLOBAL) g.slopes[0] += (float)dslope;
+        matmul_backward(dl_ln2, g.fcw + (size_t)l * 4 * C * C, g.fcb + l * 4 * C, dl_fch, l_ln2,
+                        p.fcw + (size_t)l * 4 * C * C, B * T, C, 4 * C);
+        if (block_ln)
+            layernorm_backward(dl_residual2, g.ln2w + l * C, g.ln2b + l * C, dl_ln2, l_residual2, p.ln2w + l * C,
+                               a.ln2_mean + l * B * T, a.ln2_rstd + l * B * T, B, T, C);
+        residual_backward(dresidual, dl_attproj, dl_residual2, BTC);
+        matmul_backward(dl_atty, g.attprojw + (size_t)l * C * C, g.attprojb + l * C, dl_attproj, l_atty,
+                        p.attprojw + (size_t)l * C * C, B * T, C, C);
+        attention_backward(dl_qkv, dl_preatt, dl_att, dl_atty, l_qkv, l_att, B, T, C, NH);
+        matmul_backward(dl_ln1, g.qkvw + (size_t)l * 3 * C * C, g.qkvb + l * 3 * C, dl_qkv, l_ln1,
+                        p.qkvw + (size_t)l * 3 * C * C, B * T, C, 3 * C);
+        if (block_ln)
+            layernorm_backward(dresidual, g.ln1w + l * C, g.ln1b + l * C, dl_ln1, residual, p.ln1w + l * C,
+                               a.ln1_mean + l * B * T, a.ln1_rstd + l * B * T, B, T, C);
+    }
+    encoder_backward(g.wte, g.wpe, ga.encoded, model->inputs, B, T, C);
+}
+
+// Global L2 norm of the gradients (slopes included), summed in fixed blocks for reproducibility.
+float gpt2_grad_norm(const GPT2* model) {
+    const size_t BLOCK = 1 << 16;
+    size_t n = model->num_params, nblocks = (n + BLOCK - 1) / BLOCK;
+    std::vector<double> partial(nblocks, 0.0);
+    #pragma omp parallel for
+    for (size_t blk = 0; blk < nblocks; blk++) {
+        double s = 0.0;
+        for (size_t i = blk * BLOCK; i < std::min(n, (blk + 1) * BLOCK); i++)
+            s += (double)model->grads_memory[i] * model->grads_memory[i];
+        partial[blk] = s;
+    }
+    double total = 0.0;
+    for (double s : partial) total += s;
+    return (float)sqrt(total);
+}
+
+// One AdamW step (t = 1, 2, ... counts applied updates), in the same order of operations as
+// torch.optim.AdamW: decoupled decay, moment updates, bias-corrected step. grad_scale folds in
+// gradient clipping. Weight decay touches matrices and embeddings only.
+void gpt2_update(GPT2* model, float lr, float beta1, float beta2, float eps, float weight_decay, int t, float grad_scale) {
+    if (model->m_memory == NULL) {
+        model->m_memory = (float*)calloc_or_fail(model->num_params, sizeof(float), "AdamW state");
+        model->v_memory = (float*)calloc_or_fail(model->num_params, sizeof(float), "AdamW state");
+    }
+    double bias1 = 1.0 - pow((double)beta1, t);
+    double bias2_sqrt = sqrt(1.0 - pow((double)beta2, t));
+    float step_size = (float)(lr / bias1);
+    float one_minus_beta1 = (float)(1.0 - (double)beta1), one_minus_beta2 = (float)(1.0 - (double)beta2);
+    size_t offset = 0;
+    for (int k = 0; k < NUM_ALL_TENSORS; k++) {
+        size_t n = model->param_sizes[k];
+        float decay = param_tensor_decays(k) ? (float)(1.0 - (double)lr * weight_decay) : 1.0f;
+        float* p = model->params_memory + offset;
+        float* gr = model->grads_memory + offset;
+        float* m = model->m_memory + offset;
+        float* v = model->v_memory + offset;
+        #pragma omp parallel for
+        for (size_t i = 0; i < n; i++) {
+            float grad = gr[i] * grad_scale;
+            p[i] *= decay;
+            m[i] = m[i] * beta1 + one_minus_beta1 * grad;
+            v[i] = v[i] * beta2 + one_minus_beta2 * grad * grad;
+            float denom = sqrtf(v[i]) / (float)bias2_sqrt + eps;
+            p[i] -= step_size * (m[i] / denom);
+        }
+        offset += n;
+    }
+}
+
+// The clipping factor of torch.nn.utils.clip_grad_norm_: clip / (norm + 1e-6) when below 1.
+inline float clip_scale(float norm, float clip) {
+    if (clip <= 0.0f) return 1.0f;
+    float coef = clip / (norm + 1e-6f);
+    return coef < 1.0f ? coef : 1.0f;
+}
+
+void gpt2_free(GPT2* model) {
+    free(model->params_memory);
+    free(model->grads_memory);
+    free(model->m_memory);
+    free(model->v_memory);
+    free(model->acts_memory);
+    free(model->grads_acts_memory);
+}
+
+#ifndef TESTING
+// ----------------------------------------------------------------------------
+// Training
+
+double now_seconds() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+// The tokenizer beside the training data, else in the working directory.
+std::string find_tokenizer(const std::string& train_pattern) {
+    size_t slash = train_pattern.rfind('/');
+    std::string beside = (slash == std::string::npos ? std::string(".") : train_pattern.substr(0, slash)) + "/gpt2_tokenizer.bin";
+    return path_exists(beside.c_str()) ? beside : std::string("gpt2_tokenizer.bin");
+}
+
+// Mean loss over the first max_batches batches of the validation set.
+float evaluate(GPT2* model, DataLoader* val, int max_batches) {
+    dataloader_reset(val);
+    int64_t n = dataloader_batches_per_epoch(val);
+    if (max_batches > 0 && max_batches < n) n = max_batches;
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        dataloader_next_batch(val);
+        gpt2_forward(model, val->inputs, val->targets, val->B, val->T);
+        sum += model->mean_loss;
+    }
+    return (float)(sum / n);
+}
+
+// Generates up to n tokens after the end-of-text token and prints them.
+void sample(GPT2* model, const Tokenizer* tok, Rng* rng, int n) {
+    int V = model->config.vocab_size, Vp = model->config.padded_vocab_size;
+    n = std::min(n, model->seq_len - 1);
+    std::vector<int> tokens(n + 1, 0);
+    tokens[0] = tok->eot_token < V ? tok->eot_token : 0;
+    printf("sample: ");
+    for (int t = 1; t <= n; t++) {
+        gpt2_forward(model, tokens.data(), NULL, 1, t);
+        const float* probs = model->acts.probs + (size_t)(t - 1) * Vp;
+        float coin = rng_uniform(rng), cdf = 0.0f;
+        int next = V - 1;
+        for (int i = 0; i < V; i++) {
+            cdf += probs[i];
+            if (coin < cdf) { next = i; break; }
+        }
+        tokens[t] = next;
+        printf("%s", tokenizer_decode(tok, next).c_str());
+    }
+    printf("\n");
+}
+
+void print_entropy_summary(const GPT2* model, const float* entropy, int T) {
+    int L = model->config.num_layers, NH = model->config.num_heads;
+    double max_entropy = 0.0;  // the largest possible per-head mean: ln(T!)/T
+    for (int t = 1; t <= T; t++) max_entropy += log((double)t);
+    max_entropy /= T;
+    printf("  entropy/layer (nats, max %.3f):", max_entropy);
+    for (int l = 0; l < L; l++) {
+        double mean = 0.0;
+        for (int h = 0; h < NH; h++) mean += entropy[l * NH + h];
+        printf(" %.3f", mean / NH);
+    }
+    printf("\n");
+}
+
+// The first place that went non-finite, in forward order, for the --on-nan report.
+std::string first_nonfinite(const GPT2* model, float loss, float norm) {
+    char buf[128];
+    for (int l = 0; l < model->config.num_layers; l++) {
+        if (model->nonfinite_att[l] > 0) {
+            snprintf(buf, sizeof(buf), "layer %d attention scores (%ld values)", l, model->nonfinite_att[l]);
+            return buf;
+        }
+        if (model->nonfinite_ffn[l] > 0) {
+            snprintf(buf, sizeof(buf), "layer %d FFN activations (%ld values)", l, model->nonfinite_ffn[l]);
+            return buf;
+        }
+    }
+    if (!std::isfinite(loss)) return "the loss (logits or residual stream)";
+    if (!std::isfinite(norm)) return "the gradient norm (backward pass)";
+    return "nothing";
+}
+
+bool params_finite(const GPT2* model) {
+    for (size_t i = 0; i < model->num_params; i++)
+        if (!std::isfinite(model->params_memory[i])) return false;
+    return true;
+}
+
+void save_checkpoint(GPT2* model, const std::string& dir, const TrainState& state) {
+    std::string model_path = checkpoint_path(dir, "model", state.step, ".bin");
+    std::string state_path = checkpoint_path(dir, "state", state.step, ".bin");
+    write_model_file(model_path.c_str(), model->config, model->params_memory);
+    write_state_file(state_path.c_str(), state, model->num_params - model->num_slopes, model->num_slopes,
+                     model->m_memory, model->v_memory);
+    write_done_marker(dir, state.step);
+    printf("checkpoint: %s\n", model_path.c_str());
+}
+
+int main(int argc, char** argv) {
+    TrainConfig cfg;
+    parse_flags(argc, argv, &cfg);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    // the model: a checkpoint to resume, a model file, or a descriptor
+    GPT2 model;
+    TrainState state = {0, 0, 0, {0, 0, 0, {{0, 0}}}, {{0, 0}}};
+    int resume_step = -1;
+    if (cfg.resume) {
+        resume_step = find_latest_checkpoint(cfg.output_dir);
+        if (resume_step < 0) fail("-y 1: no complete checkpoint (DONE_ marker) in '%s' to resume from", cfg.output_dir.c_str());
+        std::string path = checkpoint_path(cfg.output_dir, "model", resume_step, ".bin");
+        gpt2_build_from_file(&model, path.c_str(), &cfg);
+    } else {
+        GPT2Config c;
+        if (parse_descriptor(cfg.model.c_str(), &c)) {
+            apply_variant_flags(cfg, &c.variant);
+            validate_config_or_fail(c, cfg.model.c_str());
+            gpt2_build_from_random(&model, c, (uint64_t)cfg.seed);
+        } else {
+            gpt2_build_from_file(&model, cfg.model.c_str(), &cfg);
+        }
+    }
+    const GPT2Config& mc = model.config;
+    int B = cfg.B, T = cfg.T, L = mc.num_layers, NH = mc.num_heads;
+    if (T > mc.max_seq_len) fail("-t %d is longer than the model's maximum sequence length %d", T, mc.max_seq_len);
+    long tokens_per_micro = (long)B * T;
+    long total_batch = cfg.total_batch == -1 ? tokens_per_micro : cfg.total_batch;
+    if (total_batch % tokens_per_micro != 0)
+        fail("-d %ld is not a multiple of B*T = %ld", total_batch, tokens_per_micro);
+    int grad_accum = (int)(total_batch / tokens_per_micro);
+
+    // data
+    DataLoader train, val;
+    dataloader_init(&train, cfg.train_pattern.c_str(), B, T, mc.vocab_size, cfg.shuffle != 0, (uint64_t)cfg.seed, "-i");
+    bool validating = cfg.val_every > 0;
+    if (validating) dataloader_init(&val, cfg.val_pattern.c_str(), B, T, mc.vocab_size, false, 0, "-j");
+    long steps = cfg.max_steps;
+    if (steps == -1) {
+        if (cfg.overfit_single_batch) fail("-a 1 needs a step count -x");
+        steps = dataloader_batches_per_epoch(&train) / grad_accum;
+        if (steps == 0) fail("the training data holds fewer tokens than one optimizer step (-d %ld)", total_batch);
+    }
+    Tokenizer tokenizer;
+    tokenizer_init(&tokenizer, find_tokenizer(cfg.train_pattern).c_str());
+    rng_seed(&state.sample_rng, (uint64_t)cfg.seed + 1);
+
+    // resume: optimizer, data position and RNGs exactly as they were
+    if (resume_step >= 0) {
+        std::string path = checkpoint_path(cfg.output_dir, "state", resume_step, ".bin");
+        model.m_memory = (float*)calloc_or_fail(model.num_params, sizeof(float), "AdamW state");
+        model.v_memory = (float*)calloc_or_fail(model.num_params, sizeof(float), "AdamW state");
+        read_state_file(path.c_str(), &state, model.num_params - model.num_slopes, model.num_slopes, model.m_memory, model.v_memory);
+        dataloader_restore(&train, state.loader);
+        printf("resumed from %s (step %d)\n", path.c_str(), state.step);
+    }
+    if (!cfg.output_dir.empty()) {
+        make_dirs_or_fail(cfg.output_dir.c_str());
+        if (resume_step < 0) check_fresh_output_dir(cfg.output_dir);
+    }
+    Logger logger;
+    logger_init(&logger, cfg.output_dir, resume_step, model.num_slopes > 0);
+    LRSchedule schedule = {cfg.schedule, cfg.lr, cfg.warmup, cfg.final_frac, (int)steps};
+
+    printf("model: L=%d NH=%d C=%d maxT=%d V=%d (Vp %d), %zu parameters, norm %s, act %s\n", L, NH, mc.channels,
+           mc.max_seq_len, mc.vocab_size, mc.padded_vocab_size, model.num_params, norm_name(mc.variant.norm),
+           act_name(mc.variant.act, mc.variant.slope).c_str());
+    printf("train: %zu file(s), %lld batches per epoch; B=%d T=%d, %d micro-batch(es) per step, %ld steps\n",
+           train.files.size(), (long long)dataloader_batches_per_epoch(&train), B, T, grad_accum, steps);
+    printf("optimizer: AdamW lr %g (%s, warm-up %d, final x%g), betas %g %g, eps %g, wd %g, clip %g; on-nan %s\n",
+           cfg.lr, schedule_name(cfg.schedule), cfg.warmup, cfg.final_frac, cfg.beta1, cfg.beta2, cfg.eps,
+           cfg.weight_decay, cfg.grad_clip, on_nan_name(cfg.on_nan));
+#ifdef _OPENMP
+    printf("threads: %d\n", omp_get_max_threads());
+#endif
+
+    std::vector<float> entropy((size_t)L * NH);
+    bool params_ok = true;   // false once --on-nan log applied a non-finite update
+    int last_checkpoint = resume_step;
+    double total_time = 0.0;  // excludes the run's first step (warm-up)
+    int timed_steps = 0, first_step = state.step;
+    gpt2_allocate_activations(&model, B, T);
+    if (cfg.overfit_single_batch) dataloader_next_batch(&train);
+    for (int step = state.step; step <= steps; step++) {
+        bool last = step == steps;
+        if (validating && (step % cfg.val_every == 0 || last)) {
+            model.measure = false;
+            float val_loss = evaluate(&model, &val, cfg.val_max_steps);
+            printf("val loss %.6f | perplexity %.4f (step %d)\n", val_loss, expf(val_loss), step);
+            logger_val(&logger, step, val_loss);
+        }
+        if (!cfg.output_dir.empty() && step > 0 && step != last_checkpoint &&
+            ((cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0) || last)) {
+            if (params_ok) {
+                state.step = step;
+                state.loader = train.state;
+                save_checkpoint(&model, cfg.output_dir, state);
+                last_checkpoint = step;
+            } else {
+                printf("checkpoint at step %d not written: the parameters are non-finite (--on-nan log)\n", step);
+            }
+        }
+        if (cfg.sample_every > 0 && step > 0 && (step % cfg.sample_every == 0 || last)) {
+            model.measure = false;
+            sample(&model, &tokenizer, &state.sample_rng, cfg.gen_tokens);
+        }
+        if (last) break;
+
+        // one optimizer step: grad_accum micro-batches, then AdamW
+        double t0 = now_seconds();
+        bool log_entropy = cfg.entropy_every > 0 && step % cfg.entropy_every == 0;
+        model.measure = true;
+        model.want_entropy = log_entropy;
+        gpt2_measurements_reset(&model);
+        gpt2_zero_grad(&model);
+        double loss_sum = 0.0;
+        for (int micro = 0; micro < grad_accum; micro++) {
+            if (!cfg.overfit_single_batch) dataloader_next_batch(&train);
+            gpt2_forward(&model, train.inputs, train.targets, B, T);
+            gpt2_backward(&model, 1.0f / grad_accum);
+            loss_sum += model.mean_loss;
+        }
+        float loss = (float)(loss_sum / grad_accum);
+        float norm = gpt2_grad_norm(&model);
+        float lr = lr_at(schedule, step);
+        long bad_values = 0;
+        for (int l = 0; l < L; l++) bad_values += model.nonfinite_att[l] + model.nonfinite_ffn[l];
+        bool finite = std::isfinite(loss) && std::isfinite(norm) && bad_values == 0;
+        if (!finite) {
+            logger_nonfinite(&logger, step, L, model.nonfinite_att.data(), model.nonfinite_ffn.data());
+            logger_train(&logger, step, loss, lr, norm);
+            logger_flush(&logger);
+            std::string where = first_nonfinite(&model, loss, norm);
+            if (cfg.on_nan == ON_NAN_STOP) {
+                std::string keep = last_checkpoint >= 0 ? checkpoint_path(cfg.output_dir, "model", last_checkpoint, ".bin") : "none";
+                fprintf(stderr, "error: non-finite value at step %d, first in %s (loss %f, grad norm %f); "
+                        "stopped with --on-nan stop, last good checkpoint: %s\n", step, where.c_str(), loss, norm, keep.c_str());
+                logger_close(&logger);
+                return EXIT_NONFINITE;
+            }
+            printf("step %d: non-finite, first in %s: %s\n", step, where.c_str(),
+                   cfg.on_nan == ON_NAN_SKIP ? "update skipped" : "update applied (--on-nan log)");
+        }
+        if (finite || cfg.on_nan == ON_NAN_LOG) {
+            state.adam_t++;
+            gpt2_update(&model, lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, state.adam_t, clip_scale(norm, cfg.grad_clip));
+            if (!finite) params_ok = false;
+        } else {
+            state.skipped++;
+        }
+        double dt = now_seconds() - t0;
+        if (step > first_step) { total_time += dt; timed_steps++; }
+
+        if (finite) logger_train(&logger, step, loss, lr, norm);
+        if (log_entropy) {
+            gpt2_entropies(&model, entropy.data());
+            logger_entropy(&logger, step, L, NH, entropy.data());
+            if (finite) logger_nonfinite(&logger, step, L, model.nonfinite_att.data(), model.nonfinite_ffn.data());
+        }
+        logger_slopes(&logger, step, model.num_slopes, L, model.params.slopes);
+        logger_flush(&logger);
+        printf("step %5d/%ld | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s%s\n", step + 1, steps, loss, lr,
+               norm, dt * 1000, total_batch / dt, state.skipped ? (" | skipped " + std::to_string(state.skipped)).c_str() : "");
+        if (log_entropy) print_entropy_summary(&model, entropy.data(), T);
+    }
+    if (timed_steps > 0) printf("average: %.2f ms/step, %.0f tok/s\n", total_time / timed_steps * 1000, total_batch * timed_steps / total_time);
+    logger_close(&logger);
+    dataloader_free(&train);
+    if (validating) dataloader_free(&val);
+    gpt2_free(&model);
+    return 0;
+}
+#endif
