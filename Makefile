@@ -8,6 +8,11 @@ LDLIBS = -lm
 ifeq ($(NO_OMP),)
   CFLAGS += -fopenmp
 endif
+# glibc's vector math library: SIMD expf in the softmax (see train_gpt2.cpp)
+ifneq ($(wildcard $(shell $(CXX) -print-file-name=libmvec.so)),)
+  CFLAGS += -DUSE_LIBMVEC
+  LDLIBS += -lmvec
+endif
 # USE_BLAS=1: matrix products through OpenBLAS (apt-get install libopenblas-dev)
 ifeq ($(USE_BLAS),1)
   CFLAGS += -DUSE_BLAS -I/usr/include/x86_64-linux-gnu/openblas-pthread
@@ -16,7 +21,7 @@ endif
 
 HEADERS = common.h config.h model_file.h flags.h dataloader.h schedulers.h logger.h checkpoint.h rng.h tokenizer.h
 
-.PHONY: all test clean refs
+.PHONY: all test clean refs deps data data-sample quickstart bench-cpu
 
 all: train_gpt2 test_gpt2
 
@@ -33,8 +38,26 @@ $(REF_DIR)/.stamp: train_gpt2.py
 	$(PYTHON) train_gpt2.py --write-debug-states $(REF_DIR)
 	touch $@
 
-test: train_gpt2 test_gpt2 refs
+test: deps train_gpt2 test_gpt2 refs
 	PYTHON=$(PYTHON) bash scripts/run_tests.sh
+
+# Debian packages and the pinned js-tiktoken; does nothing when all are present.
+deps:
+	bash scripts/install_deps.sh
+
+# The default corpus (Python sources of pinned Debian packages -> GPT-2 BPE -> llm.c shards)
+# under data/; a second run does no work. data-sample: a tiny corpus from dev/data/fixtures.
+data:
+	bash dev/data/prepare.sh
+data-sample:
+	bash dev/data/prepare.sh --sample
+
+# Installs, builds, prepares the corpus and trains a small LN-free ReLU model on the CPU.
+quickstart: deps
+	bash scripts/quickstart.sh
+
+bench-cpu:
+	bash scripts/bench_cpu.sh
 
 clean:
 	rm -f train_gpt2 test_gpt2 train_gpt2cu test_gpt2cu

@@ -38,7 +38,7 @@ struct TrainConfig {
     float grad_clip = 1.0f;     // 0: no clipping
     int entropy_every = 100;    // 0: off
     int on_nan = ON_NAN_STOP;
-    long seed = 42;
+    long seed = 1337;
     int shuffle = 0;
 };
 

@@ -1,0 +1,113 @@
+// llmc/classifier.cuh: the fused classifier. One block per position (b, t) reads its row of
+// logits (Vp floatX, the first V real) and computes, in fp32,
+//   loss = logsumexp(logits) - logits[target]                 -> losses (B*T)
+// and, for training, overwrites the row in place with the gradient of dloss * loss:
+//   dlogits_i = (softmax_i - [i == target]) * dloss,  0 in the padded columns
+// so the (B, T, Vp) probabilities are never stored (the CPU trainer keeps a probs tensor).
+// The mean of the B*T losses is then added to a device accumulator in a fixed order.
+#pragma once
+
+#include "cuda_common.cuh"
+
+#define CLASSIFIER_THREADS 512
+
+// (m, s): running max and sum of exp(x - m). Merge two; an empty side (m = -inf) adds nothing.
+__device__ __forceinline__ void online_merge(float& m, float& s, float m2, float s2) {
+    float mn = fmaxf(m, m2);
+    float a = (m == -INFINITY) ? 0.0f : s * expf(m - mn);
+    float b = (m2 == -INFINITY) ? 0.0f : s2 * expf(m2 - mn);
+    m = mn;
+    s = a + b;
+}
+
+// losses (N = B*T); logits (N, Vp) in place. dloss_ptr: NULL for no gradient, else the device
+// scalar multiplying dloss (the fp16 loss scale; 1.0 otherwise), times dloss_base.
+template <bool VEC>
+__global__ void __launch_bounds__(CLASSIFIER_THREADS) classifier_kernel(floatX* logits, float* losses, const int* targets, int V,
+                                                                       int Vp, bool write_grad, float dloss_base,
+                                                                       const float* dloss_scale) {
+    __shared__ float sm[32], ss[32];
+    const int P = VEC ? Packed128<floatX>::size : 1;
+    int row = blockIdx.x;
+    floatX* x = logits + (size_t)row * Vp;
+    int target = targets[row];
+    // pass 1: max and sum of exponentials over the V real columns (online, per thread)
+    float m = -INFINITY, s = 0.0f;
+    int vec_end = VEC ? (V / P) * P : 0;
+    for (int i = threadIdx.x * P; i < vec_end; i += blockDim.x * P) {
+        Packed128<floatX> v = load128(x + i);
+        for (int k = 0; k < P; k++) {
+            float xv = to_float(v[k]);
+            if (xv > m) { s = (m == -INFINITY ? 0.0f : s * expf(m - xv)) + 1.0f; m = xv; }
+            else s += expf(xv - m);
+        }
+    }
+    for (int i = vec_end + threadIdx.x; i < V; i += blockDim.x) {
+        float xv = to_float(x[i]);
+        if (xv > m) { s = (m == -INFINITY ? 0.0f : s * expf(m - xv)) + 1.0f; m = xv; }
+        else s += expf(xv - m);  // NaN lands here and spreads into s, as it should
+    }
+    // block reduction of (m, s) in a fixed order
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        online_merge(m, s, m2, s2);
+    }
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+    if (lane == 0) { sm[warp] = m; ss[warp] = s; }
+    __syncthreads();
+    m = lane < nwarps ? sm[lane] : -INFINITY;
+    s = lane < nwarps ? ss[lane] : 0.0f;
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        online_merge(m, s, m2, s2);
+    }
+    float lse = m + logf(s);
+    float xt = to_float(x[target]);
+    __syncthreads();  // everyone has read x[target] before pass 2 overwrites the row
+    if (threadIdx.x == 0) losses[row] = lse - xt;
+    if (!write_grad) return;
+    // pass 2: dlogits in place
+    float dloss = dloss_base * (dloss_scale != NULL ? *dloss_scale : 1.0f);
+    float inv_s = 1.0f / s;
+    int vec_end_p = VEC ? Vp : 0;  // Vp is a multiple of P on the VEC path
+    for (int i = threadIdx.x * P; i < vec_end_p; i += blockDim.x * P) {
+        Packed128<floatX> v = load128(x + i), g;
+        for (int k = 0; k < P; k++) {
+            int col = i + k;
+            float p = col < V ? expf(to_float(v[k]) - m) * inv_s : 0.0f;
+            g[k] = from_float<floatX>((p - (col == target ? 1.0f : 0.0f)) * dloss);
+        }
+        store128(x + i, g);
+    }
+    for (int i = vec_end_p + threadIdx.x; i < Vp; i += blockDim.x) {
+        float p = i < V ? expf(to_float(x[i]) - m) * inv_s : 0.0f;
+        x[i] = from_float<floatX>((p - (i == target ? 1.0f : 0.0f)) * dloss);
+    }
+}
+
+// losses (N) from logits (N, Vp); with write_grad, logits become dlogits for dloss_base *
+// (*dloss_scale, or 1 if NULL) times the loss.
+inline void classifier_forward(floatX* logits, float* losses, const int* targets, int N, int V, int Vp, bool write_grad,
+                               float dloss_base, const float* dloss_scale) {
+    bool vec = Vp % Packed128<floatX>::size == 0 && aligned16(logits);
+    if (vec)
+        classifier_kernel<true><<<N, CLASSIFIER_THREADS, 0, g_stream>>>(logits, losses, targets, V, Vp, write_grad, dloss_base, dloss_scale);
+    else
+        classifier_kernel<false><<<N, CLASSIFIER_THREADS, 0, g_stream>>>(logits, losses, targets, V, Vp, write_grad, dloss_base, dloss_scale);
+    cudaCheckLaunch();
+}
+
+// acc[0] += (double)(float)(mean of losses[0..n)): one block, fixed order (as the CPU trainer:
+// the micro-batch's mean loss in fp32, summed over micro-batches in double).
+__global__ void loss_mean_accumulate_kernel(double* acc, const float* losses, int n) {
+    __shared__ double shared[32];
+    double s = 0.0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) s += losses[i];
+    s = block_sum<double>(s, shared);
+    if (threadIdx.x == 0) acc[0] += (double)(float)(s / n);
+}
+
+inline void loss_mean_accumulate(double* acc, const float* losses, int n) {
+    loss_mean_accumulate_kernel<<<1, 1024, 0, g_stream>>>(acc, losses, n);
+    cudaCheckLaunch();
+}

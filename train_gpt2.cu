@@ -1,0 +1,1029 @@
+/*
+train_gpt2.cu: GPT-2 training on one NVIDIA GPU (CUDA Toolkit only: cuBLASLt for the matrix
+products, our own kernels for the rest), with switchable normalization (LayerNorm or none) and
+FFN activation (GELU, ReLU, leaky ReLU with fixed or learnable slope, identity), the attention
+entropy of every head measured inside the attention kernel, and NaN guards. It has the CPU
+trainer's semantics (train_gpt2.cpp is the reference): the same flags (flags.h), files
+(model_file.h, checkpoint.h, logger.h), schedule, validation, sampling, checkpoints and resume,
+--on-nan handling and logs. test_gpt2.cu checks it against the PyTorch debug states.
+
+Precision (compile time, cuda.mk's PRECISION): BF16 (default) keeps activations and a working
+copy of the weights in bf16; FP32 keeps everything in fp32 (exact tests); FP16 adds dynamic loss
+scaling (llmc/guard.cuh), the paper's regime. Always fp32: master weights, parameter gradients,
+AdamW moments, and every accumulation inside the kernels.
+
+No device-wide sync per step: the end of a step (gradient norm, the NaN guard's verdict, the
+clip factor, AdamW) is decided on the device, and the step's measurements (loss, norm, per-layer
+non-finite counts, per-head entropy, slopes) are copied asynchronously to pinned memory and read
+by the host one step later, while the GPU runs the next step. The host waits only where the CPU
+trainer's output needs the state (validation, checkpoints, samples, the end).
+
+Layout: the model (parameters, activations, forward, backward, the step's end), then the training
+loop in main() at the bottom. Shapes in comments: B batch, T time, C channels, NH heads,
+hs = C/NH, L layers, V vocab, Vp padded vocab. `#define TESTING` before including this file
+leaves out main(). Kernels live in the llmc/ headers (one concern each) and entropy.cuh (attention).
+*/
+#include <cfloat>
+#include <cmath>
+#include <ctime>
+#include <string>
+#include <vector>
+#include <algorithm>
+
+#include "checkpoint.h"
+#include "common.h"
+#include "config.h"
+#include "dataloader.h"
+#include "flags.h"
+#include "logger.h"
+#include "model_file.h"
+#include "rng.h"
+#include "schedulers.h"
+#include "tokenizer.h"
+
+#include "llmc/cuda_common.cuh"
+#include "llmc/matmul.cuh"
+#include "llmc/colsum.cuh"
+#include "llmc/encoder.cuh"
+#include "llmc/layernorm.cuh"
+#include "llmc/activation.cuh"
+#include "llmc/classifier.cuh"
+#include "llmc/guard.cuh"
+#include "llmc/adamw.cuh"
+#include "entropy.cuh"
+
+#if defined(ENABLE_FP16)
+static const bool USE_LOSS_SCALER = true;
+#else
+static const bool USE_LOSS_SCALER = false;
+#endif
+
+// One stream, the cuBLASLt handle, and the device's properties.
+void cuda_setup() {
+    int count = 0;
+    cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess || count == 0) {
+        fprintf(stderr, "error: no CUDA device available (%s); the CPU trainer is ./train_gpt2\n",
+                err != cudaSuccess ? cudaGetErrorString(err) : "no devices");
+        exit(1);
+    }
+    cudaCheck(cudaSetDevice(0));
+    cudaCheck(cudaGetDeviceProperties(&g_device_prop, 0));
+    if (g_stream == 0) cudaCheck(cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking));
+    matmul_setup();
+}
+
+// ----------------------------------------------------------------------------
+// The model
+
+// The 16 tensors of llm.c's file plus the learnable slopes, views into one block laid out
+// exactly as the model file (as the CPU trainer's ParameterTensors).
+template <typename T>
+struct ParameterTensors {
+    T* wte;       // (Vp, C)
+    T* wpe;       // (maxT, C)
+    T* ln1w;      // (L, C)
+    T* ln1b;      // (L, C)
+    T* qkvw;      // (L, 3C, C)
+    T* qkvb;      // (L, 3C)
+    T* attprojw;  // (L, C, C)
+    T* attprojb;  // (L, C)
+    T* ln2w;      // (L, C)
+    T* ln2b;      // (L, C)
+    T* fcw;       // (L, 4C, C)
+    T* fcb;       // (L, 4C)
+    T* fcprojw;   // (L, C, 4C)
+    T* fcprojb;   // (L, C)
+    T* lnfw;      // (C)
+    T* lnfb;      // (C)
+    T* slopes;    // (L) per layer, (1) global, or empty
+};
+
+template <typename T>
+void point_parameters(ParameterTensors<T>* p, T* memory, const size_t sizes[NUM_ALL_TENSORS]) {
+    T** ptrs[NUM_ALL_TENSORS] = {
+        &p->wte, &p->wpe, &p->ln1w, &p->ln1b, &p->qkvw, &p->qkvb, &p->attprojw, &p->attprojb, &p->ln2w,
+        &p->ln2b, &p->fcw, &p->fcb, &p->fcprojw, &p->fcprojb, &p->lnfw, &p->lnfb, &p->slopes};
+    for (int i = 0; i < NUM_ALL_TENSORS; i++) {
+        *ptrs[i] = memory;
+        memory += sizes[i];
+    }
+}
+
+// What the forward pass keeps for the backward (device). Compared with the CPU trainer: no
+// (B, NH, T, T) scores or probabilities (the attention saves its output and one log-sum-exp per
+// row), no attproj/fcproj (the residual add is the matmul's C input), no probs (the classifier
+// is fused), and f = act(h) lives in a one-layer scratch that the backward recomputes.
+struct ActivationTensors {
+    floatX* encoded;    // (B, T, C)
+    floatX* ln1;        // (L, B, T, C)   NULL without block LayerNorms
+    float* ln1_mean;    // (L, B, T)
+    float* ln1_rstd;    // (L, B, T)
+    floatX* qkv;        // (L, B, T, 3C)
+    floatX* atty;       // (L, B, T, C)
+    float* att_lse;     // (L, B, NH, T)  log-sum-exp of each attention row
+    floatX* residual2;  // (L, B, T, C)
+    floatX* ln2;        // (L, B, T, C)   NULL without block LayerNorms
+    float* ln2_mean;    // (L, B, T)
+    float* ln2_rstd;    // (L, B, T)
+    floatX* fch;        // (L, B, T, 4C)  FFN pre-activation h
+    floatX* fch_act;    // (B, T, 4C)     f = act(h) of ONE layer (recomputed in the backward)
+    floatX* residual3;  // (L, B, T, C)
+    floatX* lnf;        // (B, T, C)      NULL with --norm none-all
+    float* lnf_mean;    // (B, T)
+    float* lnf_rstd;    // (B, T)
+    floatX* logits;     // (B, T, Vp)     overwritten in place by dlogits for training
+    float* losses;      // (B, T)
+};
+
+// Gradient buffers of one layer, reused by every layer (they are overwritten, not accumulated,
+// except dresidual, which carries the residual stream's gradient down through the layers).
+struct BackwardScratch {
+    floatX* dresidual;  // (B, T, C)
+    floatX* dln;        // (B, T, C)  gradient of a LayerNorm's output
+    floatX* datty;      // (B, T, C)
+    floatX* dqkv;       // (B, T, 3C)
+    floatX* dfch;       // (B, T, 4C) df, then dh in place
+    float* att_D;       // (B, NH, T) rowsum(dO * O)
+    float* colsum;      // column-sum partials (bias and LayerNorm gradients)
+    double* slope;      // slope-gradient partials
+};
+
+// Byte offsets of the step's measurements in one device block (copied to pinned memory whole).
+struct StepResultLayout {
+    size_t att_bad, ffn_bad, entropy, slopes, total;
+};
+
+struct GPT2 {
+    GPT2Config config;
+    size_t param_sizes[NUM_ALL_TENSORS];
+    size_t num_params;     // all parameters, slopes included (the optimizer's view)
+    int num_slopes;
+    float* params_memory;  // host: fp32 master weights as loaded / last synced (files)
+    // device parameters
+    float* d_master;       // fp32 master weights
+    floatX* d_weights;     // floatX working copy (the master itself in the FP32 build)
+    float* d_grads;        // fp32 gradients (zeroed by AdamW after each step)
+    float* d_m;            // AdamW first moment
+    float* d_v;            // AdamW second moment
+    ParameterTensors<floatX> w;
+    ParameterTensors<float> g;
+    ParameterTensors<float> master;
+    // activations, allocated for (B, T) and reused for anything smaller
+    ActivationTensors acts;
+    BackwardScratch scratch;
+    int alloc_B, alloc_T;
+    int batch_size, seq_len;  // the last forward's B and T
+    bool has_targets;         // the last forward had targets
+    bool dlogits_ready;       // the last forward left dlogits in acts.logits
+    // the current batch: device ints [inputs | targets | sorted_pos | seg_tok | seg_start] with
+    // each part alloc_B*alloc_T long (+1 for seg_start); two pinned staging buffers
+    int* d_tokens;
+    int* h_tokens[2];
+    cudaEvent_t tokens_copied[2];
+    int token_slot;
+    int num_unique;           // distinct tokens of the current batch (encoder backward)
+    // the step's measurements: device block, pinned copies (one per step in flight)
+    StepResultLayout layout;
+    char* d_result;
+    char* h_result[2];
+    StepHeader* d_header;
+    unsigned long long* d_att_bad;  // (L)
+    unsigned long long* d_ffn_bad;  // (L)
+    double* d_entropy_sum;          // (L, NH)
+    float* d_slopes_out;            // slopes after the step's update
+    float* d_ent_partial;           // (L, B, NH, qtiles)
+    double* d_norm_partials;        // NORM_BLOCKS
+    ScalerState* d_scaler;          // fp16 loss scaling
+    double* d_loss_acc;             // validation and test loss accumulator
+    cudaEvent_t step_start[2], step_end[2];
+    // everything allocated for this model, released by gpt2_free
+    std::vector<std::pair<void*, size_t>> device_allocs;
+    std::vector<void*> pinned_allocs;
+};
+
+template <typename T>
+T* gpt2_alloc(GPT2* model, size_t count, const char* what) {
+    T* p = device_alloc<T>(count, what);
+    model->device_allocs.push_back({(void*)p, count * sizeof(T) > 0 ? count * sizeof(T) : 16});
+    return p;
+}
+
+template <typename T>
+T* gpt2_pinned(GPT2* model, size_t count, const char* what) {
+    T* p = pinned_alloc<T>(count, what);
+    model->pinned_allocs.push_back((void*)p);
+    return p;
+}
+
+void gpt2_allocate(GPT2* model, const GPT2Config& c) {
+    attention_check_shape(c.channels, c.num_heads);
+    model->config = c;
+    fill_param_sizes(model->param_sizes, c);
+    model->num_slopes = (int)model->param_sizes[SLOPE_TENSOR];
+    model->num_params = count_params(c, true);
+    model->params_memory = (float*)calloc_or_fail(model->num_params, sizeof(float), "parameters");
+    size_t n = model->num_params;
+    model->d_master = gpt2_alloc<float>(model, n, "master weights");
+#if defined(ENABLE_FP32)
+    model->d_weights = model->d_master;
+#else
+    model->d_weights = gpt2_alloc<floatX>(model, n, "working weights");
+#endif
+    model->d_grads = gpt2_alloc<float>(model, n, "gradients");
+    model->d_m = gpt2_alloc<float>(model, n, "AdamW state");
+    model->d_v = gpt2_alloc<float>(model, n, "AdamW state");
+    cudaCheck(cudaMemset(model->d_grads, 0, n * sizeof(float)));
+    cudaCheck(cudaMemset(model->d_m, 0, n * sizeof(float)));
+    cudaCheck(cudaMemset(model->d_v, 0, n * sizeof(float)));
+    point_parameters(&model->w, model->d_weights, model->param_sizes);
+    point_parameters(&model->g, model->d_grads, model->param_sizes);
+    point_parameters(&model->master, model->d_master, model->param_sizes);
+    model->alloc_B = model->alloc_T = 0;
+    model->batch_size = model->seq_len = 0;
+    model->has_targets = false;
+    model->dlogits_ready = false;
+    model->d_tokens = NULL;
+    model->h_tokens[0] = model->h_tokens[1] = NULL;
+    model->token_slot = 0;
+    model->num_unique = 0;
+
+    // the step's measurements
+    int L = c.num_layers, NH = c.num_heads;
+    StepResultLayout& lay = model->layout;
+    auto align8 = [](size_t x) { return (x + 7) & ~(size_t)7; };
+    lay.att_bad = align8(sizeof(StepHeader));
+    lay.ffn_bad = lay.att_bad + L * sizeof(unsigned long long);
+    lay.entropy = lay.ffn_bad + L * sizeof(unsigned long long);
+    lay.slopes = lay.entropy + (size_t)L * NH * sizeof(double);
+    lay.total = align8(lay.slopes + model->num_slopes * sizeof(float));
+    model->d_result = gpt2_alloc<char>(model, lay.total, "step results");
+    model->d_header = (StepHeader*)model->d_result;
+    model->d_att_bad = (unsigned long long*)(model->d_result + lay.att_bad);
+    model->d_ffn_bad = (unsigned long long*)(model->d_result + lay.ffn_bad);
+    model->d_entropy_sum = (double*)(model->d_result + lay.entropy);
+    model->d_slopes_out = (float*)(model->d_result + lay.slopes);
+    cudaCheck(cudaMemset(model->d_result, 0, lay.total));
+    for (int i = 0; i < 2; i++) {
+        model->h_result[i] = gpt2_pinned<char>(model, lay.total, "step results");
+        memset(model->h_result[i], 0, lay.total);
+        cudaCheck(cudaEventCreate(&model->step_start[i]));
+        cudaCheck(cudaEventCreate(&model->step_end[i]));
+        cudaCheck(cudaEventCreateWithFlags(&model->tokens_copied[i], cudaEventDisableTiming));
+    }
+    model->d_ent_partial = NULL;
+    model->d_norm_partials = gpt2_alloc<double>(model, NORM_BLOCKS, "gradient norm partials");
+    model->d_scaler = gpt2_alloc<ScalerState>(model, 1, "loss scaler");
+    ScalerState init = {USE_LOSS_SCALER ? SCALER_INIT : 1.0f, 0, 0, 0};
+    cudaCheck(cudaMemcpy(model->d_scaler, &init, sizeof(init), cudaMemcpyHostToDevice));
+    model->d_loss_acc = gpt2_alloc<double>(model, 1, "loss accumulator");
+}
+
+// The master weights from params_memory to the device, and their floatX working copy.
+void gpt2_upload_params(GPT2* model) {
+    cudaCheck(cudaMemcpy(model->d_master, model->params_memory, model->num_params * sizeof(float), cudaMemcpyHostToDevice));
+#if !defined(ENABLE_FP32)
+    round_params(model->d_weights, model->d_master, model->num_params);
+#endif
+    cudaCheck(cudaStreamSynchronize(g_stream));
+}
+
+// The master weights from the device into params_memory (waits for the stream).
+void gpt2_download_params(GPT2* model) {
+    cudaCheck(cudaStreamSynchronize(g_stream));
+    cudaCheck(cudaMemcpy(model->params_memory, model->d_master, model->num_params * sizeof(float), cudaMemcpyDeviceToHost));
+}
+
+// From a model file; --norm/--act (flags) override what it records (as the CPU trainer).
+void gpt2_build_from_file(GPT2* model, const char* path, const TrainConfig* flags) {
+    GPT2Config c;
+    int stored_slopes;
+    FILE* f = open_model_file(path, &c, &stored_slopes);
+    int file_act = c.variant.act;
+    if (flags) apply_variant_flags(*flags, &c.variant);
+    gpt2_allocate(model, c);
+    read_model_params(f, path, c, stored_slopes, file_act, model->params_memory);
+    fclose(f);
+    gpt2_upload_params(model);
+}
+
+// From scratch with llm.c's initialisation, drawn on the host with the CPU trainer's RNG in
+// the same order, so both trainers start from the very same weights.
+void gpt2_build_from_random(GPT2* model, const GPT2Config& c, uint64_t seed) {
+    gpt2_allocate(model, c);
+    Rng rng;
+    rng_seed(&rng, seed);
+    ParameterTensors<float> p;
+    point_parameters(&p, model->params_memory, model->param_sizes);
+    float residual_std = 0.02f / sqrtf(2.0f * c.num_layers);
+    float* t = model->params_memory;
+    for (int i = 0; i < NUM_ALL_TENSORS; i++) {
+        size_t n = model->param_sizes[i];
+        bool is_weight = i == 0 || i == 1 || i == 4 || i == 6 || i == 10 || i == 12;
+        float std = (i == 6 || i == 12) ? residual_std : 0.02f;
+        for (size_t k = 0; k < n; k++) t[k] = is_weight ? std * rng_normal(&rng) : 0.0f;
+        t += n;
+    }
+    for (size_t i = 0; i < (size_t)c.num_layers * c.channels; i++) p.ln1w[i] = p.ln2w[i] = 1.0f;
+    for (int i = 0; i < c.channels; i++) p.lnfw[i] = 1.0f;
+    for (int i = 0; i < model->num_slopes; i++) p.slopes[i] = c.variant.slope;
+    for (size_t i = (size_t)c.vocab_size * c.channels; i < (size_t)c.padded_vocab_size * c.channels; i++) p.wte[i] = 0.0f;
+    gpt2_upload_params(model);
+}
+
+// Activation and gradient buffers for batches up to (B, T).
+void gpt2_allocate_activations(GPT2* model, int B, int T) {
+    if (model->alloc_B > 0) return;
+    const GPT2Config& c = model->config;
+    size_t L = c.num_layers, C = c.channels, NH = c.num_heads, Vp = c.padded_vocab_size, BT = (size_t)B * T;
+    bool block_ln = c.variant.norm == NORM_LN, final_ln = c.variant.norm != NORM_NONE_ALL;
+    ActivationTensors& a = model->acts;
+    a.encoded = gpt2_alloc<floatX>(model, BT * C, "activations");
+    a.ln1 = block_ln ? gpt2_alloc<floatX>(model, L * BT * C, "activations") : NULL;
+    a.ln1_mean = block_ln ? gpt2_alloc<float>(model, L * BT, "activations") : NULL;
+    a.ln1_rstd = block_ln ? gpt2_alloc<float>(model, L * BT, "activations") : NULL;
+    a.qkv = gpt2_alloc<floatX>(model, L * BT * 3 * C, "activations");
+    a.atty = gpt2_alloc<floatX>(model, L * BT * C, "activations");
+    a.att_lse = gpt2_alloc<float>(model, L * B * NH * T, "activations");
+    a.residual2 = gpt2_alloc<floatX>(model, L * BT * C, "activations");
+    a.ln2 = block_ln ? gpt2_alloc<floatX>(model, L * BT * C, "activations") : NULL;
+    a.ln2_mean = block_ln ? gpt2_alloc<float>(model, L * BT, "activations") : NULL;
+    a.ln2_rstd = block_ln ? gpt2_alloc<float>(model, L * BT, "activations") : NULL;
+    a.fch = gpt2_alloc<floatX>(model, L * BT * 4 * C, "activations");
+    a.fch_act = gpt2_alloc<floatX>(model, BT * 4 * C, "activations");
+    a.residual3 = gpt2_alloc<floatX>(model, L * BT * C, "activations");
+    a.lnf = final_ln ? gpt2_alloc<floatX>(model, BT * C, "activations") : NULL;
+    a.lnf_mean = final_ln ? gpt2_alloc<float>(model, BT, "activations") : NULL;
+    a.lnf_rstd = final_ln ? gpt2_alloc<float>(model, BT, "activations") : NULL;
+    a.logits = gpt2_alloc<floatX>(model, BT * Vp, "logits");
+    a.losses = gpt2_alloc<float>(model, BT, "losses");
+    BackwardScratch& s = model->scratch;
+    s.dresidual = gpt2_alloc<floatX>(model, BT * C, "gradient scratch");
+    s.dln = gpt2_alloc<floatX>(model, BT * C, "gradient scratch");
+    s.datty = gpt2_alloc<floatX>(model, BT * C, "gradient scratch");
+    s.dqkv = gpt2_alloc<floatX>(model, BT * 3 * C, "gradient scratch");
+    s.dfch = gpt2_alloc<floatX>(model, BT * 4 * C, "gradient scratch");
+    s.att_D = gpt2_alloc<float>(model, (size_t)B * NH * T, "gradient scratch");
+    s.colsum = gpt2_alloc<float>(model, colsum_scratch_floats((int)BT, 4 * (int)C), "gradient scratch");
+    s.slope = gpt2_alloc<double>(model, activation_scratch_doubles(), "gradient scratch");
+    model->d_ent_partial = gpt2_alloc<float>(model, L * B * NH * att_num_qtiles(T), "entropy partials");
+    size_t token_ints = 5 * BT + 2;
+    model->d_tokens = gpt2_alloc<int>(model, token_ints, "tokens");
+    for (int i = 0; i < 2; i++) {
+        model->h_tokens[i] = gpt2_pinned<int>(model, token_ints, "tokens");
+        cudaCheck(cudaEventRecord(model->tokens_copied[i], g_stream));  // "free" from the start
+    }
+    model->alloc_B = B;
+    model->alloc_T = T;
+}
+
+// Parts of the token block (offsets by the allocated size, so that smaller batches fit).
+inline int* tokens_inputs(GPT2* m, int* base) { return base; }
+inline int* tokens_targets(GPT2* m, int* base) { return base + (size_t)m->alloc_B * m->alloc_T; }
+inline int* tokens_sorted_pos(GPT2* m, int* base) { return base + 2 * (size_t)m->alloc_B * m->alloc_T; }
+inline int* tokens_seg_tok(GPT2* m, int* base) { return base + 3 * (size_t)m->alloc_B * m->alloc_T; }
+inline int* tokens_seg_start(GPT2* m, int* base) { return base + 4 * (size_t)m->alloc_B * m->alloc_T; }
+
+// Stages a batch: inputs, targets (B, T), host arrays; targets may be NULL (no loss). Checks the
+// ids, groups the positions by token for the encoder backward, and copies it all to the device
+// asynchronously through a pinned buffer (two, alternating: the host waits only if the copy
+// from two batches ago has not run yet).
+void gpt2_set_batch(GPT2* model, const int* inputs, const int* targets, int B, int T) {
+    const GPT2Config& cfg = model->config;
+    int V = cfg.vocab_size;
+    if (T > cfg.max_seq_len) fail("sequence length %d is longer than the model's maximum %d (use a smaller -t)", T, cfg.max_seq_len);
+    for (int i = 0; i < B * T; i++) {
+        if (inputs[i] < 0 || inputs[i] >= V || (targets && (targets[i] < 0 || targets[i] >= V)))
+            fail("token id outside the vocabulary of %d at position %d", V, i);
+    }
+    if (model->alloc_B == 0) gpt2_allocate_activations(model, B, T);
+    if (B > model->alloc_B || T > model->alloc_T || (size_t)B * T > (size_t)model->alloc_B * model->alloc_T)
+        fail("internal: batch B=%d T=%d larger than the allocated B=%d T=%d", B, T, model->alloc_B, model->alloc_T);
+    int slot = model->token_slot;
+    model->token_slot ^= 1;
+    cudaCheck(cudaEventSynchronize(model->tokens_copied[slot]));
+    int* h = model->h_tokens[slot];
+    int BT = B * T;
+    memcpy(tokens_inputs(model, h), inputs, BT * sizeof(int));
+    size_t count = BT;
+    if (targets) {
+        memcpy(tokens_targets(model, h), targets, BT * sizeof(int));
+        model->num_unique = encoder_buckets(inputs, BT, tokens_sorted_pos(model, h), tokens_seg_tok(model, h),
+                                            tokens_seg_start(model, h));
+        count = 5 * (size_t)model->alloc_B * model->alloc_T + 2;
+    }
+    cudaCheck(cudaMemcpyAsync(model->d_tokens, h, count * sizeof(int), cudaMemcpyHostToDevice, g_stream));
+    cudaCheck(cudaEventRecord(model->tokens_copied[slot], g_stream));
+    model->batch_size = B;
+    model->seq_len = T;
+    model->has_targets = targets != NULL;
+}
+
+// The slope of layer l: a device pointer into the fp32 master for a learnable one (and its
+// gradient), else the fixed value.
+inline void layer_slope(GPT2* model, int l, float* fixed, const float** ptr, float** grad) {
+    int act = model->config.variant.act;
+    *fixed = model->config.variant.slope;
+    *ptr = NULL;
+    *grad = NULL;
+    if (act == ACT_LRELU_LAYER) { *ptr = model->master.slopes + l; *grad = model->g.slopes + l; }
+    if (act == ACT_LRELU_GLOBAL) { *ptr = model->master.slopes; *grad = model->g.slopes; }
+}
+
+// The forward pass of the staged batch (gpt2_set_batch). measure: count non-finite attention
+// scores and FFN activations into the step's per-layer counters; entropy: add the per-head
+// entropy sums to the step's; grad_multiplier >= 0: the classifier also writes dlogits for
+// grad_multiplier * mean loss (gradient accumulation: 1/micro-batches); loss_acc (device, or
+// NULL): += the batch's mean loss.
+void gpt2_forward(GPT2* model, bool measure, bool entropy, float grad_multiplier, double* loss_acc) {
+    const GPT2Config& cfg = model->config;
+    int B = model->batch_size, T = model->seq_len;
+    int V = cfg.vocab_size, Vp = cfg.padded_vocab_size, L = cfg.num_layers, NH = cfg.num_heads, C = cfg.channels;
+    int N = B * T;
+    ParameterTensors<floatX>& p = model->w;
+    ActivationTensors& a = model->acts;
+    bool block_ln = cfg.variant.norm == NORM_LN;
+    size_t BTC = (size_t)N * C;
+    int qtiles = att_num_qtiles(T);
+    const int* inputs = tokens_inputs(model, model->d_tokens);
+    entropy = entropy && measure;
+
+    encoder_forward(a.encoded, inputs, p.wte, p.wpe, B, T, C);  // (B,T,C)
+    for (int l = 0; l < L; l++) {
+        floatX* residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BTC;
+        floatX* l_qkv = a.qkv + l * BTC * 3;
+        floatX* l_atty = a.atty + l * BTC;
+        float* l_lse = a.att_lse + (size_t)l * B * NH * T;
+        floatX* l_residual2 = a.residual2 + l * BTC;
+        floatX* l_fch = a.fch + l * BTC * 4;
+        floatX* l_residual3 = a.residual3 + l * BTC;
+        // LN-free: the "normalized" input IS the residual stream (aliased, not copied)
+        floatX* l_ln1 = residual;
+        if (block_ln) {
+            l_ln1 = a.ln1 + l * BTC;
+            layernorm_forward(l_ln1, a.ln1_mean + (size_t)l * N, a.ln1_rstd + (size_t)l * N, residual, p.ln1w + l * C,
+                              p.ln1b + l * C, N, C);
+        }
+        matmul_forward(l_qkv, l_ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, N, C, 3 * C);
+        attention_forward(l_atty, l_lse, entropy ? model->d_ent_partial + (size_t)l * B * NH * qtiles : NULL,
+                          measure ? model->d_att_bad + l : NULL, l_qkv, B, T, C, NH);
+        // residual2 = residual + atty Wo^T + bo (the residual is the product's C input)
+        matmul_forward(l_residual2, l_atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, N, C, C, residual);
+        floatX* l_ln2 = l_residual2;
+        if (block_ln) {
+            l_ln2 = a.ln2 + l * BTC;
+            layernorm_forward(l_ln2, a.ln2_mean + (size_t)l * N, a.ln2_rstd + (size_t)l * N, l_residual2, p.ln2w + l * C,
+                              p.ln2b + l * C, N, C);
+        }
+        matmul_forward(l_fch, l_ln2, p.fcw + (size_t)l * 4 * C * C, p.fcb + l * 4 * C, N, C, 4 * C);
+        float slope;
+        const float* slope_ptr;
+        float* slope_grad;
+        layer_slope(model, l, &slope, &slope_ptr, &slope_grad);
+        activation_forward(a.fch_act, l_fch, BTC * 4, cfg.variant.act, slope, slope_ptr, measure ? model->d_ffn_bad + l : NULL);
+        matmul_forward(l_residual3, a.fch_act, p.fcprojw + (size_t)l * 4 * C * C, p.fcprojb + l * C, N, 4 * C, C, l_residual2);
+    }
+    if (entropy) entropy_reduce(model->d_entropy_sum, model->d_ent_partial, L, B, NH, T);
+    floatX* residual = a.residual3 + (L - 1) * BTC;
+    floatX* lnf = residual;
+    if (cfg.variant.norm != NORM_NONE_ALL) {
+        lnf = a.lnf;
+        layernorm_forward(lnf, a.lnf_mean, a.lnf_rstd, residual, p.lnfw, p.lnfb, N, C);
+    }
+    matmul_forward(a.logits, lnf, p.wte, NULL, N, C, Vp);  // tied: the LM head is wte
+    model->dlogits_ready = false;
+    if (model->has_targets) {
+        const int* targets = tokens_targets(model, model->d_tokens);
+        bool grad = grad_multiplier >= 0.0f;
+        classifier_forward(a.logits, a.losses, targets, N, V, Vp, grad, grad_multiplier / N,
+                           USE_LOSS_SCALER ? &model->d_scaler->scale : NULL);
+        model->dlogits_ready = grad;
+        if (loss_acc) loss_mean_accumulate(loss_acc, a.losses, N);
+    }
+}
+
+void gpt2_zero_grad(GPT2* model) {
+    cudaCheck(cudaMemsetAsync(model->d_grads, 0, model->num_params * sizeof(float), g_stream));
+}
+
+// Adds the gradient of grad_multiplier * (mean loss of the last forward) (times the fp16 loss
+// scale) to the parameter gradients. Uses the dlogits the forward left, or computes them.
+void gpt2_backward(GPT2* model, float grad_multiplier) {
+    const GPT2Config& cfg = model->config;
+    if (!model->has_targets) fail("internal: backward without a forward that had targets");
+    int B = model->batch_size, T = model->seq_len;
+    int V = cfg.vocab_size, Vp = cfg.padded_vocab_size, L = cfg.num_layers, NH = cfg.num_heads, C = cfg.channels;
+    int N = B * T;
+    ParameterTensors<floatX>& p = model->w;
+    ParameterTensors<float>& g = model->g;
+    ActivationTensors& a = model->acts;
+    BackwardScratch& s = model->scratch;
+    bool block_ln = cfg.variant.norm == NORM_LN;
+    size_t BTC = (size_t)N * C;
+    const int* d_tok = model->d_tokens;
+
+    if (!model->dlogits_ready) {
+        classifier_forward(a.logits, a.losses, tokens_targets(model, model->d_tokens), N, V, Vp, true, grad_multiplier / N,
+                           USE_LOSS_SCALER ? &model->d_scaler->scale : NULL);
+    }
+    model->dlogits_ready = false;
+    // the tied LM head, then the final LayerNorm; dresidual is overwritten here (first writer)
+    floatX* residual = a.residual3 + (L - 1) * BTC;
+    if (cfg.variant.norm != NORM_NONE_ALL) {
+        matmul_backward_input(s.dln, a.logits, p.wte, N, C, Vp, false);
+        matmul_backward_weight(g.wte, a.logits, a.lnf, N, C, Vp);
+        layernorm_backward(s.dresidual, g.lnfw, g.lnfb, s.dln, residual, p.lnfw, a.lnf_mean, a.lnf_rstd, N, C, false, s.colsum);
+    } else {
+        matmul_backward_input(s.dresidual, a.logits, p.wte, N, C, Vp, false);
+        matmul_backward_weight(g.wte, a.logits, residual, N, C, Vp);
+    }
+
+    for (int l = L - 1; l >= 0; l--) {
+        // s.dresidual holds d residual3[l]
+        residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BTC;
+        floatX* l_qkv = a.qkv + l * BTC * 3;
+        floatX* l_atty = a.atty + l * BTC;
+        float* l_lse = a.att_lse + (size_t)l * B * NH * T;
+        floatX* l_residual2 = a.residual2 + l * BTC;
+        floatX* l_fch = a.fch + l * BTC * 4;
+        floatX* l_ln1 = block_ln ? a.ln1 + l * BTC : residual;
+        floatX* l_ln2 = block_ln ? a.ln2 + l * BTC : l_residual2;
+        float slope;
+        const float* slope_ptr;
+        float* slope_grad;
+        layer_slope(model, l, &slope, &slope_ptr, &slope_grad);
+
+        // MLP: residual3 = residual2 + act(ln2 Wfc^T + bfc) Wproj^T + bproj
+        activation_forward(a.fch_act, l_fch, BTC * 4, cfg.variant.act, slope, slope_ptr, NULL);  // recompute f
+        matmul_backward_input(s.dfch, s.dresidual, p.fcprojw + (size_t)l * 4 * C * C, N, 4 * C, C, false);
+        matmul_backward_weight(g.fcprojw + (size_t)l * 4 * C * C, s.dresidual, a.fch_act, N, 4 * C, C);
+        matmul_backward_bias(g.fcprojb + l * C, s.dresidual, N, C, s.colsum);
+        activation_backward(s.dfch, l_fch, s.dfch, BTC * 4, cfg.variant.act, slope, slope_ptr, slope_grad, s.slope);
+        // LN-free: dm is the residual's gradient itself, accumulated straight into dresidual
+        matmul_backward_input(block_ln ? s.dln : s.dresidual, s.dfch, p.fcw + (size_t)l * 4 * C * C, N, C, 4 * C, !block_ln);
+        matmul_backward_weight(g.fcw + (size_t)l * 4 * C * C, s.dfch, l_ln2, N, C, 4 * C);
+        matmul_backward_bias(g.fcb + l * 4 * C, s.dfch, N, 4 * C, s.colsum);
+        if (block_ln)
+            layernorm_backward(s.dresidual, g.ln2w + l * C, g.ln2b + l * C, s.dln, l_residual2, p.ln2w + l * C,
+                               a.ln2_mean + (size_t)l * N, a.ln2_rstd + (size_t)l * N, N, C, true, s.colsum);
+        // s.dresidual holds d residual2[l]. Attention: residual2 = residual + atty Wo^T + bo
+        matmul_backward_input(s.datty, s.dresidual, p.attprojw + (size_t)l * C * C, N, C, C, false);
+        matmul_backward_weight(g.attprojw + (size_t)l * C * C, s.dresidual, l_atty, N, C, C);
+        matmul_backward_bias(g.attprojb + l * C, s.dresidual, N, C, s.colsum);
+        attention_backward(s.dqkv, s.att_D, s.datty, l_qkv, l_atty, l_lse, B, T, C, NH);
+        matmul_backward_input(block_ln ? s.dln : s.dresidual, s.dqkv, p.qkvw + (size_t)l * 3 * C * C, N, C, 3 * C, !block_ln);
+        matmul_backward_weight(g.qkvw + (size_t)l * 3 * C * C, s.dqkv, l_ln1, N, C, 3 * C);
+        matmul_backward_bias(g.qkvb + l * 3 * C, s.dqkv, N, 3 * C, s.colsum);
+        if (block_ln)
+            layernorm_backward(s.dresidual, g.ln1w + l * C, g.ln1b + l * C, s.dln, residual, p.ln1w + l * C,
+                               a.ln1_mean + (size_t)l * N, a.ln1_rstd + (size_t)l * N, N, C, true, s.colsum);
+        // s.dresidual holds d residual3[l-1] (d encoded for l = 0)
+    }
+    encoder_backward(g.wte, g.wpe, s.dresidual, tokens_sorted_pos(model, (int*)d_tok), tokens_seg_tok(model, (int*)d_tok),
+                     tokens_seg_start(model, (int*)d_tok), model->num_unique, B, T, C);
+}
+
+// Starts a step's measurements: loss sum, counters and entropy sums at zero.
+void gpt2_step_begin(GPT2* model) {
+    cudaCheck(cudaMemsetAsync(model->d_result, 0, model->layout.total, g_stream));
+}
+
+struct StepOptions {
+    float lr, beta1, beta2, eps, weight_decay, grad_clip;
+    int adam_t;        // AdamW's step count if this update is applied (1, 2, ...)
+    int micro_batches;
+    bool log_anyway;   // --on-nan log: apply even a non-finite update
+};
+
+// Ends a step on the device: gradient norm, NaN guard, clipping, loss scaling, AdamW (if the
+// verdict allows), then copies the measurements to pinned slot `slot` and records step_end[slot].
+void gpt2_step_end(GPT2* model, const StepOptions& o, int slot) {
+    const GPT2Config& c = model->config;
+    step_finalize(model->d_header, model->d_scaler, model->d_norm_partials, model->d_grads, model->num_params,
+                  model->d_att_bad, model->d_ffn_bad, c.num_layers, o.micro_batches, o.grad_clip, o.log_anyway, USE_LOSS_SCALER);
+    AdamWArgs args = adamw_args(o.lr, o.beta1, o.beta2, o.eps, o.adam_t);
+    size_t offset = 0;
+    for (int k = 0; k < NUM_ALL_TENSORS; k++) {
+        size_t n = model->param_sizes[k];
+        float decay = adamw_decay(o.lr, o.weight_decay, param_tensor_decays(k));
+#if defined(ENABLE_FP32)
+        floatX* working = NULL;  // the master is the working copy
+#else
+        floatX* working = model->d_weights + offset;
+#endif
+        adamw_update(model->d_master + offset, working, model->d_grads + offset, model->d_m + offset, model->d_v + offset, n,
+                     decay, args, model->d_header);
+        offset += n;
+    }
+    if (model->num_slopes > 0)
+        cudaCheck(cudaMemcpyAsync(model->d_slopes_out, model->master.slopes, model->num_slopes * sizeof(float),
+                                  cudaMemcpyDeviceToDevice, g_stream));
+    cudaCheck(cudaMemcpyAsync(model->h_result[slot], model->d_result, model->layout.total, cudaMemcpyDeviceToHost, g_stream));
+    cudaCheck(cudaEventRecord(model->step_end[slot], g_stream));
+}
+
+// Views of a pinned step result.
+inline const StepHeader* result_header(const GPT2* m, int slot) { return (const StepHeader*)m->h_result[slot]; }
+inline const unsigned long long* result_att_bad(const GPT2* m, int slot) { return (const unsigned long long*)(m->h_result[slot] + m->layout.att_bad); }
+inline const unsigned long long* result_ffn_bad(const GPT2* m, int slot) { return (const unsigned long long*)(m->h_result[slot] + m->layout.ffn_bad); }
+inline const double* result_entropy(const GPT2* m, int slot) { return (const double*)(m->h_result[slot] + m->layout.entropy); }
+inline const float* result_slopes(const GPT2* m, int slot) { return (const float*)(m->h_result[slot] + m->layout.slopes); }
+
+// Per-head mean entropy (L, NH) of a step result whose passes measured `rows` rows per head.
+void result_entropies(const GPT2* model, int slot, long rows, float* out) {
+    const double* sums = result_entropy(model, slot);
+    for (int i = 0; i < model->config.num_layers * model->config.num_heads; i++)
+        out[i] = rows > 0 ? (float)(sums[i] / rows) : 0.0f;
+}
+
+// fp16 loss scaling state (scale, clean steps, overflows), synchronously.
+ScalerState gpt2_scaler(const GPT2* model) {
+    ScalerState s;
+    cudaCheck(cudaStreamSynchronize(g_stream));
+    cudaCheck(cudaMemcpy(&s, model->d_scaler, sizeof(s), cudaMemcpyDeviceToHost));
+    return s;
+}
+
+void gpt2_set_scaler(GPT2* model, const ScalerState& s) {
+    cudaCheck(cudaMemcpy(model->d_scaler, &s, sizeof(s), cudaMemcpyHostToDevice));
+}
+
+void gpt2_free(GPT2* model) {
+    cudaCheck(cudaStreamSynchronize(g_stream));
+    for (auto& a : model->device_allocs) device_free(a.first, a.second);
+    for (void* p : model->pinned_allocs) cudaCheck(cudaFreeHost(p));
+    model->device_allocs.clear();
+    model->pinned_allocs.clear();
+    for (int i = 0; i < 2; i++) {
+        cudaCheck(cudaEventDestroy(model->step_start[i]));
+        cudaCheck(cudaEventDestroy(model->step_end[i]));
+        cudaCheck(cudaEventDestroy(model->tokens_copied[i]));
+    }
+    free(model->params_memory);
+    model->params_memory = NULL;
+}
+
+// The clipping factor of torch.nn.utils.clip_grad_norm_ (host twin of the device's).
+inline float clip_scale(float norm, float clip) {
+    if (clip <= 0.0f) return 1.0f;
+    float coef = clip / (norm + 1e-6f);
+    return coef < 1.0f ? coef : 1.0f;
+}
+
+#ifndef TESTING
+// ----------------------------------------------------------------------------
+// Training
+
+// The tokenizer beside the training data, else in the working directory.
+std::string find_tokenizer(const std::string& train_pattern) {
+    size_t slash = train_pattern.rfind('/');
+    std::string beside = (slash == std::string::npos ? std::string(".") : train_pattern.substr(0, slash)) + "/gpt2_tokenizer.bin";
+    return path_exists(beside.c_str()) ? beside : std::string("gpt2_tokenizer.bin");
+}
+
+// Mean loss over the first max_batches batches of the validation set (one wait, at the end).
+float evaluate(GPT2* model, DataLoader* val, int max_batches) {
+    dataloader_reset(val);
+    int64_t n = dataloader_batches_per_epoch(val);
+    if (max_batches > 0 && max_batches < n) n = max_batches;
+    cudaCheck(cudaMemsetAsync(model->d_loss_acc, 0, sizeof(double), g_stream));
+    for (int64_t i = 0; i < n; i++) {
+        dataloader_next_batch(val);
+        gpt2_set_batch(model, val->inputs, val->targets, val->B, val->T);
+        gpt2_forward(model, false, false, -1.0f, model->d_loss_acc);
+    }
+    double sum;
+    cudaCheck(cudaMemcpyAsync(&sum, model->d_loss_acc, sizeof(double), cudaMemcpyDeviceToHost, g_stream));
+    cudaCheck(cudaStreamSynchronize(g_stream));
+    return (float)(sum / n);
+}
+
+// Generates up to n tokens after the end-of-text token and prints them (as the CPU trainer:
+// the probabilities of the last position, in fp32 on the host, and one uniform draw per token).
+void sample(GPT2* model, const Tokenizer* tok, Rng* rng, int n, int train_T) {
+    int V = model->config.vocab_size, Vp = model->config.padded_vocab_size;
+    n = std::min(n, train_T - 1);
+    std::vector<int> tokens(n + 1, 0);
+    std::vector<floatX> row(Vp);
+    std::vector<float> probs(V);
+    tokens[0] = tok->eot_token < V ? tok->eot_token : 0;
+    printf("sample: ");
+    for (int t = 1; t <= n; t++) {
+        gpt2_set_batch(model, tokens.data(), NULL, 1, t);
+        gpt2_forward(model, false, false, -1.0f, NULL);
+        cudaCheck(cudaMemcpyAsync(row.data(), model->acts.logits + (size_t)(t - 1) * Vp, Vp * sizeof(floatX),
+                                  cudaMemcpyDeviceToHost, g_stream));
+        cudaCheck(cudaStreamSynchronize(g_stream));
+        float maxval = -INFINITY;
+        for (int i = 0; i < V; i++) maxval = fmaxf(maxval, to_float(row[i]));
+        float sum = 0.0f;
+        for (int i = 0; i < V; i++) {
+            probs[i] = expf(to_float(row[i]) - maxval);
+            sum += probs[i];
+        }
+        float inv_sum = 1.0f / sum;
+        float coin = rng_uniform(rng), cdf = 0.0f;
+        int next = V - 1;
+        for (int i = 0; i < V; i++) {
+            cdf += probs[i] * inv_sum;
+            if (coin < cdf) { next = i; break; }
+        }
+        tokens[t] = next;
+        printf("%s", tokenizer_decode(tok, next).c_str());
+    }
+    printf("\n");
+}
+
+void print_entropy_summary(int L, int NH, const float* entropy, int T) {
+    double max_entropy = 0.0;  // the largest possible per-head mean: ln(T!)/T
+    for (int t = 1; t <= T; t++) max_entropy += log((double)t);
+    max_entropy /= T;
+    printf("  entropy/layer (nats, max %.3f):", max_entropy);
+    for (int l = 0; l < L; l++) {
+        double mean = 0.0;
+        for (int h = 0; h < NH; h++) mean += entropy[l * NH + h];
+        printf(" %.3f", mean / NH);
+    }
+    printf("\n");
+}
+
+// The first place that went non-finite, in forward order, for the --on-nan report.
+std::string first_nonfinite(int L, const long* att, const long* ffn, float loss, float norm) {
+    char buf[128];
+    for (int l = 0; l < L; l++) {
+        if (att[l] > 0) {
+            snprintf(buf, sizeof(buf), "layer %d attention scores (%ld values)", l, att[l]);
+            return buf;
+        }
+        if (ffn[l] > 0) {
+            snprintf(buf, sizeof(buf), "layer %d FFN activations (%ld values)", l, ffn[l]);
+            return buf;
+        }
+    }
+    if (!std::isfinite(loss)) return "the loss (logits or residual stream)";
+    if (!std::isfinite(norm)) return "the gradient norm (backward pass)";
+    return "nothing";
+}
+
+// fp16's loss-scaler state travels beside the checkpoint (the state file has no slot for it).
+std::string scaler_path(const std::string& dir, int step) { return checkpoint_path(dir, "scaler", step, ".bin"); }
+
+// model, state (and fp16 scaler) files, then the DONE marker, as the CPU trainer. Waits for the
+// device: the parameters and AdamW state must be those after `state.step` steps.
+void save_checkpoint(GPT2* model, const std::string& dir, const TrainState& state) {
+    std::string model_path = checkpoint_path(dir, "model", state.step, ".bin");
+    std::string state_path = checkpoint_path(dir, "state", state.step, ".bin");
+    gpt2_download_params(model);
+    std::vector<float> m(model->num_params), v(model->num_params);
+    cudaCheck(cudaMemcpy(m.data(), model->d_m, model->num_params * sizeof(float), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(v.data(), model->d_v, model->num_params * sizeof(float), cudaMemcpyDeviceToHost));
+    write_model_file(model_path.c_str(), model->config, model->params_memory);
+    write_state_file(state_path.c_str(), state, model->num_params - model->num_slopes, model->num_slopes, m.data(), v.data());
+    if (USE_LOSS_SCALER) {
+        ScalerState s = gpt2_scaler(model);
+        std::string path = scaler_path(dir, state.step), tmp;
+        FILE* f = begin_atomic_write(path.c_str(), &tmp);
+        fwrite_or_fail(&s, sizeof(s), 1, f, tmp.c_str());
+        finish_atomic_write(f, tmp, path.c_str());
+    }
+    write_done_marker(dir, state.step);
+    printf("checkpoint: %s\n", model_path.c_str());
+}
+
+// A step whose results are still on their way to the host.
+struct PendingStep {
+    bool valid;
+    int step;
+    int slot;
+    float lr;
+    bool log_entropy;
+};
+
+int main(int argc, char** argv) {
+    TrainConfig cfg;
+    parse_flags(argc, argv, &cfg);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    cuda_setup();
+
+    // the model: a checkpoint to resume, a model file, or a descriptor
+    GPT2 model;
+    TrainState state = {0, 0, 0, {0, 0, 0, {{0, 0}}}, {{0, 0}}};
+    int resume_step = -1;
+    if (cfg.resume) {
+        resume_step = find_latest_checkpoint(cfg.output_dir);
+        if (resume_step < 0) fail("-y 1: no complete checkpoint (DONE_ marker) in '%s' to resume from", cfg.output_dir.c_str());
+        std::string path = checkpoint_path(cfg.output_dir, "model", resume_step, ".bin");
+        gpt2_build_from_file(&model, path.c_str(), &cfg);
+    } else {
+        GPT2Config c;
+        if (parse_descriptor(cfg.model.c_str(), &c)) {
+            apply_variant_flags(cfg, &c.variant);
+            validate_config_or_fail(c, cfg.model.c_str());
+            gpt2_build_from_random(&model, c, (uint64_t)cfg.seed);
+        } else {
+            gpt2_build_from_file(&model, cfg.model.c_str(), &cfg);
+        }
+    }
+    const GPT2Config& mc = model.config;
+    int B = cfg.B, T = cfg.T, L = mc.num_layers, NH = mc.num_heads;
+    if (T > mc.max_seq_len) fail("-t %d is longer than the model's maximum sequence length %d", T, mc.max_seq_len);
+    long tokens_per_micro = (long)B * T;
+    long total_batch = cfg.total_batch == -1 ? tokens_per_micro : cfg.total_batch;
+    if (total_batch % tokens_per_micro != 0)
+        fail("-d %ld is not a multiple of B*T = %ld", total_batch, tokens_per_micro);
+    int grad_accum = (int)(total_batch / tokens_per_micro);
+
+    // data
+    DataLoader train, val;
+    dataloader_init(&train, cfg.train_pattern.c_str(), B, T, mc.vocab_size, cfg.shuffle != 0, (uint64_t)cfg.seed, "-i");
+    bool validating = cfg.val_every > 0;
+    if (validating) dataloader_init(&val, cfg.val_pattern.c_str(), B, T, mc.vocab_size, false, 0, "-j");
+    long steps = cfg.max_steps;
+    if (steps == -1) {
+        if (cfg.overfit_single_batch) fail("-a 1 needs a step count -x");
+        steps = dataloader_batches_per_epoch(&train) / grad_accum;
+        if (steps == 0) fail("the training data holds fewer tokens than one optimizer step (-d %ld)", total_batch);
+    }
+    Tokenizer tokenizer;
+    tokenizer_init(&tokenizer, find_tokenizer(cfg.train_pattern).c_str());
+    rng_seed(&state.sample_rng, (uint64_t)cfg.seed + 1);
+
+    // resume: optimizer, data position, RNGs (and the fp16 loss scale) exactly as they were
+    if (resume_step >= 0) {
+        std::string path = checkpoint_path(cfg.output_dir, "state", resume_step, ".bin");
+        std::vector<float> m(model.num_params), v(model.num_params);
+        read_state_file(path.c_str(), &state, model.num_params - model.num_slopes, model.num_slopes, m.data(), v.data());
+        cudaCheck(cudaMemcpy(model.d_m, m.data(), model.num_params * sizeof(float), cudaMemcpyHostToDevice));
+        cudaCheck(cudaMemcpy(model.d_v, v.data(), model.num_params * sizeof(float), cudaMemcpyHostToDevice));
+        if (USE_LOSS_SCALER) {
+            std::string sp = scaler_path(cfg.output_dir, resume_step);
+            FILE* f = fopen(sp.c_str(), "rb");
+            if (f != NULL) {
+                ScalerState s;
+                fread_or_fail(&s, sizeof(s), 1, f, sp.c_str());
+                fclose(f);
+                gpt2_set_scaler(&model, s);
+            }
+        }
+        dataloader_restore(&train, state.loader);
+        printf("resumed from %s (step %d)\n", path.c_str(), state.step);
+    }
+    if (!cfg.output_dir.empty()) {
+        make_dirs_or_fail(cfg.output_dir.c_str());
+        if (resume_step < 0) check_fresh_output_dir(cfg.output_dir);
+    }
+    Logger logger;
+    logger_init(&logger, cfg.output_dir, resume_step, model.num_slopes > 0);
+    LRSchedule schedule = {cfg.schedule, cfg.lr, cfg.warmup, cfg.final_frac, (int)steps};
+
+    printf("model: L=%d NH=%d C=%d maxT=%d V=%d (Vp %d), %zu parameters, norm %s, act %s\n", L, NH, mc.channels,
+           mc.max_seq_len, mc.vocab_size, mc.padded_vocab_size, model.num_params, norm_name(mc.variant.norm),
+           act_name(mc.variant.act, mc.variant.slope).c_str());
+    printf("train: %zu file(s), %lld batches per epoch; B=%d T=%d, %d micro-batch(es) per step, %ld steps\n",
+           train.files.size(), (long long)dataloader_batches_per_epoch(&train), B, T, grad_accum, steps);
+    printf("optimizer: AdamW lr %g (%s, warm-up %d, final x%g), betas %g %g, eps %g, wd %g, clip %g; on-nan %s\n",
+           cfg.lr, schedule_name(cfg.schedule), cfg.warmup, cfg.final_frac, cfg.beta1, cfg.beta2, cfg.eps,
+           cfg.weight_decay, cfg.grad_clip, on_nan_name(cfg.on_nan));
+    printf("device: %s, %d SMs, precision %s%s\n", g_device_prop.name, g_device_prop.multiProcessorCount, PRECISION_NAME,
+           USE_LOSS_SCALER ? " with dynamic loss scaling" : "");
+
+    std::vector<float> entropy((size_t)L * NH);
+    std::vector<long> att_bad(L), ffn_bad(L);
+    std::vector<float> slopes(model.num_slopes);
+    bool params_ok = true;   // false once --on-nan log applied a non-finite update
+    int last_checkpoint = resume_step;
+    double total_time = 0.0;  // excludes the run's first step (warm-up)
+    int timed_steps = 0, first_step = state.step;
+    int overflow_skips = 0;   // fp16: updates skipped because the scaled gradients overflowed
+    gpt2_allocate_activations(&model, B, T);
+    if (cfg.overfit_single_batch) dataloader_next_batch(&train);
+    PendingStep pending = {false, 0, 0, 0.0f, false};
+
+    // Reads a finished step's results and does what the CPU trainer does after its update: the
+    // NaN guard's report (and exit under stop), the counts, the logs and the progress line.
+    // Returns an exit code to stop with, or -1.
+    auto finish_step = [&](PendingStep& ps) -> int {
+        if (!ps.valid) return -1;
+        ps.valid = false;
+        int slot = ps.slot, step = ps.step;
+        cudaCheck(cudaEventSynchronize(model.step_end[slot]));
+        const StepHeader* h = result_header(&model, slot);
+        float loss = h->loss, norm = h->norm, lr = ps.lr;
+        bool finite = h->finite != 0;
+        for (int l = 0; l < L; l++) {
+            att_bad[l] = (long)result_att_bad(&model, slot)[l];
+            ffn_bad[l] = (long)result_ffn_bad(&model, slot)[l];
+        }
+        if (!finite) {
+            logger_nonfinite(&logger, step, L, att_bad.data(), ffn_bad.data());
+            logger_train(&logger, step, loss, lr, norm);
+            logger_flush(&logger);
+            std::string where = first_nonfinite(L, att_bad.data(), ffn_bad.data(), loss, norm);
+            if (cfg.on_nan == ON_NAN_STOP) {
+                std::string keep = last_checkpoint >= 0 ? checkpoint_path(cfg.output_dir, "model", last_checkpoint, ".bin") : "none";
+                fprintf(stderr, "error: non-finite value at step %d, first in %s (loss %f, grad norm %f); "
+                        "stopped with --on-nan stop, last good checkpoint: %s\n", step, where.c_str(), loss, norm, keep.c_str());
+                logger_close(&logger);
+                return EXIT_NONFINITE;
+            }
+            printf("step %d: non-finite, first in %s: %s\n", step, where.c_str(),
+                   cfg.on_nan == ON_NAN_SKIP ? "update skipped" : "update applied (--on-nan log)");
+        }
+        if (h->apply) {
+            state.adam_t++;
+            if (!finite) params_ok = false;
+        } else if (h->overflow) {
+            overflow_skips++;
+        } else {
+            state.skipped++;
+        }
+        float ms = 0.0f;
+        cudaCheck(cudaEventElapsedTime(&ms, model.step_start[slot], model.step_end[slot]));
+        double dt = ms / 1000.0;
+        if (step > first_step) { total_time += dt; timed_steps++; }
+
+        if (finite) logger_train(&logger, step, loss, lr, norm);
+        if (ps.log_entropy) {
+            result_entropies(&model, slot, (long)B * T * grad_accum, entropy.data());
+            logger_entropy(&logger, step, L, NH, entropy.data());
+            if (finite) logger_nonfinite(&logger, step, L, att_bad.data(), ffn_bad.data());
+        }
+        for (int i = 0; i < model.num_slopes; i++) slopes[i] = result_slopes(&model, slot)[i];
+        logger_slopes(&logger, step, model.num_slopes, L, slopes.data());
+        logger_flush(&logger);
+        std::string extra = state.skipped ? " | skipped " + std::to_string(state.skipped) : "";
+        if (USE_LOSS_SCALER) {
+            char buf[96];
+            snprintf(buf, sizeof(buf), " | loss scale %g%s", h->loss_scale,
+                     overflow_skips ? (", overflows " + std::to_string(overflow_skips)).c_str() : "");
+            extra += buf;
+        }
+        printf("step %5d/%ld | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s%s\n", step + 1, steps, loss, lr,
+               norm, dt * 1000, total_batch / dt, extra.c_str());
+        if (ps.log_entropy) print_entropy_summary(L, NH, entropy.data(), T);
+        return -1;
+    };
+
+    for (int step = state.step; step <= steps; step++) {
+        bool last = step == steps;
+        bool val_due = validating && (step % cfg.val_every == 0 || last);
+        bool checkpoint_due = !cfg.output_dir.empty() && step > 0 && step != last_checkpoint &&
+                              ((cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0) || last);
+        bool sample_due = cfg.sample_every > 0 && step > 0 && (step % cfg.sample_every == 0 || last);
+        if (val_due || checkpoint_due || sample_due || last) {
+            int rc = finish_step(pending);  // these need the previous step's outcome
+            if (rc >= 0) return rc;
+        }
+        if (val_due) {
+            float val_loss = evaluate(&model, &val, cfg.val_max_steps);
+            printf("val loss %.6f | perplexity %.4f (step %d)\n", val_loss, expf(val_loss), step);
+            logger_val(&logger, step, val_loss);
+        }
+        if (checkpoint_due) {
+            if (params_ok) {
+                state.step = step;
+                state.loader = train.state;
+                save_checkpoint(&model, cfg.output_dir, state);
+                last_checkpoint = step;
+            } else {
+                printf("checkpoint at step %d not written: the parameters are non-finite (--on-nan log)\n", step);
+            }
+        }
+        if (sample_due) sample(&model, &tokenizer, &state.sample_rng, cfg.gen_tokens, T);
+        if (last) break;
+
+        // one optimizer step: grad_accum micro-batches, then the device decides and updates
+        int slot = step % 2;
+        bool log_entropy = cfg.entropy_every > 0 && step % cfg.entropy_every == 0;
+        cudaCheck(cudaEventRecord(model.step_start[slot], g_stream));
+        gpt2_step_begin(&model);
+        for (int micro = 0; micro < grad_accum; micro++) {
+            if (!cfg.overfit_single_batch) dataloader_next_batch(&train);
+            gpt2_set_batch(&model, train.inputs, train.targets, B, T);
+            gpt2_forward(&model, true, log_entropy, 1.0f / grad_accum, &model.d_header->loss_sum);
+            gpt2_backward(&model, 1.0f / grad_accum);
+        }
+        // the previous step has finished on the device by now (this one is queued behind it):
+        // its outcome fixes AdamW's step count for this one
+        int rc = finish_step(pending);
+        if (rc >= 0) return rc;
+        float lr = lr_at(schedule, step);
+        StepOptions opt = {lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, cfg.grad_clip, state.adam_t + 1, grad_accum,
+                           cfg.on_nan == ON_NAN_LOG};
+        gpt2_step_end(&model, opt, slot);
+        pending = {true, step, slot, lr, log_entropy};
+    }
+    if (timed_steps > 0) {
+        double ms = total_time / timed_steps * 1000;
+        printf("average: %.2f ms/step, %.0f tok/s\n", ms, total_batch * timed_steps / total_time);
+        printf("summary: ms_per_step=%.3f tok_per_s=%.1f peak_mem_mb=%.1f steps_timed=%d\n", ms,
+               total_batch * timed_steps / total_time, g_device_peak_bytes / 1048576.0, timed_steps);
+    }
+    if (USE_LOSS_SCALER && overflow_skips > 0) printf("fp16 overflow steps skipped: %d\n", overflow_skips);
+    logger_close(&logger);
+    dataloader_free(&train);
+    if (validating) dataloader_free(&val);
+    gpt2_free(&model);
+    return 0;
+}
+#endif
