@@ -2,20 +2,25 @@
 #   make -f cuda.mk train_gpt2cu test_gpt2cu [PRECISION=BF16|FP32|FP16] [GPU_ARCH=sm_90]
 # PRECISION: BF16 (default: bf16 activations and weights, fp32 master weights and optimizer),
 # FP32 (everything fp32: the exact test build), FP16 (fp16 with dynamic loss scaling).
+# Side-by-side builds of every precision (scripts/gpu_check.sh uses them):
+#   make -f cuda.mk CUDA_BIN=out/bin out/bin/test_gpt2cu_fp32 out/bin/train_gpt2cu_bf16 ...
 # Builds need only the CUDA Toolkit (nvcc, cuBLAS, cuBLASLt); running them needs a GPU.
+# Warnings are errors, host and device side.
+# Included anywhere in the Makefile, this file leaves the Makefile's default goal alone.
+_CUDA_MK_SAVED_GOAL := $(.DEFAULT_GOAL)
 NVCC ?= /usr/local/cuda/bin/nvcc
 GPU_ARCH ?= sm_90
 PRECISION ?= BF16
-NVCC_FLAGS ?= -O3 -std=c++17 -arch=$(GPU_ARCH) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
-              --expt-relaxed-constexpr -Werror all-warnings
+CUDA_BIN ?= bin
+NVCC_FLAGS ?= -O3 -std=c++17 -arch=$(GPU_ARCH) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter -Werror all-warnings
 NVCC_LDLIBS = -lcublas -lcublasLt
-ifeq ($(PRECISION),FP32)
-  NVCC_PRECISION = -DENABLE_FP32
-else ifeq ($(PRECISION),FP16)
-  NVCC_PRECISION = -DENABLE_FP16
-else ifeq ($(PRECISION),BF16)
-  NVCC_PRECISION = -DENABLE_BF16
-else
+PRECISION_FLAG_BF16 = -DENABLE_BF16
+PRECISION_FLAG_FP32 = -DENABLE_FP32
+PRECISION_FLAG_FP16 = -DENABLE_FP16
+PRECISION_FLAG_bf16 = -DENABLE_BF16
+PRECISION_FLAG_fp32 = -DENABLE_FP32
+PRECISION_FLAG_fp16 = -DENABLE_FP16
+ifeq ($(PRECISION_FLAG_$(PRECISION)),)
   $(error PRECISION must be BF16, FP32 or FP16, not $(PRECISION))
 endif
 
@@ -27,13 +32,26 @@ CUDA_HEADERS = common.h config.h model_file.h flags.h dataloader.h schedulers.h 
 cuda: train_gpt2cu test_gpt2cu
 
 train_gpt2cu: train_gpt2.cu $(CUDA_HEADERS)
-	$(NVCC) $(NVCC_FLAGS) $(NVCC_PRECISION) $< -o $@ $(NVCC_LDLIBS)
+	$(NVCC) $(NVCC_FLAGS) $(PRECISION_FLAG_$(PRECISION)) $< -o $@ $(NVCC_LDLIBS)
 
 test_gpt2cu: test_gpt2.cu train_gpt2.cu $(CUDA_HEADERS)
-	$(NVCC) $(NVCC_FLAGS) $(NVCC_PRECISION) $< -o $@ $(NVCC_LDLIBS)
+	$(NVCC) $(NVCC_FLAGS) $(PRECISION_FLAG_$(PRECISION)) $< -o $@ $(NVCC_LDLIBS)
 
-# The kernel labs (dev/cuda/README.md): each a standalone program with a CPU reference.
+# one binary per precision, named by suffix: train_gpt2cu_bf16, test_gpt2cu_fp32, ...
+$(CUDA_BIN)/train_gpt2cu_%: train_gpt2.cu $(CUDA_HEADERS)
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) $(PRECISION_FLAG_$*) $< -o $@ $(NVCC_LDLIBS)
+
+$(CUDA_BIN)/test_gpt2cu_%: test_gpt2.cu train_gpt2.cu $(CUDA_HEADERS)
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) $(PRECISION_FLAG_$*) $< -o $@ $(NVCC_LDLIBS)
+
+# The kernel labs (dev/cuda/README.md): standalone programs with a CPU reference.
 CUDA_LABS = dev/cuda/attention_entropy.out dev/cuda/activation.out
 cuda-labs: $(CUDA_LABS)
 dev/cuda/%.out: dev/cuda/%.cu $(CUDA_HEADERS)
-	$(NVCC) $(NVCC_FLAGS) $(NVCC_PRECISION) $< -o $@ $(NVCC_LDLIBS)
+	$(NVCC) $(NVCC_FLAGS) $(PRECISION_FLAG_$(PRECISION)) $< -o $@ $(NVCC_LDLIBS)
+
+ifneq ($(firstword $(MAKEFILE_LIST)),cuda.mk)
+.DEFAULT_GOAL := $(_CUDA_MK_SAVED_GOAL)
+endif

@@ -358,6 +358,340 @@ __global__ void entropy_reduce_kernel(double* ent_sum, const float* partial, int
     if (threadIdx.x == 0) ent_sum[lh] += s;
 }
 
+
+// ----------------------------------------------------------------------------
+// Tensor-core path (bf16/fp16 builds; head size 64 and T <= 128: GPT-2 at the paper's T).
+// The whole key range of a (b, h) fits in shared memory (design-notes), so there is no online
+// rescaling: S = Q K^T by wmma (fp32 accumulation) into shared memory, the masked softmax with
+// the centred entropy sum on each full row in fp32 (SIMT, one warp per row, 4 keys per lane),
+// P rounded to floatX, O = P V by wmma. Each warp owns 16 query rows end to end, so after the
+// loads the warps never wait for each other. The backward holds Q, K, V, dO, P and dS of one
+// (b, h) in shared memory (~207 KB): phase 1 recomputes S and dP = dO V^T per 16-row strip and
+// writes P and dS = P (dP - D); phase 2 forms dQ = dS K, dK = dS^T Q and dV = P^T dO by wmma.
+// SPEED WORK REMAINS: wgmma (sm_90a) instead of wmma's mma.sync, more warps per block in the
+// backward (it runs 4 warps, one block per SM), and K/V reuse across the heads' query tiles.
+#if !defined(ENABLE_FP32)
+#include <mma.h>
+
+#define ATTW_HS 64                   // head size of the fast path
+#define ATTW_TMAX 128                // longest sequence of the fast path
+#define ATTW_QT 64                   // query rows per forward block (4 warps x 16)
+#define ATTW_WARPS 4
+#define ATTW_LDX (ATTW_HS + 8)       // floatX row stride of Q, K, V, dO tiles (16-byte multiple, skewed banks)
+#define ATTW_LDS (ATTW_TMAX + 4)     // fp32 row stride of score strips
+#define ATTW_LDP (ATTW_TMAX + 8)     // floatX row stride of P and dS
+
+namespace wmma = nvcuda::wmma;
+typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::row_major> FragA;
+typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::col_major> FragAT;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, floatX, wmma::row_major> FragB;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, floatX, wmma::col_major> FragBT;
+typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> FragC;
+
+__host__ __device__ inline int round16(int x) { return (x + 15) & ~15; }
+__host__ __device__ inline size_t align128(size_t x) { return (x + 127) & ~(size_t)127; }
+
+// Copies rows [r0, r0 + n) of one head (64 floatX at src + t * src_stride) into a shared tile
+// with row stride ATTW_LDX, rows past `valid` zeroed; 16-byte packs, all threads of the block.
+__device__ inline void attw_load_rows(floatX* dst, const floatX* src, size_t src_stride, int r0, int n, int valid) {
+    const int P = Packed128<floatX>::size, packs = ATTW_HS / P;
+    for (int idx = threadIdx.x; idx < n * packs; idx += blockDim.x) {
+        int r = idx / packs, c = (idx % packs) * P, t = r0 + r;
+        Packed128<floatX> v;
+        if (t < valid) v = load128(src + (size_t)t * src_stride + c);
+        else for (int k = 0; k < P; k++) v[k] = from_float<floatX>(0.0f);
+        store128(dst + r * ATTW_LDX + c, v);
+    }
+}
+
+inline size_t attw_forward_smem() {
+    return align128(ATTW_QT * ATTW_LDX * sizeof(floatX)) + 2 * align128(ATTW_TMAX * ATTW_LDX * sizeof(floatX)) +
+           ATTW_WARPS * align128(16 * ATTW_LDS * sizeof(float)) + ATTW_WARPS * align128(16 * ATTW_LDP * sizeof(floatX));
+}
+
+// Grid (ceil(T / 64), NH, B), 128 threads. Same outputs as attention_forward_kernel.
+__global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel(floatX* out, float* lse, float* ent_partial,
+                                                                                unsigned long long* nonfinite,
+                                                                                const floatX* qkv, int B, int T, int C, int NH) {
+    extern __shared__ __align__(128) unsigned char smem_w[];
+    __shared__ float warp_entropy[ATTW_WARPS];
+    floatX* Qs = (floatX*)smem_w;                                                          // (64, LDX)
+    floatX* Ks = (floatX*)(smem_w + align128(ATTW_QT * ATTW_LDX * sizeof(floatX)));        // (TMAX, LDX)
+    floatX* Vs = Ks + align128(ATTW_TMAX * ATTW_LDX * sizeof(floatX)) / sizeof(floatX);    // (TMAX, LDX)
+    float* Sall = (float*)((unsigned char*)Vs + align128(ATTW_TMAX * ATTW_LDX * sizeof(floatX)));
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float* Sw = Sall + warp * (align128(16 * ATTW_LDS * sizeof(float)) / sizeof(float));   // (16, LDS) this warp's
+    floatX* Pall = (floatX*)(Sall + ATTW_WARPS * (align128(16 * ATTW_LDS * sizeof(float)) / sizeof(float)));
+    floatX* Pw = Pall + warp * (align128(16 * ATTW_LDP * sizeof(floatX)) / sizeof(floatX)); // (16, LDP)
+    const int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const int q0 = qt * ATTW_QT;
+    const size_t C3 = 3 * (size_t)C;
+    const floatX* base = qkv + (size_t)b * T * C3 + (size_t)h * ATTW_HS;
+    const float scale = 1.0f / sqrtf((float)ATTW_HS);
+    const int kend = min(T, q0 + ATTW_QT), kpad = round16(kend);
+
+    attw_load_rows(Qs, base, C3, q0, ATTW_QT, T);
+    attw_load_rows(Ks, base + C, C3, 0, kpad, T);
+    attw_load_rows(Vs, base + 2 * C, C3, 0, kpad, T);
+    __syncthreads();
+
+    const int r0 = warp * 16, t0 = q0 + r0;
+    float entropy = 0.0f;
+    unsigned int bad = 0;
+    if (t0 < T) {  // warp-uniform; no block-wide barrier until the end
+        const int nkt = min(kpad, round16(t0 + 16)) / 16;  // key tiles this strip sees
+        // S strip (16, nkt*16) = Q strip K^T
+        for (int n = 0; n < nkt; n++) {
+            FragC acc;
+            wmma::fill_fragment(acc, 0.0f);
+            for (int kk = 0; kk < ATTW_HS / 16; kk++) {
+                FragA a;
+                FragBT bt;
+                wmma::load_matrix_sync(a, Qs + r0 * ATTW_LDX + kk * 16, ATTW_LDX);
+                wmma::load_matrix_sync(bt, Ks + n * 16 * ATTW_LDX + kk * 16, ATTW_LDX);
+                wmma::mma_sync(acc, a, bt, acc);
+            }
+            wmma::store_matrix_sync(Sw + n * 16, acc, ATTW_LDS, wmma::mem_row_major);
+        }
+        __syncwarp();
+        // softmax of each row with the centred entropy sum; P normalised, rounded to floatX
+        for (int rr = 0; rr < 16; rr++) {
+            const int t = t0 + rr;
+            float s[ATTW_TMAX / 32];
+            float mx = -INFINITY;
+#pragma unroll
+            for (int c = 0; c < ATTW_TMAX / 32; c++) {
+                const int j = lane + 32 * c;
+                s[c] = -INFINITY;
+                if (j <= t && t < T && j < nkt * 16) {
+                    s[c] = Sw[rr * ATTW_LDS + j] * scale;
+                    bad += !isfinite(s[c]);
+                    mx = fmaxf(mx, s[c]);
+                }
+            }
+            mx = warp_max(mx);
+            float e[ATTW_TMAX / 32], lsum = 0.0f, usum = 0.0f;
+#pragma unroll
+            for (int c = 0; c < ATTW_TMAX / 32; c++) {
+                const int j = lane + 32 * c;
+                const bool valid = j <= t && t < T && j < nkt * 16;
+                e[c] = valid ? expf(s[c] - mx) : 0.0f;
+                lsum += e[c];
+                usum += valid ? e[c] * (s[c] - mx) : 0.0f;
+            }
+            lsum = warp_sum(lsum);
+            usum = warp_sum(usum);
+            const float inv_l = t < T ? 1.0f / lsum : 0.0f;  // rows past T: P = 0, O unused
+#pragma unroll
+            for (int c = 0; c < ATTW_TMAX / 32; c++) {
+                const int j = lane + 32 * c;
+                if (j < nkt * 16) Pw[rr * ATTW_LDP + j] = from_float<floatX>(e[c] * inv_l);
+            }
+            if (t < T) {
+                const float log_l = logf(lsum);
+                if (lane == 0) lse[((size_t)b * NH + h) * T + t] = mx + log_l;
+                entropy += log_l - usum * inv_l;
+            }
+        }
+        __syncwarp();
+        // O strip (16, 64) = P strip V, staged in Sw (the scores are no longer needed)
+        for (int nt = 0; nt < ATTW_HS / 16; nt++) {
+            FragC acc;
+            wmma::fill_fragment(acc, 0.0f);
+            for (int kt = 0; kt < nkt; kt++) {
+                FragA a;
+                FragB bv;
+                wmma::load_matrix_sync(a, Pw + kt * 16, ATTW_LDP);
+                wmma::load_matrix_sync(bv, Vs + kt * 16 * ATTW_LDX + nt * 16, ATTW_LDX);
+                wmma::mma_sync(acc, a, bv, acc);
+            }
+            wmma::store_matrix_sync(Sw + nt * 16, acc, ATTW_LDS, wmma::mem_row_major);
+        }
+        __syncwarp();
+        for (int rr = 0; rr < 16; rr++) {
+            const int t = t0 + rr;
+            if (t >= T) break;
+            floatX* o_t = out + ((size_t)b * T + t) * C + (size_t)h * ATTW_HS;
+            for (int d = lane; d < ATTW_HS; d += 32) o_t[d] = from_float<floatX>(Sw[rr * ATTW_LDS + d]);
+        }
+    }
+    if (ent_partial != NULL) {
+        // the layout of the SIMT path: one partial per 32-row tile = two warps here
+        if (lane == 0) warp_entropy[warp] = entropy;
+        __syncthreads();
+        const int qtiles = (T + 31) / 32;
+        if (threadIdx.x < 2) {
+            const int tile = 2 * qt + threadIdx.x;
+            if (tile < qtiles)
+                ent_partial[((size_t)b * NH + h) * qtiles + tile] = warp_entropy[2 * threadIdx.x] + warp_entropy[2 * threadIdx.x + 1];
+        }
+    }
+    if (nonfinite != NULL) {
+        bad = __reduce_add_sync(0xffffffffu, bad);
+        if (lane == 0 && bad > 0) atomicAdd(nonfinite, (unsigned long long)bad);
+    }
+}
+
+inline size_t attw_backward_smem() {
+    return 4 * align128(ATTW_TMAX * ATTW_LDX * sizeof(floatX)) + 2 * align128(ATTW_TMAX * ATTW_LDP * sizeof(floatX)) +
+           2 * ATTW_WARPS * align128(16 * ATTW_LDS * sizeof(float)) + 2 * align128(ATTW_TMAX * sizeof(float));
+}
+
+// Grid (NH, B), 128 threads; one block holds one (b, h). Writes all of dqkv's (b, h) slice.
+__global__ void __launch_bounds__(ATTW_WARPS * 32) attention_backward_wmma_kernel(floatX* dqkv, const floatX* dout,
+                                                                                 const floatX* qkv, const floatX* out,
+                                                                                 const float* lse, int B, int T, int C, int NH) {
+    extern __shared__ __align__(128) unsigned char smem_w[];
+    const size_t tile_bytes = align128(ATTW_TMAX * ATTW_LDX * sizeof(floatX));
+    const size_t p_bytes = align128(ATTW_TMAX * ATTW_LDP * sizeof(floatX));
+    const size_t strip_bytes = align128(16 * ATTW_LDS * sizeof(float));
+    floatX* Qs = (floatX*)smem_w;
+    floatX* Ks = (floatX*)(smem_w + tile_bytes);
+    floatX* Vs = (floatX*)(smem_w + 2 * tile_bytes);
+    floatX* dOs = (floatX*)(smem_w + 3 * tile_bytes);
+    floatX* Ps = (floatX*)(smem_w + 4 * tile_bytes);             // (TMAX, LDP) probabilities
+    floatX* dSs = (floatX*)(smem_w + 4 * tile_bytes + p_bytes);  // (TMAX, LDP) dS
+    unsigned char* after = smem_w + 4 * tile_bytes + 2 * p_bytes;
+    const int h = blockIdx.x, b = blockIdx.y;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float* S1 = (float*)(after + (2 * warp) * strip_bytes);      // (16, LDS) this warp's scratch
+    float* S2 = (float*)(after + (2 * warp + 1) * strip_bytes);
+    float* lse_s = (float*)(after + 2 * ATTW_WARPS * strip_bytes);
+    float* D_s = lse_s + align128(ATTW_TMAX * sizeof(float)) / sizeof(float);
+    const size_t C3 = 3 * (size_t)C;
+    const floatX* base = qkv + (size_t)b * T * C3 + (size_t)h * ATTW_HS;
+    const floatX* dbase = dout + (size_t)b * T * C + (size_t)h * ATTW_HS;
+    const float scale = 1.0f / sqrtf((float)ATTW_HS);
+    const int Tpad = round16(T), ntiles = Tpad / 16;
+
+    attw_load_rows(Qs, base, C3, 0, Tpad, T);
+    attw_load_rows(Ks, base + C, C3, 0, Tpad, T);
+    attw_load_rows(Vs, base + 2 * C, C3, 0, Tpad, T);
+    attw_load_rows(dOs, dbase, C, 0, Tpad, T);
+    __syncthreads();
+    // row statistics: lse from the forward, D_t = dO_t . O_t
+    for (int t = warp; t < Tpad; t += ATTW_WARPS) {
+        float dsum = 0.0f;
+        if (t < T) {
+            const floatX* o_t = out + ((size_t)b * T + t) * C + (size_t)h * ATTW_HS;
+            for (int d = lane; d < ATTW_HS; d += 32) dsum += to_float(dOs[t * ATTW_LDX + d]) * to_float(o_t[d]);
+        }
+        dsum = warp_sum(dsum);
+        if (lane == 0) {
+            D_s[t] = dsum;
+            lse_s[t] = t < T ? lse[((size_t)b * NH + h) * T + t] : 0.0f;
+        }
+    }
+    __syncthreads();
+    // phase 1: per 16-row query strip i, the tiles n <= i of S, P, dP and dS
+    for (int i = warp; i < ntiles; i += ATTW_WARPS) {
+        const int r0 = 16 * i, nk = i + 1;
+        for (int n = 0; n < nk; n++) {
+            FragC acc_s, acc_p;
+            wmma::fill_fragment(acc_s, 0.0f);
+            wmma::fill_fragment(acc_p, 0.0f);
+            for (int kk = 0; kk < ATTW_HS / 16; kk++) {
+                FragA a;
+                FragBT bt;
+                wmma::load_matrix_sync(a, Qs + r0 * ATTW_LDX + kk * 16, ATTW_LDX);
+                wmma::load_matrix_sync(bt, Ks + n * 16 * ATTW_LDX + kk * 16, ATTW_LDX);
+                wmma::mma_sync(acc_s, a, bt, acc_s);
+                wmma::load_matrix_sync(a, dOs + r0 * ATTW_LDX + kk * 16, ATTW_LDX);
+                wmma::load_matrix_sync(bt, Vs + n * 16 * ATTW_LDX + kk * 16, ATTW_LDX);
+                wmma::mma_sync(acc_p, a, bt, acc_p);
+            }
+            wmma::store_matrix_sync(S1 + n * 16, acc_s, ATTW_LDS, wmma::mem_row_major);
+            wmma::store_matrix_sync(S2 + n * 16, acc_p, ATTW_LDS, wmma::mem_row_major);
+        }
+        __syncwarp();
+        for (int rr = 0; rr < 16; rr++) {
+            const int t = r0 + rr;
+            const float row_lse = lse_s[t], row_D = D_s[t];
+            for (int j = lane; j < nk * 16; j += 32) {
+                float p = 0.0f, ds = 0.0f;
+                if (j <= t && t < T) {
+                    p = expf(S1[rr * ATTW_LDS + j] * scale - row_lse);
+                    ds = p * (S2[rr * ATTW_LDS + j] - row_D);
+                }
+                Ps[t * ATTW_LDP + j] = from_float<floatX>(p);
+                dSs[t * ATTW_LDP + j] = from_float<floatX>(ds);
+            }
+        }
+        __syncwarp();
+    }
+    __syncthreads();
+    // phase 2a: dQ strip i = dS (rows of i, key tiles <= i) K * scale
+    for (int i = warp; i < ntiles; i += ATTW_WARPS) {
+        for (int nt = 0; nt < ATTW_HS / 16; nt++) {
+            FragC acc;
+            wmma::fill_fragment(acc, 0.0f);
+            for (int kt = 0; kt <= i; kt++) {
+                FragA a;
+                FragB bk;
+                wmma::load_matrix_sync(a, dSs + 16 * i * ATTW_LDP + 16 * kt, ATTW_LDP);
+                wmma::load_matrix_sync(bk, Ks + 16 * kt * ATTW_LDX + 16 * nt, ATTW_LDX);
+                wmma::mma_sync(acc, a, bk, acc);
+            }
+            wmma::store_matrix_sync(S1 + 16 * nt, acc, ATTW_LDS, wmma::mem_row_major);
+        }
+        __syncwarp();
+        for (int rr = 0; rr < 16; rr++) {
+            const int t = 16 * i + rr;
+            if (t >= T) break;
+            floatX* dq_t = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * ATTW_HS;
+            for (int d = lane; d < ATTW_HS; d += 32) dq_t[d] = from_float<floatX>(S1[rr * ATTW_LDS + d] * scale);
+        }
+        __syncwarp();
+    }
+    // phase 2b: key strip c: dK = dS^T (query tiles >= c) Q * scale, dV = P^T dO
+    for (int c = warp; c < ntiles; c += ATTW_WARPS) {
+        for (int nt = 0; nt < ATTW_HS / 16; nt++) {
+            FragC acc_k, acc_v;
+            wmma::fill_fragment(acc_k, 0.0f);
+            wmma::fill_fragment(acc_v, 0.0f);
+            for (int it = c; it < ntiles; it++) {
+                FragAT a;
+                FragB bq;
+                // (dS^T)[keys of c][queries of it] is dS[queries][keys] read column-major
+                wmma::load_matrix_sync(a, dSs + 16 * it * ATTW_LDP + 16 * c, ATTW_LDP);
+                wmma::load_matrix_sync(bq, Qs + 16 * it * ATTW_LDX + 16 * nt, ATTW_LDX);
+                wmma::mma_sync(acc_k, a, bq, acc_k);
+                wmma::load_matrix_sync(a, Ps + 16 * it * ATTW_LDP + 16 * c, ATTW_LDP);
+                wmma::load_matrix_sync(bq, dOs + 16 * it * ATTW_LDX + 16 * nt, ATTW_LDX);
+                wmma::mma_sync(acc_v, a, bq, acc_v);
+            }
+            wmma::store_matrix_sync(S1 + 16 * nt, acc_k, ATTW_LDS, wmma::mem_row_major);
+            wmma::store_matrix_sync(S2 + 16 * nt, acc_v, ATTW_LDS, wmma::mem_row_major);
+        }
+        __syncwarp();
+        for (int rr = 0; rr < 16; rr++) {
+            const int j = 16 * c + rr;
+            if (j >= T) break;
+            floatX* dk_j = dqkv + ((size_t)b * T + j) * C3 + C + (size_t)h * ATTW_HS;
+            floatX* dv_j = dk_j + C;
+            for (int d = lane; d < ATTW_HS; d += 32) {
+                dk_j[d] = from_float<floatX>(S1[rr * ATTW_LDS + d] * scale);
+                dv_j[d] = from_float<floatX>(S2[rr * ATTW_LDS + d]);
+            }
+        }
+        __syncwarp();
+    }
+}
+#endif  // !ENABLE_FP32
+
+// Set to force the SIMT path (tests and labs compare the two).
+static bool g_attention_force_simt = false;
+
+// Whether the tensor-core path handles this call: bf16/fp16, head size 64, T <= 128, and
+// 16-byte aligned rows.
+inline bool attention_use_wmma(const void* qkv, const void* out, int T, int C, int NH) {
+#if defined(ENABLE_FP32)
+    return false;
+#else
+    return !g_attention_force_simt && C / NH == ATTW_HS && T <= ATTW_TMAX && C % 8 == 0 && aligned16(qkv) && aligned16(out);
+#endif
+}
+
 // ----------------------------------------------------------------------------
 // Host side
 
@@ -382,6 +716,16 @@ inline void attention_check_shape(int C, int NH) {
 // or NULL for no entropy; nonfinite: counter for non-finite scores, or NULL.
 inline void attention_forward(floatX* out, float* lse, float* ent_partial, unsigned long long* nonfinite,
                               const floatX* qkv, int B, int T, int C, int NH) {
+#if !defined(ENABLE_FP32)
+    if (attention_use_wmma(qkv, out, T, C, NH)) {
+        size_t smem = attw_forward_smem();
+        att_set_smem(attention_forward_wmma_kernel, smem);
+        dim3 grid((T + ATTW_QT - 1) / ATTW_QT, NH, B);
+        attention_forward_wmma_kernel<<<grid, ATTW_WARPS * 32, smem, g_stream>>>(out, lse, ent_partial, nonfinite, qkv, B, T, C, NH);
+        cudaCheckLaunch();
+        return;
+    }
+#endif
     const int hs = C / NH, st = att_stride(hs);
     dim3 grid(att_num_qtiles(T), NH, B);
     size_t smem = (size_t)(ATT_QT + 2 * ATT_KT) * st * sizeof(float);
@@ -402,6 +746,16 @@ inline void attention_forward(floatX* out, float* lse, float* ent_partial, unsig
 // the forward; Dbuf: (B, NH, T) floats of scratch.
 inline void attention_backward(floatX* dqkv, float* Dbuf, const floatX* dout, const floatX* qkv, const floatX* out,
                                const float* lse, int B, int T, int C, int NH) {
+#if !defined(ENABLE_FP32)
+    if (attention_use_wmma(qkv, out, T, C, NH) && aligned16(dqkv) && aligned16(dout)) {
+        size_t smem = attw_backward_smem();
+        att_set_smem(attention_backward_wmma_kernel, smem);
+        dim3 grid(NH, B);
+        attention_backward_wmma_kernel<<<grid, ATTW_WARPS * 32, smem, g_stream>>>(dqkv, dout, qkv, out, lse, B, T, C, NH);
+        cudaCheckLaunch();
+        return;
+    }
+#endif
     const int hs = C / NH, st = att_stride(hs);
     dim3 grid(att_num_qtiles(T), NH, B);
     size_t smem = (size_t)(2 * ATT_QT + 2 * ATT_KT) * st * sizeof(float);

@@ -386,6 +386,25 @@ void test_model_file(const std::string& scratch) {
     GPT2 o;
     gpt2_build_from_file(&o, path.c_str(), &flags);
     check(o.num_slopes == 1 && o.params.slopes[0] == 0.05f, "--act lrelu-global:0.05 over a per-layer file: one slope at 0.05");
+    // an llm.c file records no variant (header slots 8..12 zero) and loads as ln + gelu-tanh
+    GPT2 plain_model;
+    GPT2Config pc = c;
+    pc.variant = {NORM_LN, ACT_GELU_TANH, 0.0f};
+    gpt2_build_from_random(&plain_model, pc, 4);
+    std::string llmc_path = scratch + "/llmc_style.bin";
+    write_model_file(llmc_path.c_str(), plain_model.config, plain_model.params_memory);
+    FILE* f = fopen_or_fail(llmc_path.c_str(), "r+b", "test scratch");
+    int32_t zeros[5] = {0, 0, 0, 0, 0};
+    fseek_or_fail(f, 8 * sizeof(int32_t), llmc_path.c_str());
+    fwrite_or_fail(zeros, sizeof(int32_t), 5, f, llmc_path.c_str());
+    fclose(f);
+    GPT2 l;
+    gpt2_build_from_file(&l, llmc_path.c_str(), NULL);
+    check(l.config.variant.norm == NORM_LN && l.config.variant.act == ACT_GELU_TANH &&
+          memcmp(l.params_memory, plain_model.params_memory, l.num_params * sizeof(float)) == 0,
+          "an llm.c model file (no variant record) loads as ln + gelu-tanh");
+    gpt2_free(&plain_model);
+    gpt2_free(&l);
     gpt2_free(&m);
     gpt2_free(&r);
     gpt2_free(&o);

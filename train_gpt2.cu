@@ -69,7 +69,9 @@ void cuda_setup() {
     }
     cudaCheck(cudaSetDevice(0));
     cudaCheck(cudaGetDeviceProperties(&g_device_prop, 0));
-    if (g_stream == 0) cudaCheck(cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking));
+    // a blocking stream: the synchronous cudaMemcpy/cudaMemset calls (loading, checkpoints, tests)
+    // stay ordered with it
+    if (g_stream == 0) cudaCheck(cudaStreamCreate(&g_stream));
     matmul_setup();
 }
 

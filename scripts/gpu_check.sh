@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# gpu_check.sh: everything that needs a GPU, in one command, for a machine with an NVIDIA GPU
+# (written for one H100/H200, under 6 minutes):
+#   1. build the CUDA trainer and its test in every precision (cuda.mk, in parallel)
+#   2. the PyTorch reference states (out/ref: the 16 tiny variants; out/gpu_check/ref64: head
+#      size 64 at T = 128, the shapes of the tensor-core attention)
+#   3. test_gpt2cu in FP32, BF16 and FP16 against them
+#   4. a short real training run (GPT-2 124M on synthetic shards, V = 50257) with a checkpoint,
+#      then a resume from it that must end bit-identical
+#   5. the benchmark: tokens/s and peak memory of GPT-2 124M, T = 128, B = 128 for ln+gelu,
+#      ln+relu, none+gelu and none+relu, ours with the entropy of every head on every step,
+#      beside `train_gpt2.py --compile --dtype bfloat16` (PyTorch 2, flash attention, no
+#      entropy) measured in the same run, and the ratio (ours / PyTorch; >= 1 is the goal).
+# PyTorch's compilation is warmed in the background while the builds and tests run (its cache
+# makes the timed runs start in seconds); nothing else uses the GPU while anything is timed.
+# Every stage has a time limit and the whole script a deadline; a summary table is printed at
+# the end whatever failed. Exit status 0 only if every stage passed.
+#
+# Usage: scripts/gpu_check.sh        env: PYTHON (python3), STEPS (25), STAGES (all),
+#        DEADLINE (seconds, 540), B (128)
+set -u
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+STEPS=${STEPS:-25}
+STAGES=${STAGES:-"build refs test train bench"}
+DEADLINE=${DEADLINE:-540}
+BENCH_B=${B:-128}
+W=out/gpu_check
+BIN=$W/bin
+mkdir -p $W $W/data
+export TORCHINDUCTOR_CACHE_DIR=$PWD/$W/inductor_cache
+export TORCHINDUCTOR_FX_GRAPH_CACHE=1 TORCHINDUCTOR_AUTOGRAD_CACHE=1
+START=$(date +%s)
+SUMMARY=()
+BENCH_ROWS=()
+FAILED=0
+
+elapsed() { echo $(($(date +%s) - START)); }
+want() { [[ " $STAGES " == *" $1 "* ]]; }
+
+print_summary() {
+    echo
+    echo "==================== gpu_check summary ($(elapsed) s) ===================="
+    for line in "${SUMMARY[@]}"; do echo "  $line"; done
+    if [ ${#BENCH_ROWS[@]} -gt 0 ]; then
+        echo
+        printf "  %-11s %12s %12s %12s %12s %8s\n" "config" "ours tok/s" "ours MiB" "torch tok/s" "torch MiB" "ratio"
+        for row in "${BENCH_ROWS[@]}"; do echo "  $row"; done
+        echo "  (ours: train_gpt2cu bf16, entropy of every head every step; torch: train_gpt2.py --compile bf16)"
+    fi
+    echo "  failed stages: $FAILED"
+}
+trap print_summary EXIT
+
+# run NAME LIMIT CMD...: runs CMD with a time limit (cut to the deadline), output in $W/NAME.log
+run() {
+    local name=$1 limit=$2
+    shift 2
+    local left=$((DEADLINE - $(elapsed)))
+    if [ $left -le 5 ]; then
+        SUMMARY+=("SKIP $name (deadline)")
+        FAILED=$((FAILED + 1))
+        return 1
+    fi
+    [ $limit -gt $left ] && limit=$left
+    local t0=$(date +%s)
+    echo "== $name (limit ${limit}s)"
+    timeout --kill-after=5 $limit "$@" >$W/$name.log 2>&1
+    local rc=$?
+    local dt=$(($(date +%s) - t0))
+    local counts
+    counts=$(grep -oE '[0-9]+ passed, [0-9]+ failed' $W/$name.log | tail -1)
+    if [ $rc -eq 0 ]; then
+        SUMMARY+=("ok   $name (${dt}s)${counts:+: $counts}")
+    else
+        [ $rc -eq 124 ] && what="TIMEOUT" || what="FAIL (exit $rc)"
+        SUMMARY+=("$what $name (${dt}s)${counts:+: $counts}")
+        FAILED=$((FAILED + 1))
+        grep -E "FAIL|error" $W/$name.log | head -20
+        tail -5 $W/$name.log
+    fi
+    return $rc
+}
+
+echo "gpu_check: $(date -u +%FT%TZ)"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -2
+${NVCC:-/usr/local/cuda/bin/nvcc} --version | tail -1
+TORCH_OK=0
+if $PYTHON -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    TORCH_OK=1
+    echo "torch $($PYTHON -c 'import torch; print(torch.__version__)')"
+else
+    echo "no PyTorch with CUDA for $PYTHON: refs and the PyTorch benchmark are skipped"
+fi
+
+# data: synthetic shards with GPT-2's vocabulary (tests/make_shard.py: a noisy counting sequence)
+BENCH_TOKENS=$((BENCH_B * 128 * (STEPS + 2) + 1))
+[ -f $W/data/bench_train_000000.bin ] || $PYTHON tests/make_shard.py $W/data/bench_train_000000.bin $BENCH_TOKENS 50257 --seed 1
+[ -f $W/data/syn_train_000000.bin ] || $PYTHON tests/make_shard.py $W/data/syn_train_000000.bin 1000000 50257 --seed 2
+[ -f $W/data/syn_val_000000.bin ] || $PYTHON tests/make_shard.py $W/data/syn_val_000000.bin 100000 50257 --seed 3
+
+CONFIGS=("ln gelu" "ln relu" "none gelu" "none relu")
+torch_cmd() {  # NORM ACT STEPS: sets TORCH_CMD
+    TORCH_CMD=($PYTHON train_gpt2.py -i "$W/data/bench_train_*.bin" -e d12 -b $BENCH_B -t 128 -x $3 -v 0 --norm $1 --act $2
+               --compile --dtype bfloat16 --device cuda --bench-skip 5)
+}
+torch_run() { torch_cmd "$@"; "${TORCH_CMD[@]}"; }
+# warm PyTorch's compile cache in the background (two at a time), while nothing is timed
+WARM_PIDS=()
+if want bench && [ $TORCH_OK -eq 1 ]; then
+    (torch_run ln gelu 2; torch_run ln relu 2) >$W/torch_warm1.log 2>&1 &
+    WARM_PIDS+=($!)
+    (torch_run none gelu 2; torch_run none relu 2) >$W/torch_warm2.log 2>&1 &
+    WARM_PIDS+=($!)
+fi
+
+if want build; then
+    run build 300 make -f cuda.mk -j4 CUDA_BIN=$BIN $BIN/test_gpt2cu_fp32 $BIN/test_gpt2cu_bf16 $BIN/test_gpt2cu_fp16 \
+        $BIN/train_gpt2cu_bf16
+fi
+
+if want refs && [ $TORCH_OK -eq 1 ]; then
+    run refs_tiny 120 $PYTHON train_gpt2.py --write-debug-states out/ref
+    run refs_hs64 120 $PYTHON train_gpt2.py --write-debug-states $W/ref64 -e L2H2C128T128V512 -t 128 -b 2 \
+        --debug-init-scale 4 --variants ln_gelu,none_relu,none_lrelu-layer,ln_lrelu-global
+fi
+
+if want test; then
+    run test_fp32 150 $BIN/test_gpt2cu_fp32 out/ref
+    run test_bf16 150 $BIN/test_gpt2cu_bf16 out/ref
+    run test_fp16 150 $BIN/test_gpt2cu_fp16 out/ref
+    run test_fp32_hs64 150 $BIN/test_gpt2cu_fp32 $W/ref64
+    run test_bf16_hs64 150 $BIN/test_gpt2cu_bf16 $W/ref64
+fi
+
+if want train; then
+    TR=(-e d12 -i "$W/data/syn_train_*.bin" -j "$W/data/syn_val_*.bin" -b 64 -t 128 -x 60 -n 30 -v 30 -m 4 -s 30 -g 16
+        --norm none --act relu -l 6e-4 -u 10 --entropy-every 10)
+    rm -rf $W/run_full $W/run_resumed
+    if run train_full 180 $BIN/train_gpt2cu_bf16 "${TR[@]}" -o $W/run_full; then
+        first=$(grep -m1 'trl:' $W/run_full/main.log | sed 's/.*trl:\([0-9.]*\).*/\1/')
+        last=$(grep 'trl:' $W/run_full/main.log | tail -1 | sed 's/.*trl:\([0-9.]*\).*/\1/')
+        if awk -v a="$first" -v b="$last" 'BEGIN {exit !(b < a - 1.0)}'; then
+            SUMMARY+=("ok   training loss falls: $first -> $last")
+        else
+            SUMMARY+=("FAIL training loss does not fall: $first -> $last")
+            FAILED=$((FAILED + 1))
+        fi
+        mkdir -p $W/run_resumed
+        cp $W/run_full/model_00000030.bin $W/run_full/state_00000030.bin $W/run_full/DONE_00000030 \
+           $W/run_full/*.log $W/run_full/*.tsv $W/run_resumed/
+        if run train_resume 150 $BIN/train_gpt2cu_bf16 "${TR[@]}" -o $W/run_resumed -y 1; then
+            for f in model_00000060.bin state_00000060.bin main.log entropy.tsv; do
+                if cmp -s $W/run_full/$f $W/run_resumed/$f; then
+                    SUMMARY+=("ok   resume: $f bit-identical")
+                else
+                    SUMMARY+=("FAIL resume: $f differs")
+                    FAILED=$((FAILED + 1))
+                fi
+            done
+        fi
+    fi
+fi
+
+if want bench; then
+    for pid in "${WARM_PIDS[@]}"; do  # the GPU must be ours alone while timing
+        left=$((DEADLINE - $(elapsed)))
+        while kill -0 $pid 2>/dev/null && [ $left -gt 0 ]; do sleep 1; left=$((DEADLINE - $(elapsed))); done
+        kill $pid 2>/dev/null
+    done
+    field() { sed -n "s/^summary: .*$1=\([0-9.]*\).*/\1/p" "$2" | tail -1; }
+    for cfg in "${CONFIGS[@]}"; do
+        set -- $cfg
+        name="$1+$2"
+        run bench_ours_$1_$2 120 $BIN/train_gpt2cu_bf16 -i "$W/data/bench_train_*.bin" -e d12 -b $BENCH_B -t 128 -x $STEPS \
+            -v 0 -s 0 --entropy-every 1 --norm $1 --act $2
+        ours_tok=$(field tok_per_s $W/bench_ours_$1_$2.log)
+        ours_mem=$(field peak_mem_mb $W/bench_ours_$1_$2.log)
+        torch_tok=""
+        torch_mem=""
+        if [ $TORCH_OK -eq 1 ]; then
+            torch_cmd $1 $2 $STEPS
+            run bench_torch_$1_$2 150 "${TORCH_CMD[@]}"
+            torch_tok=$(field tok_per_s $W/bench_torch_$1_$2.log)
+            torch_mem=$(field peak_mem_mb $W/bench_torch_$1_$2.log)
+        fi
+        ratio=$(awk -v a="${ours_tok:-0}" -v b="${torch_tok:-0}" 'BEGIN {if (a > 0 && b > 0) printf "%.2f", a / b; else print "-"}')
+        BENCH_ROWS+=("$(printf "%-11s %12s %12s %12s %12s %8s" "$name" "${ours_tok:--}" "${ours_mem:--}" "${torch_tok:--}" \
+                        "${torch_mem:--}" "$ratio")")
+    done
+fi
+
+[ $FAILED -eq 0 ]

@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# scripts/paper/run.sh: the experiments of "ReLU's Revival: On the Entropic Overload in
+# Normalization-Free LLMs" (Jha & Reagen, 2024), one trainer run per model, at three scales.
+#
+#   bash scripts/paper/run.sh [--dry-run] SCALE EXPERIMENT...
+#
+#   SCALE       full   the paper's recipe: GPT-2 124M (d12), T = 128, 65,536 tokens per step,
+#                      AdamW (0.9, 0.999, 1e-8), weight decay 0.1, LR 1e-3 with a 5% linear
+#                      warm-up then linear decay to 0, clip 1.0, eval every 500 steps on the
+#                      whole validation set, per-head entropy every 100 steps, one epoch
+#               small  one H100/H200: 6 layers, 6 heads, 384 wide, T = 128, 32,768 tokens per
+#                      step, 2,000 steps (65.5M tokens), LR 3e-4 with a 10% warm-up (LN-free
+#                      GPT-2 diverges at 1e-3 with a short warm-up: /work/shared/paper.md)
+#               tiny   the CPU, seconds per model: 2 layers, 2 heads, 64 wide, T = 128, 512
+#                      tokens per step, 100 steps (the pipeline test behind `make paper-tiny`)
+#   EXPERIMENT  main          ln+gelu, ln+relu, none+gelu, none+relu
+#               slopes        LN-free learnable leaky ReLU: one slope per layer, one global slope
+#                             (both start at 0.01, no weight decay on the slopes)
+#               fixed-slopes  LN-free leaky ReLU with fixed slopes 0.01 0.05 0.1 0.2, under
+#                             --on-nan log so non-finite counts are recorded (Figure 5)
+#               all           the three above
+#   --dry-run   print the commands, run nothing
+#
+# Each run goes to OUT_ROOT/<experiment>/<tag>/ (OUT_ROOT: out/paper-<scale>, or
+# out/paper-<scale>-<corpus> for a corpus other than the default): the trainer's logs
+# (main.log, entropy.tsv, slopes.tsv, nonfinite.tsv), its console output (train.out), run.info
+# (the settings, trainer, device and commit, read by plots.py) and status (complete / stopped /
+# failed, with the wall time). A second invocation skips runs whose status is complete or stopped,
+# resumes (-y 1) runs that have a checkpoint, and moves a run that died before its first
+# checkpoint aside (<tag>.partial-DATE) and starts it again.
+#
+# Settings (environment; the scale's value when unset):
+#   TRAINER          the binary; default ./train_gpt2cu when it exists and nvidia-smi sees a GPU,
+#                    else ./train_gpt2 (tiny: always ./train_gpt2)
+#   DATA_TRAIN, DATA_VAL   token shard patterns; default data/pycode_{train,val}_*.bin. CodeParrot:
+#                    bash dev/data/prepare.sh --source jsonl:FILE --name codeparrot, then
+#                    DATA_TRAIN='data/codeparrot_train_*.bin' DATA_VAL='data/codeparrot_val_*.bin'
+#   OUT_ROOT         where the runs go (see above)
+#   STEPS            optimizer steps (full: one epoch of DATA_TRAIN)
+#   LR, WARMUP_FRAC, WARMUP   peak LR; warm-up as a fraction of STEPS, or WARMUP steps exactly
+#   MODEL, MICRO_B, TOKENS_PER_STEP, SEQ_LEN   model descriptor, -b, -d, -t
+#   EVAL_EVERY, VAL_BATCHES, ENTROPY_EVERY, CKPT_EVERY   -v, -m, --entropy-every, -n
+#   ON_NAN           --on-nan for main and slopes (default stop; `skip` is closest to the paper's
+#                    fp16 runs, which skipped overflowing steps); fixed-slopes always use log
+#   FIXED_SLOPES     the fixed slopes (default "0.01 0.05 0.1 0.2")
+#   ONLY             run only these tags, e.g. ONLY="none-gelu none-relu"
+#   KEEP_CKPT        after a completed run keep the newest checkpoint (last, default for full and
+#                    small), none (default for tiny) or all
+#   EXTRA_FLAGS      appended to every trainer command
+#   VERBOSE=1        show the trainer's output (always written to <run>/train.out)
+# Exit status: 0 when every run completed or stopped as expected, 1 otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit "${1:-0}"; }
+
+DRY=0
+if [ "${1:-}" = "--dry-run" ] || [ "${1:-}" = "-n" ]; then DRY=1; shift; fi
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then usage 0; fi
+[ $# -ge 2 ] || usage 1
+SCALE=$1; shift
+EXPERIMENTS=("$@")
+if [ "${EXPERIMENTS[0]}" = "all" ]; then EXPERIMENTS=(main slopes fixed-slopes); fi
+for e in "${EXPERIMENTS[@]}"; do
+    case $e in main|slopes|fixed-slopes) ;; *) echo "run.sh: error: unknown experiment '$e' (main, slopes, fixed-slopes, all)" >&2; exit 1 ;; esac
+done
+
+# ---- the scales -------------------------------------------------------------------------------
+# d_X: the scale's default for setting X (an environment variable of the same name wins).
+case $SCALE in
+    full)
+        d_MODEL=d12; d_MICRO_B=64; d_TOKENS_PER_STEP=65536; d_STEPS=epoch; d_LR=1e-3; d_WARMUP_FRAC=0.05
+        d_EVAL_EVERY=500; d_VAL_BATCHES=-1; d_ENTROPY_EVERY=100; d_CKPT_EVERY=2000; d_KEEP_CKPT=last ;;
+    small)
+        d_MODEL=L6H6C384T128; d_MICRO_B=64; d_TOKENS_PER_STEP=32768; d_STEPS=2000; d_LR=3e-4; d_WARMUP_FRAC=0.10
+        d_EVAL_EVERY=250; d_VAL_BATCHES=-1; d_ENTROPY_EVERY=50; d_CKPT_EVERY=500; d_KEEP_CKPT=last ;;
+    tiny)
+        d_MODEL=L2H2C64T128; d_MICRO_B=4; d_TOKENS_PER_STEP=512; d_STEPS=100; d_LR=1e-3; d_WARMUP_FRAC=0.10
+        d_EVAL_EVERY=25; d_VAL_BATCHES=8; d_ENTROPY_EVERY=10; d_CKPT_EVERY=0; d_KEEP_CKPT=none ;;
+    *) echo "run.sh: error: unknown scale '$SCALE' (full, small, tiny)" >&2; exit 1 ;;
+esac
+MODEL=${MODEL:-$d_MODEL}
+MICRO_B=${MICRO_B:-$d_MICRO_B}
+TOKENS_PER_STEP=${TOKENS_PER_STEP:-$d_TOKENS_PER_STEP}
+SEQ_LEN=${SEQ_LEN:-128}
+STEPS=${STEPS:-$d_STEPS}
+LR=${LR:-$d_LR}
+WARMUP_FRAC=${WARMUP_FRAC:-$d_WARMUP_FRAC}
+EVAL_EVERY=${EVAL_EVERY:-$d_EVAL_EVERY}
+VAL_BATCHES=${VAL_BATCHES:-$d_VAL_BATCHES}
+ENTROPY_EVERY=${ENTROPY_EVERY:-$d_ENTROPY_EVERY}
+CKPT_EVERY=${CKPT_EVERY:-$d_CKPT_EVERY}
+KEEP_CKPT=${KEEP_CKPT:-$d_KEEP_CKPT}
+ON_NAN=${ON_NAN:-stop}
+FIXED_SLOPES=${FIXED_SLOPES:-0.01 0.05 0.1 0.2}
+ONLY=${ONLY:-}
+EXTRA_FLAGS=${EXTRA_FLAGS:-}
+VERBOSE=${VERBOSE:-0}
+DATA_TRAIN=${DATA_TRAIN:-data/pycode_train_*.bin}
+DATA_VAL=${DATA_VAL:-data/pycode_val_*.bin}
+
+# The corpus name is the shard pattern's prefix before "_train_" (pycode for the default).
+CORPUS=$(basename "$DATA_TRAIN"); CORPUS=${CORPUS%%_train_*}
+if [ "$CORPUS" = pycode ]; then OUT_ROOT=${OUT_ROOT:-out/paper-$SCALE}; else OUT_ROOT=${OUT_ROOT:-out/paper-$SCALE-$CORPUS}; fi
+
+# ---- the trainer and the machine ------------------------------------------------------------------
+gpu_visible() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; }
+if [ -z "${TRAINER:-}" ]; then
+    if [ "$SCALE" != tiny ] && [ -x ./train_gpt2cu ] && gpu_visible; then TRAINER=./train_gpt2cu; else TRAINER=./train_gpt2; fi
+fi
+if [ "$DRY" = 0 ] && [ ! -x "$TRAINER" ]; then
+    echo "run.sh: error: trainer '$TRAINER' not found: build it (make train_gpt2 USE_BLAS=1, or make train_gpt2cu)" >&2
+    exit 1
+fi
+case $TRAINER in
+    *cu) DEVICE="GPU: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo unknown)" ;;
+    *)   DEVICE="CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) cores" ;;
+esac
+if [ "$SCALE" = full ] && [ "$TRAINER" = ./train_gpt2 ] && [ "$DRY" = 0 ]; then
+    echo "run.sh: warning: the full recipe on the CPU trainer takes weeks per model" >&2
+fi
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo uncommitted)
+if [ "$COMMIT" != uncommitted ] && ! git diff --quiet HEAD -- 2>/dev/null; then COMMIT="$COMMIT-dirty"; fi
+
+# ---- steps and warm-up ----------------------------------------------------------------------------
+# One epoch as the trainer counts it: per shard of N tokens, (N-1)/T sequences, in micro-batches
+# of B, then micro-batches / (tokens per step / (B*T)) optimizer steps.
+epoch_steps() {
+    local micro=0 f n
+    for f in $DATA_TRAIN; do
+        [ -f "$f" ] || { echo "run.sh: error: no training shards match '$DATA_TRAIN' (make data?)" >&2; exit 1; }
+        n=$((($(stat -c %s "$f") - 1024) / 2))
+        micro=$((micro + (n - 1) / SEQ_LEN / MICRO_B))
+    done
+    echo $((micro / (TOKENS_PER_STEP / (MICRO_B * SEQ_LEN))))
+}
+if [ "$STEPS" = epoch ]; then STEPS=$(epoch_steps); fi
+if [ -n "${WARMUP:-}" ]; then WARMUP_STEPS=$WARMUP; else WARMUP_STEPS=$(awk -v f="$WARMUP_FRAC" -v s="$STEPS" 'BEGIN { printf "%d", f * s + 0.5 }'); fi
+
+# The flags every run of this scale shares (README "Command line").
+COMMON=(-i "$DATA_TRAIN" -j "$DATA_VAL" -e "$MODEL" -b "$MICRO_B" -t "$SEQ_LEN" -d "$TOKENS_PER_STEP"
+        -x "$STEPS" -l "$LR" -u "$WARMUP_STEPS" -k linear -q 0 -c 0.1
+        --beta1 0.9 --beta2 0.999 --eps 1e-8 --grad-clip 1.0
+        -v "$EVAL_EVERY" -m "$VAL_BATCHES" --entropy-every "$ENTROPY_EVERY" -n "$CKPT_EVERY" -s 0 --seed 1337)
+
+# ---- one run ----------------------------------------------------------------------------------------
+FAILED_RUNS=()
+run_one() {  # run_one EXPERIMENT TAG NORM ACT ON_NAN
+    local exp=$1 tag=$2 norm=$3 act=$4 on_nan=$5
+    if [ -n "$ONLY" ] && [[ " $ONLY " != *" $tag "* ]]; then return; fi
+    local dir=$OUT_ROOT/$exp/$tag
+    # shellcheck disable=SC2206  # EXTRA_FLAGS is split on purpose
+    local cmd=("$TRAINER" "${COMMON[@]}" --norm "$norm" --act "$act" --on-nan "$on_nan" -o "$dir" $EXTRA_FLAGS)
+    if [ "$DRY" = 1 ]; then printf '%q ' "${cmd[@]}"; echo; return; fi
+    if [ -f "$dir/status" ] && grep -qE '^(complete|stopped)' "$dir/status"; then
+        echo "== $exp/$tag: $(head -1 "$dir/status") (skipped; delete $dir to run it again)"
+        return
+    fi
+    if compgen -G "$dir/DONE_*" >/dev/null; then
+        cmd+=(-y 1)
+        echo "== $exp/$tag: resuming from its latest checkpoint"
+    elif [ -f "$dir/main.log" ]; then
+        local aside
+        aside="$dir.partial-$(date +%Y%m%d-%H%M%S)"
+        mv "$dir" "$aside"
+        echo "== $exp/$tag: an unfinished run without a checkpoint moved to $aside; starting again"
+    fi
+    mkdir -p "$dir"
+    if [ ! -f "$dir/run.info" ]; then
+        {
+            echo "scale=$SCALE"; echo "experiment=$exp"; echo "tag=$tag"; echo "norm=$norm"; echo "act=$act"
+            echo "model=$MODEL"; echo "T=$SEQ_LEN"; echo "micro_batch=$MICRO_B"; echo "tokens_per_step=$TOKENS_PER_STEP"
+            echo "steps=$STEPS"; echo "lr=$LR"; echo "warmup=$WARMUP_STEPS"; echo "on_nan=$on_nan"
+            echo "corpus=$DATA_TRAIN"; echo "trainer=$TRAINER"; echo "device=$DEVICE"; echo "commit=$COMMIT"
+            echo "started=$(date -u +%Y-%m-%dT%H:%M:%SZ)"; echo "command=$(printf '%q ' "${cmd[@]}")"
+        } > "$dir/run.info"
+    fi
+    echo "== $exp/$tag: --norm $norm --act $act, $STEPS steps of $TOKENS_PER_STEP tokens -> $dir"
+    echo "\$ $(printf '%q ' "${cmd[@]}")" >> "$dir/train.out"
+    local t0 t1 rc=0
+    t0=$(date +%s.%N)
+    if [ "$VERBOSE" = 1 ]; then
+        "${cmd[@]}" 2>&1 | tee -a "$dir/train.out" || rc=${PIPESTATUS[0]}
+    else
+        "${cmd[@]}" >> "$dir/train.out" 2>&1 || rc=$?
+    fi
+    t1=$(date +%s.%N)
+    local wall
+    wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+    local last_val
+    last_val=$(grep -E '^s:[0-9]+ tel:' "$dir/main.log" 2>/dev/null | tail -1 || true)
+    case $rc in
+        0) echo "complete wall_s=$wall device=$DEVICE" > "$dir/status" ;;
+        3) echo "stopped wall_s=$wall non-finite value under --on-nan stop (see train.out)" > "$dir/status" ;;
+        *) echo "failed wall_s=$wall exit=$rc (see train.out)" > "$dir/status"; FAILED_RUNS+=("$exp/$tag") ;;
+    esac
+    echo "   $(head -1 "$dir/status" | cut -d' ' -f1-2); last validation: ${last_val:-none}"
+    if [ "$rc" != 0 ]; then tail -3 "$dir/train.out" | sed 's/^/   | /'; fi
+    # Keep the disk in check: checkpoints of a finished run are only needed for analysis.
+    if [ "$rc" = 0 ] && [ "$KEEP_CKPT" != all ]; then
+        local last
+        last=$(find "$dir" -maxdepth 1 -name 'DONE_*' -printf '%f\n' | sort | tail -1)
+        for f in "$dir"/DONE_* "$dir"/model_*.bin "$dir"/state_*.bin; do
+            [ -e "$f" ] || continue
+            if [ "$KEEP_CKPT" = last ] && [ -n "$last" ] && [[ $f == *"${last#DONE_}"* ]]; then continue; fi
+            rm -f "$f"
+        done
+    fi
+}
+
+# ---- the experiments ----------------------------------------------------------------------------------
+echo "run.sh: scale $SCALE, $MODEL, T $SEQ_LEN, $STEPS steps x $TOKENS_PER_STEP tokens, LR $LR, warm-up $WARMUP_STEPS;"
+echo "        $TRAINER on $DEVICE; data $DATA_TRAIN; out $OUT_ROOT; commit $COMMIT"
+T_START=$(date +%s)
+for exp in "${EXPERIMENTS[@]}"; do
+    case $exp in
+        main)
+            run_one main ln-gelu ln gelu "$ON_NAN"
+            run_one main ln-relu ln relu "$ON_NAN"
+            run_one main none-gelu none gelu "$ON_NAN"
+            run_one main none-relu none relu "$ON_NAN" ;;
+        slopes)
+            run_one slopes none-lrelu-layer none lrelu-layer "$ON_NAN"
+            run_one slopes none-lrelu-global none lrelu-global "$ON_NAN" ;;
+        fixed-slopes)
+            for s in $FIXED_SLOPES; do run_one fixed-slopes "none-lrelu-$s" none "lrelu:$s" log; done ;;
+    esac
+done
+if [ "$DRY" = 1 ]; then exit 0; fi
+echo "run.sh: done in $(($(date +%s) - T_START)) s; plots: \${PYTHON:-/usr/bin/python3} scripts/paper/plots.py $OUT_ROOT"
+if [ ${#FAILED_RUNS[@]} -gt 0 ]; then
+    echo "run.sh: error: failed: ${FAILED_RUNS[*]}" >&2
+    exit 1
+fi

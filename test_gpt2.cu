@@ -1,0 +1,700 @@
+/*
+test_gpt2.cu: checks the CUDA trainer (train_gpt2.cu) against the PyTorch reference and tests
+the parts that have no PyTorch twin.
+
+For every variant's debug state written by `train_gpt2.py --write-debug-states DIR` it compares
+the logits, the loss, the per-head attention entropies, every parameter gradient (learnable
+slopes included), and the losses and gradient norms of 10 AdamW steps taken through the
+trainer's own step path (device-side NaN guard, clipping, AdamW). Then: the attention kernels
+(forward, entropy, backward) against a double-precision reference at the real shapes (T up to
+128, several 32-row tiles, head sizes 8, 64 and 80), the fused entropy on hard rows (scores near
+4e3, uniform and one-hot rows), the activation derivatives at 0, the NaN guard's verdicts,
+checkpoint -> resume bit-identity through the checkpoint files, run-to-run determinism, and
+(FP16) the loss scaler's overflow handling.
+
+Usage: ./test_gpt2cu [DIR]   (default out/ref). Exit status 0 only if every check passed; the
+last line is "test_gpt2cu: N passed, M failed".
+*/
+#define TESTING
+#include "train_gpt2.cu"
+
+#include <dirent.h>
+
+// ----------------------------------------------------------------------------
+// Tolerances, by precision. The differences are ours against PyTorch fp32 on the CPU.
+//
+// FP32: the two programs sum in different orders (cuBLASLt's tiling, the online softmax, the
+// fused classifier), so agreement is to rounding, not bit-exact. These are the CPU trainer's
+// bounds (test_gpt2.cpp) with the logits and gradients loosened 2x for the reordering; the
+// issue's bars (entropy 1e-5, step losses 1e-4) are kept as they are.
+//
+// BF16 / FP16: activations and the working weights are rounded to 8 (bf16) or 11 (fp16)
+// significant bits after every layer, so values carry relative errors of ~0.4% (bf16) that
+// compound over the layers; the reference model (12x llm.c's init, to make variants
+// distinguishable) has logits and scores of O(1-10). The bounds are a few times that rounding:
+// relative to each tensor's largest reference value for logits and gradients, absolute for the
+// loss (ln 100 = 4.6) and entropies (at most ln(16!)/16 = 1.9 nats here). They still catch real
+// bugs: a wrong activation (gelu vs gelu-tanh differ by ~1e-2 at these scales only in logits'
+// last digits, so that pair is told apart in FP32 only), a missing gradient term, a wrong sign
+// or a lost residual move values by 10-100% of their scale.
+// UNVERIFIED: chosen before any GPU run; calibrate on the first GPU run (the test prints every
+// measured difference beside its bound).
+#if defined(ENABLE_FP32)
+const float TOL_LOGITS = 2e-5f;      // x max(1, max|logit|)
+const float TOL_LOSS = 1e-5f;        // absolute
+const float TOL_ENTROPY = 1e-5f;     // absolute, nats
+const float TOL_GRAD_ABS = 2e-6f;    // |ours - ref| <= ABS + REL * max|ref of tensor|
+const float TOL_GRAD_REL = 2e-4f;
+const float TOL_STEP_LOSS = 1e-4f;   // absolute, losses over the 10 AdamW steps
+const float TOL_STEP_NORM = 1e-3f;   // relative, gradient norms over the 10 steps
+const float TOL_ATT = 1e-4f;         // attention kernels vs double: x max|ref|
+#else
+const float TOL_LOGITS = 3e-2f;
+const float TOL_LOSS = 2e-2f;
+const float TOL_ENTROPY = 3e-2f;
+const float TOL_GRAD_ABS = 1e-4f;
+const float TOL_GRAD_REL = 6e-2f;
+const float TOL_STEP_LOSS = 5e-2f;
+const float TOL_STEP_NORM = 6e-2f;
+const float TOL_ATT = 2e-2f;
+#endif
+
+static int g_passed = 0, g_failed = 0;
+
+__attribute__((format(printf, 2, 3))) void check(bool ok, const char* fmt, ...) {
+    va_list args;
+    va_start(args, fmt);
+    printf("%s ", ok ? "  ok  " : "  FAIL");
+    vprintf(fmt, args);
+    printf("\n");
+    va_end(args);
+    if (ok) g_passed++; else g_failed++;
+}
+
+// Max |a - b| over n values (NaN counts as infinitely far).
+float max_abs_diff(const float* a, const float* b, size_t n, size_t* where) {
+    float worst = 0.0f;
+    *where = 0;
+    for (size_t i = 0; i < n; i++) {
+        float d = fabsf(a[i] - b[i]);
+        if (!(d <= worst)) { worst = std::isnan(d) ? INFINITY : d; *where = i; }
+    }
+    return worst;
+}
+
+float max_abs(const float* a, size_t n) {
+    float m = 0.0f;
+    for (size_t i = 0; i < n; i++) m = fmaxf(m, fabsf(a[i]));
+    return m;
+}
+
+template <typename T>
+std::vector<T> to_host(const T* d, size_t n) {
+    std::vector<T> h(n);
+    cudaCheck(cudaStreamSynchronize(g_stream));
+    cudaCheck(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost));
+    return h;
+}
+
+std::vector<float> floatx_to_host(const floatX* d, size_t n) {
+    std::vector<floatX> h = to_host(d, n);
+    std::vector<float> f(n);
+    for (size_t i = 0; i < n; i++) f[i] = to_float(h[i]);
+    return f;
+}
+
+// ----------------------------------------------------------------------------
+// Against the PyTorch reference
+
+struct DebugState {
+    int B, T, num_steps;
+    float lr, beta1, beta2, eps, weight_decay, grad_clip;
+    std::vector<int> x, y;
+    std::vector<float> logits;    // (B, T, V)
+    float loss;
+    std::vector<float> grads;     // num_params (slopes last)
+    std::vector<float> entropy;   // (L, NH)
+    std::vector<float> step_losses, step_norms;
+};
+
+void read_debug_state(const char* path, const GPT2* model, DebugState* s) {
+    FILE* f = fopen_or_fail(path, "rb", "run 'make refs' to write the reference states");
+    int32_t h[HEADER_INTS];
+    fread_or_fail(h, sizeof(int32_t), HEADER_INTS, f, path);
+    if (h[0] != 20240327 || h[1] != 3) fail("'%s' is not a version-3 debug state (magic %d, version %d)", path, h[0], h[1]);
+    s->B = h[2];
+    s->T = h[3];
+    s->num_steps = h[4];
+    s->lr = bits_float(h[8]);
+    s->beta1 = bits_float(h[9]);
+    s->beta2 = bits_float(h[10]);
+    s->eps = bits_float(h[11]);
+    s->weight_decay = bits_float(h[12]);
+    s->grad_clip = bits_float(h[13]);
+    size_t BT = (size_t)s->B * s->T;
+    const GPT2Config& c = model->config;
+    s->x.resize(BT);
+    s->y.resize(BT);
+    s->logits.resize(BT * c.vocab_size);
+    s->grads.resize(model->num_params);
+    s->entropy.resize((size_t)c.num_layers * c.num_heads);
+    s->step_losses.resize(s->num_steps);
+    s->step_norms.resize(s->num_steps);
+    fread_or_fail(s->x.data(), sizeof(int), BT, f, path);
+    fread_or_fail(s->y.data(), sizeof(int), BT, f, path);
+    fread_or_fail(s->logits.data(), sizeof(float), s->logits.size(), f, path);
+    fread_or_fail(&s->loss, sizeof(float), 1, f, path);
+    fread_or_fail(s->grads.data(), sizeof(float), s->grads.size(), f, path);
+    fread_or_fail(s->entropy.data(), sizeof(float), s->entropy.size(), f, path);
+    fread_or_fail(s->step_losses.data(), sizeof(float), s->num_steps, f, path);
+    fread_or_fail(s->step_norms.data(), sizeof(float), s->num_steps, f, path);
+    char extra;
+    if (fread(&extra, 1, 1, f) != 0) fail("'%s' is longer than its header and the model describe", path);
+    fclose(f);
+}
+
+// One training step through the trainer's own path (micro-batches of the same batch), synced.
+StepHeader train_step(GPT2* model, const int* x, const int* y, int B, int T, int micro_batches, const StepOptions& opt,
+                      bool entropy) {
+    gpt2_step_begin(model);
+    for (int k = 0; k < micro_batches; k++) {
+        gpt2_set_batch(model, x + (size_t)k * B * T, y + (size_t)k * B * T, B, T);
+        gpt2_forward(model, true, entropy, 1.0f / micro_batches, &model->d_header->loss_sum);
+        gpt2_backward(model, 1.0f / micro_batches);
+    }
+    gpt2_step_end(model, opt, 0);
+    cudaCheck(cudaEventSynchronize(model->step_end[0]));
+    return *result_header(model, 0);
+}
+
+void test_variant(const std::string& dir, const std::string& tag) {
+    printf("variant %s\n", tag.c_str());
+    GPT2 model;
+    std::string model_path = dir + "/" + tag + ".bin";
+    std::string state_path = dir + "/" + tag + "_debug_state.bin";
+    gpt2_build_from_file(&model, model_path.c_str(), NULL);
+    check(variant_tag(model.config.variant) == tag, "%s: the model file records its variant (%s)", tag.c_str(),
+          variant_tag(model.config.variant).c_str());
+    DebugState ref;
+    read_debug_state(state_path.c_str(), &model, &ref);
+    const GPT2Config& c = model.config;
+    int B = ref.B, T = ref.T, V = c.vocab_size, Vp = c.padded_vocab_size, L = c.num_layers, NH = c.num_heads;
+    if (USE_LOSS_SCALER) gpt2_set_scaler(&model, ScalerState{1.0f, 0, 0, 0});  // compare unscaled values
+    gpt2_allocate_activations(&model, B, T);
+
+    // forward: logits, loss, entropies, no non-finite values
+    gpt2_step_begin(&model);
+    gpt2_set_batch(&model, ref.x.data(), ref.y.data(), B, T);
+    gpt2_forward(&model, true, true, -1.0f, &model.d_header->loss_sum);
+    std::vector<float> all = floatx_to_host(model.acts.logits, (size_t)B * T * Vp);
+    std::vector<float> logits((size_t)B * T * V);
+    for (int bt = 0; bt < B * T; bt++) memcpy(&logits[(size_t)bt * V], &all[(size_t)bt * Vp], V * sizeof(float));
+    size_t at;
+    float d = max_abs_diff(logits.data(), ref.logits.data(), logits.size(), &at);
+    float tol = TOL_LOGITS * fmaxf(1.0f, max_abs(ref.logits.data(), ref.logits.size()));
+    check(d <= tol, "%s: logits max diff %.2e (tol %.1e)", tag.c_str(), d, tol);
+    double loss_sum = to_host(&model.d_header->loss_sum, 1)[0];
+    float loss = (float)loss_sum;
+    d = fabsf(loss - ref.loss);
+    check(d <= TOL_LOSS, "%s: loss %.6f vs %.6f, diff %.2e (tol %.0e)", tag.c_str(), loss, ref.loss, d, TOL_LOSS);
+    std::vector<double> esum = to_host(model.d_entropy_sum, (size_t)L * NH);
+    std::vector<float> entropy((size_t)L * NH);
+    for (int i = 0; i < L * NH; i++) entropy[i] = (float)(esum[i] / (B * T));
+    d = max_abs_diff(entropy.data(), ref.entropy.data(), entropy.size(), &at);
+    check(d <= TOL_ENTROPY, "%s: per-head entropies max diff %.2e (tol %.0e), layer %zu head %zu: %.6f vs %.6f",
+          tag.c_str(), d, TOL_ENTROPY, at / NH, at % NH, entropy[at], ref.entropy[at]);
+    std::vector<unsigned long long> att_bad = to_host(model.d_att_bad, L), ffn_bad = to_host(model.d_ffn_bad, L);
+    unsigned long long bad = 0;
+    for (int l = 0; l < L; l++) bad += att_bad[l] + ffn_bad[l];
+    check(bad == 0, "%s: no non-finite scores or activations counted (%llu)", tag.c_str(), bad);
+
+    // backward: every tensor's gradient (the classifier's gradient pass runs in the backward)
+    gpt2_zero_grad(&model);
+    gpt2_backward(&model, 1.0f);
+    std::vector<float> grads = to_host(model.d_grads, model.num_params);
+    size_t offset = 0;
+    for (int k = 0; k < NUM_ALL_TENSORS; k++) {
+        size_t n = model.param_sizes[k];
+        if (n == 0) continue;
+        const float* ours = grads.data() + offset;
+        const float* theirs = ref.grads.data() + offset;
+        float scale = max_abs(theirs, n);
+        float gtol = TOL_GRAD_ABS + TOL_GRAD_REL * scale;
+        d = max_abs_diff(ours, theirs, n, &at);
+        check(d <= gtol, "%s: grad %-8s max diff %.2e (tol %.1e, max |grad| %.2e)", tag.c_str(), param_tensor_name(k), d,
+              gtol, scale);
+        offset += n;
+    }
+    if (act_is_learnable(c.variant.act)) {
+        float gs = grads[model.num_params - model.num_slopes];
+        check(fabsf(gs) > 1e-6f, "%s: slope gradient is non-zero (%.3e)", tag.c_str(), gs);
+    }
+
+    // 10 AdamW steps on the same batch, through the trainer's step path
+    gpt2_zero_grad(&model);
+    float worst_loss = 0.0f, worst_norm = 0.0f;
+    int worst_step = 0;
+    bool all_applied = true;
+    for (int step = 0; step < ref.num_steps; step++) {
+        StepOptions opt = {ref.lr, ref.beta1, ref.beta2, ref.eps, ref.weight_decay, ref.grad_clip, step + 1, 1, false};
+        StepHeader h = train_step(&model, ref.x.data(), ref.y.data(), B, T, 1, opt, false);
+        float dl = fabsf(h.loss - ref.step_losses[step]);
+        float dn = fabsf(h.norm - ref.step_norms[step]) / fmaxf(ref.step_norms[step], 1e-12f);
+        if (!(dl <= worst_loss)) { worst_loss = dl; worst_step = step; }
+        if (!(dn <= worst_norm)) worst_norm = dn;
+        all_applied &= h.apply == 1 && h.finite == 1;
+    }
+    check(all_applied, "%s: every step finite and applied", tag.c_str());
+    check(worst_loss <= TOL_STEP_LOSS, "%s: %d AdamW steps, loss max diff %.2e at step %d (tol %.0e); final loss %.6f",
+          tag.c_str(), ref.num_steps, worst_loss, worst_step, TOL_STEP_LOSS, ref.step_losses[ref.num_steps - 1]);
+    check(worst_norm <= TOL_STEP_NORM, "%s: %d AdamW steps, grad norm max relative diff %.2e (tol %.0e)", tag.c_str(),
+          ref.num_steps, worst_norm, TOL_STEP_NORM);
+    gpt2_free(&model);
+}
+
+// Every "<tag>_debug_state.bin" in dir, sorted.
+std::vector<std::string> find_variants(const std::string& dir) {
+    std::vector<std::string> tags;
+    DIR* d = opendir(dir.c_str());
+    if (d == NULL) fail("no reference directory '%s' (run 'make refs')", dir.c_str());
+    struct dirent* e;
+    const std::string suffix = "_debug_state.bin";
+    while ((e = readdir(d)) != NULL) {
+        std::string name = e->d_name;
+        if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+            tags.push_back(name.substr(0, name.size() - suffix.size()));
+    }
+    closedir(d);
+    std::sort(tags.begin(), tags.end());
+    return tags;
+}
+
+// ----------------------------------------------------------------------------
+// Attention kernels against a double-precision reference
+
+struct AttRef {
+    std::vector<double> out, dqkv, entropy;  // (B,T,C), (B,T,3C), (NH) mean over b and t
+};
+
+// Causal attention forward and backward in double from the (already floatX-rounded) inputs.
+AttRef attention_reference(const std::vector<float>& qkv, const std::vector<float>& dout, int B, int T, int C, int NH) {
+    int hs = C / NH;
+    size_t C3 = 3 * (size_t)C;
+    double scale = 1.0 / sqrt((double)hs);
+    AttRef r;
+    r.out.assign((size_t)B * T * C, 0.0);
+    r.dqkv.assign((size_t)B * T * C3, 0.0);
+    r.entropy.assign(NH, 0.0);
+    std::vector<double> p(T), dp(T);
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            for (int t = 0; t < T; t++) {
+                const float* q = &qkv[((size_t)b * T + t) * C3 + h * hs];
+                double m = -INFINITY, l = 0.0;
+                for (int j = 0; j <= t; j++) {
+                    const float* k = &qkv[((size_t)b * T + j) * C3 + C + h * hs];
+                    double dot = 0.0;
+                    for (int d = 0; d < hs; d++) dot += (double)q[d] * k[d];
+                    p[j] = dot * scale;
+                    m = fmax(m, p[j]);
+                }
+                for (int j = 0; j <= t; j++) { p[j] = exp(p[j] - m); l += p[j]; }
+                double H = 0.0;
+                for (int j = 0; j <= t; j++) { p[j] /= l; if (p[j] > 0) H -= p[j] * log(p[j]); }
+                r.entropy[h] += H / (B * T);
+                double* o = &r.out[((size_t)b * T + t) * C + h * hs];
+                const float* dO = &dout[((size_t)b * T + t) * C + h * hs];
+                double D = 0.0;
+                for (int j = 0; j <= t; j++) {
+                    const float* v = &qkv[((size_t)b * T + j) * C3 + 2 * C + h * hs];
+                    double dot = 0.0;
+                    for (int d = 0; d < hs; d++) { o[d] += p[j] * v[d]; dot += (double)dO[d] * v[d]; }
+                    dp[j] = dot;
+                    D += p[j] * dot;
+                }
+                double* dq = &r.dqkv[((size_t)b * T + t) * C3 + h * hs];
+                for (int j = 0; j <= t; j++) {
+                    double ds = p[j] * (dp[j] - D) * scale;
+                    const float* k = &qkv[((size_t)b * T + j) * C3 + C + h * hs];
+                    double* dk = &r.dqkv[((size_t)b * T + j) * C3 + C + h * hs];
+                    double* dv = &r.dqkv[((size_t)b * T + j) * C3 + 2 * C + h * hs];
+                    for (int d = 0; d < hs; d++) {
+                        dq[d] += ds * k[d];
+                        dk[d] += ds * q[d];
+                        dv[d] += p[j] * dO[d];
+                    }
+                }
+            }
+        }
+    }
+    return r;
+}
+
+// Rounds host values to floatX and back, so that both sides see the same inputs.
+void round_to_floatx(std::vector<float>& v) {
+    for (auto& x : v) x = to_float(from_float<floatX>(x));
+}
+
+std::vector<floatX> to_floatx(const std::vector<float>& v) {
+    std::vector<floatX> r(v.size());
+    for (size_t i = 0; i < v.size(); i++) r[i] = from_float<floatX>(v[i]);
+    return r;
+}
+
+template <typename T>
+T* upload(const std::vector<T>& v) {
+    T* d = device_alloc<T>(v.size(), "test");
+    cudaCheck(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+    return d;
+}
+
+struct AttGpu {
+    std::vector<float> out, dqkv;
+    std::vector<double> entropy;  // (NH) mean over b and t
+    unsigned long long bad;
+};
+
+// Runs the trainer's attention forward (with entropy and the non-finite counter) and backward.
+AttGpu attention_gpu(const std::vector<float>& qkv, const std::vector<float>& dout, int B, int T, int C, int NH) {
+    size_t n_qkv = (size_t)B * T * 3 * C, n_out = (size_t)B * T * C;
+    int qtiles = att_num_qtiles(T);
+    floatX* d_qkv = upload(to_floatx(qkv));
+    floatX* d_dout = upload(to_floatx(dout));
+    floatX* d_out = device_alloc<floatX>(n_out, "test");
+    floatX* d_dqkv = device_alloc<floatX>(n_qkv, "test");
+    float* d_lse = device_alloc<float>((size_t)B * NH * T, "test");
+    float* d_D = device_alloc<float>((size_t)B * NH * T, "test");
+    float* d_part = device_alloc<float>((size_t)B * NH * qtiles, "test");
+    double* d_ent = device_alloc<double>(NH, "test");
+    unsigned long long* d_bad = device_alloc<unsigned long long>(1, "test");
+    cudaCheck(cudaMemset(d_ent, 0, NH * sizeof(double)));
+    cudaCheck(cudaMemset(d_bad, 0, sizeof(unsigned long long)));
+    attention_forward(d_out, d_lse, d_part, d_bad, d_qkv, B, T, C, NH);
+    entropy_reduce(d_ent, d_part, 1, B, NH, T);
+    attention_backward(d_dqkv, d_D, d_dout, d_qkv, d_out, d_lse, B, T, C, NH);
+    AttGpu r;
+    r.out = floatx_to_host(d_out, n_out);
+    r.dqkv = floatx_to_host(d_dqkv, n_qkv);
+    r.entropy = to_host(d_ent, NH);
+    for (auto& e : r.entropy) e /= (double)B * T;
+    r.bad = to_host(d_bad, 1)[0];
+    void* ptrs[] = {d_qkv, d_dout, d_out, d_dqkv, d_lse, d_D, d_part, d_ent, d_bad};
+    for (void* p : ptrs) cudaCheck(cudaFree(p));
+    return r;
+}
+
+float max_abs_diff_d(const std::vector<float>& a, const std::vector<double>& b) {
+    float worst = 0.0f;
+    for (size_t i = 0; i < a.size(); i++) {
+        float d = (float)fabs((double)a[i] - b[i]);
+        if (!(d <= worst)) worst = std::isnan(d) ? INFINITY : d;
+    }
+    return worst;
+}
+
+float max_abs_d(const std::vector<double>& a) {
+    double m = 0.0;
+    for (double x : a) m = fmax(m, fabs(x));
+    return (float)m;
+}
+
+void test_attention_shapes() {
+    printf("attention kernels vs double precision\n");
+    // (B, T, C, NH): GPT-2's head size 64 over 4 query tiles, and with a ragged T; head size 80;
+    // the tiny head size of the reference model; head size 256 (more than 48 KB of shared memory)
+    const int shapes[][4] = {{2, 128, 128, 2}, {2, 100, 128, 2}, {1, 100, 160, 2}, {3, 40, 24, 3}, {1, 70, 256, 1}};
+    Rng rng;
+    rng_seed(&rng, 11);
+    for (auto& s : shapes) {
+        int B = s[0], T = s[1], C = s[2], NH = s[3];
+        std::vector<float> qkv((size_t)B * T * 3 * C), dout((size_t)B * T * C);
+        for (auto& x : qkv) x = rng_normal(&rng);
+        for (auto& x : dout) x = rng_normal(&rng);
+        // the last sequence gets 4x larger queries: peaked rows beside flat ones
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < C; i++) qkv[(((size_t)(B - 1) * T) + t) * 3 * C + i] *= 4.0f;
+        round_to_floatx(qkv);
+        round_to_floatx(dout);
+        AttRef ref = attention_reference(qkv, dout, B, T, C, NH);
+        // the tensor-core path where it applies (bf16/fp16, head size 64, T <= 128), and the
+        // SIMT path always
+        for (int force_simt = 0; force_simt < 2; force_simt++) {
+            g_attention_force_simt = force_simt == 1;
+            bool wmma = attention_use_wmma((void*)16, (void*)16, T, C, NH);
+            if (force_simt == 0 && !wmma) continue;
+            const char* path = wmma ? "tensor cores" : "SIMT";
+            AttGpu gpu = attention_gpu(qkv, dout, B, T, C, NH);
+            float d_out = max_abs_diff_d(gpu.out, ref.out), s_out = max_abs_d(ref.out);
+            float d_grad = max_abs_diff_d(gpu.dqkv, ref.dqkv), s_grad = max_abs_d(ref.dqkv);
+            std::vector<float> ent(gpu.entropy.begin(), gpu.entropy.end());
+            float d_ent = max_abs_diff_d(ent, ref.entropy);
+            check(d_out <= TOL_ATT * s_out, "%s, B=%d T=%d C=%d NH=%d: output max diff %.2e (tol %.1e)", path, B, T, C, NH,
+                  d_out, TOL_ATT * s_out);
+            check(d_grad <= TOL_ATT * s_grad, "%s, B=%d T=%d C=%d NH=%d: dq, dk, dv max diff %.2e (tol %.1e)", path, B, T, C,
+                  NH, d_grad, TOL_ATT * s_grad);
+            // fp32 arithmetic on the same (rounded) inputs in every precision; the tensor cores'
+            // products accumulate in another order, hence 2e-5 there
+            float ent_tol = wmma ? 2e-5f : 1e-5f;
+            check(d_ent <= ent_tol, "%s, B=%d T=%d C=%d NH=%d: per-head entropy max diff %.2e (tol %.0e)", path, B, T, C, NH,
+                  d_ent, ent_tol);
+            check(gpu.bad == 0, "%s, B=%d T=%d C=%d NH=%d: no non-finite scores counted (%llu)", path, B, T, C, NH, gpu.bad);
+        }
+        g_attention_force_simt = false;
+    }
+}
+
+// Hard rows: the fused entropy must match -sum p ln p in double. The inputs are small integers
+// (exact in bf16 and fp16), so the scores the kernel computes in fp32 are exact products times
+// the fp32 scale, and the host can rebuild them bit for bit.
+void test_entropy_rows() {
+    printf("fused attention entropy on hard rows\n");
+    const int B = 4, T = 64, C = 8, NH = 1;
+    std::vector<float> qkv((size_t)B * T * 3 * C, 0.0f), dout((size_t)B * T * C, 0.0f);
+    Rng rng;
+    rng_seed(&rng, 7);
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            float* row = &qkv[(size_t)(b * T + t) * 3 * C];
+            float *q = row, *k = row + C, *v = row + 2 * C;
+            for (int i = 0; i < C; i++) v[i] = (float)((int)rng_below(&rng, 9) - 4);
+            if (b == 0) {  // scores near 4e3 that differ by O(1): cancellation
+                for (int i = 0; i < C - 1; i++) { q[i] = 40.0f; k[i] = 40.0f; }
+                q[C - 1] = 1.0f;
+                k[C - 1] = (float)((int)rng_below(&rng, 7) - 3);
+            } else if (b == 1) {  // near-uniform: scores 0 or 1/sqrt(8)
+                q[0] = 1.0f;
+                k[0] = (float)rng_below(&rng, 2);
+            } else if (b == 2) {  // one-hot (or uniform over every 7th key): scores +-724
+                for (int i = 0; i < C; i++) { q[i] = 16.0f; k[i] = (t % 7 == 0) ? 16.0f : -16.0f; }
+            } else {  // random small integers
+                for (int i = 0; i < C; i++) { q[i] = (float)((int)rng_below(&rng, 9) - 4); k[i] = (float)((int)rng_below(&rng, 9) - 4); }
+            }
+        }
+    }
+    AttGpu gpu = attention_gpu(qkv, dout, B, T, C, NH);
+    const float scale = 1.0f / sqrtf((float)C);
+    double ref_sum = 0.0, ref0 = 0.0;
+    bool bounded = true;
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            std::vector<double> s(t + 1);
+            double m = -INFINITY, l = 0.0, h = 0.0;
+            for (int j = 0; j <= t; j++) {
+                float dot = 0.0f;  // exact: integer products and sums below 2^24
+                for (int i = 0; i < C; i++) dot += qkv[(size_t)(b * T + t) * 3 * C + i] * qkv[(size_t)(b * T + j) * 3 * C + C + i];
+                s[j] = (double)(dot * scale);
+                m = fmax(m, s[j]);
+            }
+            for (int j = 0; j <= t; j++) l += exp(s[j] - m);
+            for (int j = 0; j <= t; j++) { double p = exp(s[j] - m) / l; if (p > 0) h -= p * log(p); }
+            if (h < -1e-12 || h > log(t + 1.0) + 1e-9) bounded = false;
+            ref_sum += h;
+            if (b == 0) ref0 += h;
+        }
+    }
+    double diff = fabs(gpu.entropy[0] - ref_sum / (B * T));
+    check(diff <= 1e-5, "mean entropy of hard rows matches double precision: diff %.2e", diff);
+    check(bounded, "reference row entropies lie in [0, ln(t+1)]");
+    check(gpu.bad == 0, "no non-finite scores on finite inputs");
+    AttGpu gpu0 = attention_gpu(std::vector<float>(qkv.begin(), qkv.begin() + (size_t)T * 3 * C),
+                                std::vector<float>(dout.begin(), dout.begin() + (size_t)T * C), 1, T, C, NH);
+    double diff0 = fabs(gpu0.entropy[0] - ref0 / T);
+    check(diff0 <= 1e-5, "scores near 4e3 (cancellation): diff %.2e", diff0);
+}
+
+// ----------------------------------------------------------------------------
+// Activations: derivatives at 0, the slope gradient, the non-finite count
+
+void test_activation_kinks() {
+    printf("activation derivatives at 0\n");
+    std::vector<float> x = {0.0f, -2.0f, 3.0f}, ones = {1.0f, 1.0f, 1.0f};
+    floatX* d_x = upload(to_floatx(x));
+    floatX* d_g = upload(to_floatx(ones));
+    floatX* d_out = device_alloc<floatX>(3, "test");
+    float* d_slope = upload(std::vector<float>{0.1f});
+    float* d_slope_grad = upload(std::vector<float>{0.0f});
+    double* d_scratch = device_alloc<double>(activation_scratch_doubles(), "test");
+    activation_backward(d_out, d_x, d_g, 3, ACT_RELU, 0.0f, NULL, NULL, d_scratch);
+    std::vector<float> dr = floatx_to_host(d_out, 3);
+    activation_backward(d_out, d_x, d_g, 3, ACT_LRELU_LAYER, 0.0f, d_slope, d_slope_grad, d_scratch);
+    std::vector<float> dl = floatx_to_host(d_out, 3);
+    float ds = to_host(d_slope_grad, 1)[0];
+    check(dr[0] == 0.0f && dr[1] == 0.0f && dr[2] == 1.0f, "relu'(0) = 0, relu'(-2) = 0, relu'(3) = 1");
+    check(dl[0] == 1.0f && fabsf(dl[1] - 0.1f) < 1e-3f && dl[2] == 1.0f, "lrelu'(0) = 1, lrelu'(-2) = s");
+    check(ds == -2.0f, "dL/ds sums x * dout over x < 0: %g", ds);
+    // forward: one infinite input gives one non-finite output, counted once
+    std::vector<float> xi = {1.0f, INFINITY, -1.0f, 0.5f};
+    floatX* d_xi = upload(to_floatx(xi));
+    floatX* d_fi = device_alloc<floatX>(4, "test");
+    unsigned long long* d_bad = upload(std::vector<unsigned long long>{0});
+    activation_forward(d_fi, d_xi, 4, ACT_GELU, 0.0f, NULL, d_bad);
+    check(to_host(d_bad, 1)[0] == 1, "the forward counts the one non-finite activation (%llu)", to_host(d_bad, 1)[0]);
+    void* ptrs[] = {d_x, d_g, d_out, d_slope, d_slope_grad, d_scratch, d_xi, d_fi, d_bad};
+    for (void* p : ptrs) cudaCheck(cudaFree(p));
+}
+
+// ----------------------------------------------------------------------------
+// The training step: NaN guard verdicts, determinism, checkpoint -> resume
+
+// A small LN-free model with a learnable per-layer slope (state in every corner).
+void build_small(GPT2* model, uint64_t seed) {
+    GPT2Config c;
+    parse_descriptor("L2H2C64T32V128", &c);
+    c.variant = {NORM_NONE, ACT_LRELU_LAYER, 0.1f};
+    gpt2_build_from_random(model, c, seed);
+    if (USE_LOSS_SCALER) gpt2_set_scaler(model, ScalerState{256.0f, 0, 0, 0});
+}
+
+struct Batches {
+    int B, T, micro;
+    std::vector<int> x, y;  // (steps, micro, B, T)
+};
+
+Batches make_batches(int steps, int micro, int B, int T, int V, uint64_t seed) {
+    Batches b = {B, T, micro, {}, {}};
+    Rng rng;
+    rng_seed(&rng, seed);
+    size_t n = (size_t)steps * micro * B * T;
+    b.x.resize(n);
+    b.y.resize(n);
+    for (size_t i = 0; i < n; i++) { b.x[i] = (int)rng_below(&rng, V); b.y[i] = (int)((b.x[i] + 1) % V); }
+    return b;
+}
+
+StepOptions small_options(int step, int adam_t) {
+    LRSchedule sched = {SCHEDULE_COSINE, 3e-3f, 2, 0.1f, 6};
+    return StepOptions{lr_at(sched, step), 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, adam_t, 2, false};
+}
+
+// Runs steps [from, to) of the batches; returns the headers.
+std::vector<StepHeader> run_steps(GPT2* model, const Batches& b, int from, int to) {
+    std::vector<StepHeader> hs;
+    size_t per_step = (size_t)b.micro * b.B * b.T;
+    for (int s = from; s < to; s++)
+        hs.push_back(train_step(model, &b.x[s * per_step], &b.y[s * per_step], b.B, b.T, b.micro, small_options(s, s + 1), s % 2 == 0));
+    return hs;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+void test_resume(const std::string& scratch) {
+    printf("checkpoint -> resume, determinism\n");
+    Batches batches = make_batches(6, 2, 4, 32, 128, 21);
+    GPT2 a;
+    build_small(&a, 5);
+    gpt2_allocate_activations(&a, 4, 32);
+    std::vector<StepHeader> h0 = run_steps(&a, batches, 0, 3);
+    // the checkpoint of step 3, through the trainer's file formats
+    TrainState st = {3, 3, 0, {0, 0, 0, {{0, 0}}}, {{0, 0}}};
+    std::string model_path = scratch + "/resume_model.bin", state_path = scratch + "/resume_state.bin";
+    gpt2_download_params(&a);
+    std::vector<float> m = to_host(a.d_m, a.num_params), v = to_host(a.d_v, a.num_params);
+    write_model_file(model_path.c_str(), a.config, a.params_memory);
+    write_state_file(state_path.c_str(), st, a.num_params - a.num_slopes, a.num_slopes, m.data(), v.data());
+    ScalerState scaler = gpt2_scaler(&a);
+    std::vector<StepHeader> ha = run_steps(&a, batches, 3, 6);
+    std::vector<float> pa = to_host(a.d_master, a.num_params), ma = to_host(a.d_m, a.num_params), va = to_host(a.d_v, a.num_params);
+
+    GPT2 r;
+    gpt2_build_from_file(&r, model_path.c_str(), NULL);
+    TrainState rs;
+    std::vector<float> rm(r.num_params), rv(r.num_params);
+    read_state_file(state_path.c_str(), &rs, r.num_params - r.num_slopes, r.num_slopes, rm.data(), rv.data());
+    cudaCheck(cudaMemcpy(r.d_m, rm.data(), rm.size() * sizeof(float), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(r.d_v, rv.data(), rv.size() * sizeof(float), cudaMemcpyHostToDevice));
+    gpt2_set_scaler(&r, scaler);
+    gpt2_allocate_activations(&r, 4, 32);
+    std::vector<StepHeader> hr = run_steps(&r, batches, 3, 6);
+    std::vector<float> pr = to_host(r.d_master, r.num_params), mr = to_host(r.d_m, r.num_params), vr = to_host(r.d_v, r.num_params);
+    check(rs.adam_t == 3 && r.num_slopes == 2, "the state file restores AdamW's step count and the slopes");
+    check(same_bits(pa, pr), "resumed parameters after 3 more steps are bit-identical");
+    check(same_bits(ma, mr) && same_bits(va, vr), "resumed AdamW moments are bit-identical");
+    bool same_logs = true;
+    for (int i = 0; i < 3; i++) same_logs &= ha[i].loss == hr[i].loss && ha[i].norm == hr[i].norm;
+    check(same_logs, "resumed losses and gradient norms are bit-identical");
+    check(ha[2].loss < h0[0].loss, "the small model learns: loss %.4f -> %.4f over 6 steps", h0[0].loss, ha[2].loss);
+
+    // run-to-run: the same six steps from the same start give the same bits
+    GPT2 c;
+    build_small(&c, 5);
+    gpt2_allocate_activations(&c, 4, 32);
+    run_steps(&c, batches, 0, 6);
+    std::vector<float> pc = to_host(c.d_master, c.num_params);
+    check(same_bits(pa, pc), "two identical runs give bit-identical parameters");
+    gpt2_free(&a);
+    gpt2_free(&r);
+    gpt2_free(&c);
+}
+
+void test_nan_guard() {
+    printf("NaN guard on the device\n");
+    Batches batches = make_batches(1, 2, 4, 32, 128, 3);
+    GPT2 m;
+    build_small(&m, 9);
+    gpt2_allocate_activations(&m, 4, 32);
+    StepHeader h = run_steps(&m, batches, 0, 1)[0];
+    check(h.finite == 1 && h.apply == 1 && std::isfinite(h.loss), "a normal step is finite and applied");
+    // poison the embedding of the first token: its attention scores in layer 0 become NaN
+    gpt2_download_params(&m);
+    m.params_memory[(size_t)batches.x[0] * m.config.channels] = NAN;
+    gpt2_upload_params(&m);
+    std::vector<float> before = to_host(m.d_master, m.num_params);
+    StepOptions opt = small_options(1, 2);
+    h = train_step(&m, &batches.x[0], &batches.y[0], batches.B, batches.T, batches.micro, opt, true);
+    unsigned long long att0 = result_att_bad(&m, 0)[0];
+    std::vector<float> after = to_host(m.d_master, m.num_params);
+    std::vector<float> grads = to_host(m.d_grads, m.num_params);
+    check(h.finite == 0 && h.apply == 0, "a poisoned step is not finite and not applied (stop/skip)");
+    check(att0 > 0, "layer 0 counts its non-finite attention scores (%llu)", att0);
+    check(same_bits(before, after), "the parameters are untouched by the skipped update");
+    check(max_abs(grads.data(), grads.size()) == 0.0f, "the gradients are zeroed for the next step");
+    opt.log_anyway = true;
+    h = train_step(&m, &batches.x[0], &batches.y[0], batches.B, batches.T, batches.micro, opt, false);
+    check(h.finite == 0 && h.apply == 1, "under --on-nan log the update is applied anyway");
+    gpt2_free(&m);
+}
+
+void test_loss_scaler() {
+    if (!USE_LOSS_SCALER) return;
+    printf("fp16 dynamic loss scaling\n");
+    Batches batches = make_batches(2, 2, 4, 32, 128, 4);
+    GPT2 m;
+    build_small(&m, 13);
+    gpt2_allocate_activations(&m, 4, 32);
+    gpt2_set_scaler(&m, ScalerState{1e9f, 0, 0, 0});  // the scaled gradients overflow fp16
+    std::vector<float> before = to_host(m.d_master, m.num_params);
+    StepHeader h = run_steps(&m, batches, 0, 1)[0];
+    ScalerState s = gpt2_scaler(&m);
+    std::vector<float> after = to_host(m.d_master, m.num_params);
+    check(h.overflow == 1 && h.apply == 0 && h.finite == 1, "an overflowing step is skipped, and is no NaN-guard event");
+    check(s.scale == 5e8f && s.overflows == 1, "the scale halves (%g) and the overflow is counted (%d)", s.scale, s.overflows);
+    check(same_bits(before, after), "the parameters are untouched");
+    gpt2_set_scaler(&m, ScalerState{256.0f, 0, 0, 0});
+    h = run_steps(&m, batches, 1, 2)[0];
+    check(h.overflow == 0 && h.apply == 1, "at a sane scale the step is applied");
+    gpt2_free(&m);
+}
+
+// ----------------------------------------------------------------------------
+
+int main(int argc, char** argv) {
+    std::string dir = argc > 1 ? argv[1] : "out/ref";
+    std::string scratch = "out/test_scratch_cu";
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    make_dirs_or_fail(scratch.c_str());
+    cuda_setup();
+    printf("test_gpt2cu: %s, precision %s\n", g_device_prop.name, PRECISION_NAME);
+    std::vector<std::string> tags = find_variants(dir);
+    check(tags.size() >= 1, "found %zu variant debug states in %s", tags.size(), dir.c_str());
+    for (auto& tag : tags) test_variant(dir, tag);
+    test_attention_shapes();
+    test_entropy_rows();
+    test_activation_kinks();
+    test_nan_guard();
+    test_resume(scratch);
+    test_loss_scaler();
+    printf("test_gpt2cu: %d passed, %d failed\n", g_passed, g_failed);
+    return g_failed == 0 ? 0 : 1;
+}
