@@ -27,6 +27,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 
@@ -196,8 +197,11 @@ class Run:
 
     def layer_entropy(self):
         """(steps, per-layer mean over heads (S, L))."""
-        with np.errstate(invalid="ignore"):
-            return self.entropy_steps, np.nanmean(self.entropy, axis=2) if self.entropy.size else self.entropy
+        if not self.entropy.size:
+            return self.entropy_steps, np.zeros((0, 0))
+        with warnings.catch_warnings():  # a step whose heads are all nan gives nan, quietly
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return self.entropy_steps, np.nanmean(self.entropy, axis=2)
 
     def final_entropy(self):
         """(step, (L, NH)) at the last logged step, or (None, None)."""
@@ -218,8 +222,8 @@ def find_runs(root):
             tags.sort(key=lambda t: (MAIN_TAGS.index(t) if t in MAIN_TAGS else 99, t))
         elif exp == "fixed-slopes":
             tags.sort(key=lambda t: float(t.rsplit("-", 1)[1]) if t.rsplit("-", 1)[1].replace(".", "").isdigit() else 99)
-        else:
-            tags.sort()
+        else:  # per layer before global
+            tags.sort(key=lambda t: (not t.endswith("-layer"), t))
         if tags:
             runs[exp] = [Run(os.path.join(d, t), exp, t) for t in tags]
     return runs
@@ -255,7 +259,7 @@ def label(runs):
         tok = f"{human(tokens[0])} tokens per run"
     else:
         tok = f"{human(tokens[0])}-{human(tokens[-1])} tokens per run"
-    tps = sorted({r.info.get("tokens_per_step", "?") for r in runs})
+    tps = sorted({f"{int(v):,}" if v.isdigit() else v for v in (r.info.get("tokens_per_step", "?") for r in runs)})
     commit = values("commit", git_commit())
     return (f"scale {values('scale')} | {values('model')}, T={values('T', '128')} | {tok} "
             f"({' / '.join(tps)} per step) | {values('trainer')} on {values('device')} | commit {commit}")
@@ -325,7 +329,7 @@ def fig2_bins_eval(plt, runs, out):
             ax.bar(x, bin_shares(E, top), width, label=f"{r.name} (step {step})", color=f"C{i}")
             if k == 0 and r.tag in PAPER:
                 ax.plot(x, PAPER[r.tag][2], "k_", markersize=10, mew=2,
-                        label="paper (black bars)" if i == 0 else None)
+                        label="paper (black ticks)" if i == 0 else None)
         ax.set_xticks(range(4))
         ax.set_xticklabels([f"[0, {sym}/4)", f"[{sym}/4, {sym}/2)", f"[{sym}/2, 3{sym}/4)", f"[3{sym}/4, {sym}]"])
         ax.set_ylabel("share of heads (%)")
@@ -369,13 +373,13 @@ def fig3_slopes(plt, runs, out):
     save(fig, out, "fig3_learnable_slopes", runs)
 
 
-def plot_layer_entropy(plt, ax, r, M):
+def plot_layer_entropy(plt, ax, r, M, marker=""):
     """Per-layer mean entropy against steps on ax, with the maximum M dashed."""
     steps, LE = r.layer_entropy()
     cmap = plt.get_cmap("viridis")
     L = LE.shape[1] if LE.ndim == 2 else 0
     for l in range(L):
-        ax.plot(steps, LE[:, l], color=cmap(l / max(L - 1, 1)), label=f"layer {l}")
+        ax.plot(steps, LE[:, l], marker + "-", ms=2, color=cmap(l / max(L - 1, 1)), label=f"layer {l}")
     ax.axhline(M, color="k", ls="--", lw=0.8, label=f"M = {M:.2f}")
     ax.set_ylim(0, M * 1.08)
     ax.set_xlabel("step")
@@ -410,12 +414,14 @@ def fig5_fixed_slopes(plt, runs, out):
             L = int(nf[:, 1].max()) + 1
             for l in range(L):
                 sel = nf[:, 1] == l
-                ax.plot(nf[sel, 0], nf[sel, 2] + nf[sel, 3], ".-", ms=3, color=cmap(l / max(L - 1, 1)), label=f"layer {l}")
+                # markers only: rows exist on entropy steps and non-finite steps, not on every step
+                ax.plot(nf[sel, 0], nf[sel, 2] + nf[sel, 3], "o", ms=3, color=cmap(l / max(L - 1, 1)), label=f"layer {l}")
         ax.set_yscale("symlog", linthresh=1)
+        ax.set_ylim(0, max(10.0, 2.0 * float((nf[:, 2] + nf[:, 3]).max())) if len(nf) else 10.0)
         ax.set_xlabel("step")
         ax.set_ylabel("non-finite values")
         ax.set_title(f"{r.name}: non-finite attention scores + FFN activations", fontsize=9)
-        plot_layer_entropy(plt, row[1], r, M)
+        plot_layer_entropy(plt, row[1], r, M, marker=".")  # dots: nan steps leave gaps
         row[1].set_title(f"{r.name}: per-layer entropy", fontsize=9)
         for a in row:
             if first is not None:
@@ -423,8 +429,8 @@ def fig5_fixed_slopes(plt, runs, out):
             a.set_xlim(0, max(r.steps_planned, 1))
             a.legend(fontsize=6, ncol=2)
         if first is None:
-            ax.text(0.5, 0.5, f"no non-finite values in {r.steps_done} steps", transform=ax.transAxes,
-                    ha="center", va="center")
+            ax.text(0.5, 0.6, f"no non-finite values in {r.steps_done} steps", transform=ax.transAxes,
+                    ha="center", va="center", bbox=dict(facecolor="white", edgecolor="0.7"))
     fig.suptitle("Figure 5: LN-free with fixed leaky-ReLU slopes (--on-nan log)")
     fig.tight_layout(rect=(0, 0.03, 1, 0.96))
     save(fig, out, "fig5_fixed_slopes", runs)
@@ -464,13 +470,14 @@ def results_md(runs, notes):
                          f"{fmt(p[1] if p else None, '+.1f')}{'%' if p else ''} | {r.status.split()[0]} | {wall(r)} |")
         byname = {r.tag: perplexity(r.final_eval[1]) for r in main}
         if "none-gelu" in byname and "none-relu" in byname and math.isfinite(byname["none-gelu"]):
-            better = 100 * (1 - byname["none-relu"] / byname["none-gelu"])
-            lines += ["", f"LN-free ReLU vs LN-free GELU: {better:+.1f}% lower perplexity (paper: +8.2%)."]
+            chg = change_pct(byname["none-relu"], byname["none-gelu"])
+            lines += ["", f"LN-free ReLU's perplexity versus LN-free GELU's: {chg:+.1f}% "
+                          f"(paper: {change_pct(PAPER['none-relu'][0], PAPER['none-gelu'][0]):+.1f}%)."]
         lines.append("")
 
     shown = main + runs.get("slopes", [])
     if shown:
-        lines += [f"## Head share per entropy bin (training batch, last logged step)", "",
+        lines += ["## Head share per entropy bin (training batch, last logged step)", "",
                   f"T = {T}: M = ln(T!)/T = {M:.3f}, ln T = {lnT:.3f}. Bins [0,X/4), [X/4,X/2), [X/2,3X/4), [3X/4,X] "
                   "for X = M and X = ln T, low to high, in % of the heads; the paper's shares are for X = M.", "",
                   "| model | step | heads | M bins (ours) | M bins (paper) | ln T bins (ours) |",
@@ -502,12 +509,13 @@ def results_md(runs, notes):
 
     if runs.get("fixed-slopes"):
         lines += ["## Fixed slopes, LN-free (--on-nan log)", "",
-                  "| run | steps | first non-finite step | last eval loss | PPL |", "|---|---|---|---|---|"]
+                  "| run | steps | first non-finite step | last eval loss | PPL | run | wall time |",
+                  "|---|---|---|---|---|---|---|"]
         for r in runs["fixed-slopes"]:
             first = r.first_nonfinite_step()
             step, loss = r.final_eval
             lines.append(f"| {r.name} | {r.steps_done} | {first if first is not None else 'none'} | "
-                         f"{fmt(loss, '.4f')} | {fmt(perplexity(loss), '.3f')} |")
+                         f"{fmt(loss, '.4f')} | {fmt(perplexity(loss), '.3f')} | {r.status.split()[0]} | {wall(r)} |")
         lines.append("")
 
     lines += ["## Paper (GPT-2 124M, CodeParrot 2.1B tokens, T = 128)", "",

@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# test_paper.sh: tests of the paper-reproduction scripts (scripts/paper/), for CI, in about a
+# minute on 2 cores: the unit tests of plots.py (test_plots.py: bins, perplexity, log reading on
+# hand-made logs with known answers); a shortened tiny set (every experiment, 12 steps per run)
+# through run.sh, then plots.py: every figure as a non-empty PNG and PDF, a results.md row with
+# a finite perplexity per model, head shares summing to 100%; a second run.sh skips finished
+# runs; resume from a checkpoint (logs identical to an uninterrupted run); a run that died
+# before its first checkpoint is moved aside; plots.py with experiments missing; the full
+# recipe's flags (dry run). Uses the default corpus when it is built (make data), else the
+# sample corpus (dev/data/prepare.sh --sample; TEST_DATA=sample forces it). Last line:
+# "N passed, M failed".
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+PYTHON=${PYTHON:-/usr/bin/python3}
+export PYTHON
+W=out/test_paper
+rm -rf "$W"
+mkdir -p "$W"
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "  ok   $*"; }
+bad() { failed=$((failed + 1)); echo "  FAIL $*"; }
+check() { local what="$1"; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+T0=$(date +%s)
+
+echo "== plots.py unit tests (test_plots.py)"
+$PYTHON scripts/paper/test_plots.py > "$W/unit.log" 2>&1
+summary=$(grep -oE '^[0-9]+ passed, [0-9]+ failed' "$W/unit.log" | tail -1)
+if [ -n "$summary" ]; then
+    passed=$((passed + $(echo "$summary" | cut -d' ' -f1)))
+    failed=$((failed + $(echo "$summary" | cut -d' ' -f3)))
+    grep -E '^  FAIL' "$W/unit.log" || true
+    echo "  $summary"
+else
+    bad "test_plots.py printed no summary:"; tail -5 "$W/unit.log"
+fi
+
+# ---- data: the default corpus if built, else the sample corpus -----------------------------
+if [ "${TEST_DATA:-}" != sample ] && compgen -G "data/pycode_train_*.bin" >/dev/null && compgen -G "data/pycode_val_*.bin" >/dev/null; then
+    export DATA_TRAIN="data/pycode_train_*.bin" DATA_VAL="data/pycode_val_*.bin"
+else
+    echo "== using the sample corpus (TEST_DATA=sample, or the default corpus is not built)"
+    bash dev/data/prepare.sh --sample --out "$W/data" > "$W/data.log" 2>&1 || { bad "prepare.sh --sample"; tail -3 "$W/data.log"; }
+    export DATA_TRAIN="$W/data/pysample_train_*.bin" DATA_VAL="$W/data/pysample_val_*.bin"
+fi
+echo "   data: $DATA_TRAIN"
+
+# ---- the tiny set, shortened ----------------------------------------------------------------------
+echo "== run.sh tiny all (12 steps per run)"
+SHORT=(STEPS=12 EVAL_EVERY=6 ENTROPY_EVERY=3 VAL_BATCHES=2)
+ROOT=$W/tiny
+env "${SHORT[@]}" OUT_ROOT=$ROOT bash scripts/paper/run.sh tiny all > "$W/run1.log" 2>&1
+rc=$?
+check "run.sh tiny all exits 0" test $rc -eq 0
+[ $rc -eq 0 ] || tail -5 "$W/run1.log"
+TAGS="main/ln-gelu main/ln-relu main/none-gelu main/none-relu slopes/none-lrelu-layer slopes/none-lrelu-global
+      fixed-slopes/none-lrelu-0.01 fixed-slopes/none-lrelu-0.05 fixed-slopes/none-lrelu-0.1 fixed-slopes/none-lrelu-0.2"
+all_complete() { for t in $TAGS; do grep -q '^complete' "$ROOT/$t/status" 2>/dev/null || return 1; done; }
+check "all 10 runs complete (status)" all_complete
+logs_ok() {
+    for t in $TAGS; do
+        grep -q '^s:12 tel:' "$ROOT/$t/main.log" || return 1
+        [ "$(grep -v '^step' "$ROOT/$t/entropy.tsv" | cut -f1 | sort -un | tr '\n' ' ')" = "0 3 6 9 " ] || return 1
+        grep -q '^T=128$' "$ROOT/$t/run.info" || return 1
+    done
+}
+check "each run logged the final validation, entropy at 4 steps, and run.info" logs_ok
+check "learnable-slope runs log slopes.tsv" test -s "$ROOT/slopes/none-lrelu-layer/slopes.tsv" -a -s "$ROOT/slopes/none-lrelu-global/slopes.tsv"
+check "fixed-slope runs use --on-nan log" grep -q -- '--on-nan log' "$ROOT/fixed-slopes/none-lrelu-0.2/run.info"
+check "tiny keeps no checkpoints" test -z "$(find "$ROOT" -name 'model_*.bin' -o -name 'state_*.bin')"
+
+sum_before=$(cat "$ROOT"/*/*/main.log | md5sum)
+env "${SHORT[@]}" OUT_ROOT=$ROOT bash scripts/paper/run.sh tiny all > "$W/run2.log" 2>&1
+check "a second run.sh skips all 10 finished runs" test "$(grep -c 'skipped' "$W/run2.log")" = 10
+check "... and leaves their logs alone" test "$(cat "$ROOT"/*/*/main.log | md5sum)" = "$sum_before"
+
+# ---- plots and the table --------------------------------------------------------------------------
+echo "== plots.py"
+$PYTHON scripts/paper/plots.py "$ROOT" > "$W/plots.log" 2>&1
+check "plots.py exits 0" test $? -eq 0
+FIGS="fig1_entropy_heatmaps fig2_entropy_bins_eval fig3_learnable_slopes fig4_layer_entropy fig5_fixed_slopes"
+figs_ok() {
+    local f
+    for f in $FIGS; do
+        if [ ! -s "$1/$f.png" ] || [ ! -s "$1/$f.pdf" ]; then echo "     missing $1/$f"; return 1; fi
+        [ "$(head -c 4 "$1/$f.png" | od -An -c | tr -d ' ')" = '211PNG' ] || { echo "     not a PNG: $f"; return 1; }
+        [ "$(head -c 4 "$1/$f.pdf")" = '%PDF' ] || { echo "     not a PDF: $f"; return 1; }
+    done
+}
+check "every figure as a non-empty PNG and PDF" figs_ok "$ROOT"
+# results.md rows: | model | tokens | eval loss | PPL | ...; head shares: | model | step | heads | M bins | paper | ln T bins |
+table_check() {
+    $PYTHON - "$ROOT/results.md" <<'EOF'
+import math, re, sys
+text = open(sys.argv[1]).read()
+sections = text.split("\n## ")
+def rows(title):
+    sec = next((s for s in sections if s.startswith(title)), "")
+    return [[c.strip() for c in l.strip().strip("|").split("|")] for l in sec.splitlines()[1:] if l.startswith("| ") and not l.startswith("| model") and not l.startswith("| run")]
+ppl = {r[0]: r[3] for r in rows("Eval perplexity")}
+models = ["LN + GELU", "LN + ReLU", "LN-free GELU", "LN-free ReLU", "LN-free, learnable slope per layer", "LN-free, learnable global slope"]
+bad = [m for m in models if m not in ppl or not math.isfinite(float(ppl[m]))]
+fixed = rows("Fixed slopes")
+if len(fixed) != 4 or any(not math.isfinite(float(r[4])) for r in fixed):
+    bad.append("fixed slopes")
+for r in rows("Head share"):
+    for col in (3, 5):
+        s = sum(float(v) for v in r[col].split("/"))
+        if abs(s - 100) > 0.15:
+            bad.append(f"{r[0]} shares sum to {s}")
+if len(rows("Head share")) != 6:
+    bad.append("head-share rows")
+print("     " + ("; ".join(bad) if bad else "all rows finite, shares sum to 100"))
+sys.exit(1 if bad else 0)
+EOF
+}
+check "results.md: a finite perplexity per model (4 main, 2 slopes, 4 fixed slopes), shares sum to 100%" table_check
+check "figures are labelled with scale, tokens, trainer and commit" grep -q "scale tiny | L2H2C64T128, T=128 | 6.14K tokens per run" "$ROOT/results.md"
+
+echo "== plots.py with experiments missing"
+mkdir -p "$W/partial"
+cp -r "$ROOT/main" "$W/partial/"
+$PYTHON scripts/paper/plots.py "$W/partial" > "$W/partial.log" 2>&1
+check "plots.py exits 0 with only main runs" test $? -eq 0
+check "... draws figures 1, 2, 4" test -s "$W/partial/fig1_entropy_heatmaps.png" -a -s "$W/partial/fig2_entropy_bins_eval.pdf" -a -s "$W/partial/fig4_layer_entropy.png"
+check "... skips figures 3 and 5" test ! -e "$W/partial/fig3_learnable_slopes.png" -a ! -e "$W/partial/fig5_fixed_slopes.png"
+both_note() { grep -q "Figure 5 skipped" "$W/partial.log" && grep -q "Figure 5 skipped" "$W/partial/results.md"; }
+check "... with a note on stdout and in results.md" both_note
+mkdir -p "$W/empty"
+$PYTHON scripts/paper/plots.py "$W/empty" > "$W/empty.log" 2>&1
+check "plots.py on a directory without runs: exit 1 and an error line" test $? -eq 1 -a "$(grep -c '^plots.py: error:' "$W/empty.log")" = 1
+
+# ---- resume and restart -----------------------------------------------------------------------------
+echo "== resume from a checkpoint; restart a run that died before its first checkpoint"
+R=$W/resume
+RUN=(env "${SHORT[@]}" "OUT_ROOT=$R" ONLY=none-relu CKPT_EVERY=6 bash scripts/paper/run.sh tiny main)
+KEEP_CKPT=all "${RUN[@]}" > "$W/resume1.log" 2>&1
+D=$R/main/none-relu
+check "a run with checkpoints every 6 steps completes, keeping them (KEEP_CKPT=all)" test -e "$D/DONE_00000006" -a -e "$D/DONE_00000012"
+cp "$D/main.log" "$W/uninterrupted.log"; cp "$D/entropy.tsv" "$W/uninterrupted.tsv"
+rm -f "$D/status" "$D/DONE_00000012"   # as if killed after the checkpoint of step 6
+KEEP_CKPT=last "${RUN[@]}" > "$W/resume2.log" 2>&1
+check "run.sh resumes an unfinished run from its checkpoint (-y 1)" grep -q "resuming from its latest checkpoint" "$W/resume2.log"
+check "... completes it" grep -q '^complete' "$D/status"
+check "... with logs identical to the uninterrupted run's" cmp -s "$D/main.log" "$W/uninterrupted.log"
+check "... entropy too" cmp -s "$D/entropy.tsv" "$W/uninterrupted.tsv"
+check "KEEP_CKPT=last keeps only the newest checkpoint" test -e "$D/model_00000012.bin" -a -e "$D/DONE_00000012" -a ! -e "$D/model_00000006.bin" -a ! -e "$D/state_00000006.bin"
+rm -f "$D"/status "$D"/DONE_* "$D"/model_* "$D"/state_*   # as if killed before any checkpoint
+KEEP_CKPT=none "${RUN[@]}" > "$W/resume3.log" 2>&1
+check "a run without a checkpoint is moved aside and started again" grep -q "moved to" "$W/resume3.log"
+check "... the old one kept as <tag>.partial-DATE" test -n "$(find "$R/main" -maxdepth 1 -name 'none-relu.partial-*')"
+check "... the new one completes" grep -q '^complete' "$D/status"
+$PYTHON scripts/paper/plots.py "$R" > "$W/plots_resume.log" 2>&1
+check "plots.py ignores the .partial directory" test "$(grep -c '^| LN-free ReLU |' "$R/results.md")" = 3
+
+# ---- the full recipe, dry run ---------------------------------------------------------------------
+echo "== run.sh --dry-run full all (synthetic shards: only their sizes matter)"
+mkdir -p "$W/fake"
+$PYTHON tests/make_shard.py "$W/fake/fake_train_000000.bin" 600000 50257 --seed 1
+$PYTHON tests/make_shard.py "$W/fake/fake_train_000001.bin" 300001 50257 --seed 2
+$PYTHON tests/make_shard.py "$W/fake/fake_val_000000.bin" 20000 50257 --seed 3
+DATA_TRAIN="$W/fake/fake_train_*.bin" DATA_VAL="$W/fake/fake_val_*.bin" TRAINER=./train_gpt2cu \
+    bash scripts/paper/run.sh --dry-run full all > "$W/dry.log" 2>&1
+check "the dry run prints 10 commands" test "$(grep -c '^./train_gpt2cu ' "$W/dry.log")" = 10
+# one epoch: per shard (N-1)//128 sequences // 64, then // 8 micro-batches per step
+epoch=$($PYTHON -c "
+import struct, glob
+micro = sum(((struct.unpack('<3i', open(f, 'rb').read(12))[2] - 1) // 128) // 64 for f in glob.glob('$W/fake/fake_train_*.bin'))
+print(micro // 8)")
+warm=$($PYTHON -c "print(int($epoch * 0.05 + 0.5))")
+recipe_ok() {
+    local line
+    line=$(grep -m1 '^./train_gpt2cu ' "$W/dry.log")
+    for f in "-e d12 " "-b 64 " "-t 128 " "-d 65536 " "-x $epoch " "-l 1e-3 " "-u $warm " "-k linear " "-q 0 " "-c 0.1 " \
+             "--beta1 0.9 " "--beta2 0.999 " "--eps 1e-8 " "--grad-clip 1.0 " "-v 500 " "-m -1 " "--entropy-every 100 "; do
+        [[ "$line " == *" $f"* ]] || { echo "     missing '$f' in: $line"; return 1; }
+    done
+}
+check "full: the paper's recipe, one epoch ($epoch steps), 5% warm-up ($warm steps)" recipe_ok
+check "full: the output goes to out/paper-full-fake/ for a non-default corpus" grep -q -- "-o out/paper-full-fake/main/ln-gelu" "$W/dry.log"
+check "fixed slopes 0.01 0.05 0.1 0.2 under --on-nan log" test "$(grep -cE -- '--act lrelu:0\.(01|05|1|2) --on-nan log' "$W/dry.log")" = 4
+check "learnable slopes: lrelu-layer and lrelu-global, LN-free" test "$(grep -cE -- '--norm none --act lrelu-(layer|global) ' "$W/dry.log")" = 2
+bash scripts/paper/run.sh tiny nonsense > /dev/null 2>&1
+check "an unknown experiment is an error" test $? -eq 1
+
+echo "   ($(($(date +%s) - T0)) s)"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
