@@ -21,7 +21,8 @@ ifeq ($(USE_BLAS),1)
   LDLIBS += $(BLAS_LDLIBS)
 endif
 
-HEADERS = common.h config.h model_file.h flags.h dataloader.h schedulers.h logger.h checkpoint.h rng.h tokenizer.h
+HEADERS = common.h config.h model_file.h flags.h dataloader.h schedulers.h logger.h checkpoint.h rng.h tokenizer.h \
+          train_common.h debug_state.h
 
 .PHONY: all test clean refs deps data data-sample quickstart bench-cpu paper-tiny
 
@@ -47,6 +48,9 @@ $(REF_DIR)/.stamp: train_gpt2.py
 
 test: deps train_gpt2 test_gpt2 out/bin/train_gpt2_blas refs
 	PYTHON=$(PYTHON) bash scripts/run_tests.sh
+
+# The CUDA trainer and its test (train_gpt2cu, test_gpt2cu, PRECISION=BF16|FP32|FP16): cuda.mk
+include cuda.mk
 
 # Debian packages and the pinned js-tiktoken; does nothing when all are present.
 deps:
@@ -74,4 +78,4 @@ paper-tiny: deps data out/bin/train_gpt2_blas
 
 clean:
 	rm -f train_gpt2 test_gpt2 train_gpt2cu test_gpt2cu
-	rm -rf out/ref
+	rm -rf out/ref out/bin out/cuda_build

@@ -3,7 +3,7 @@
 # PRECISION: BF16 (default: bf16 activations and weights, fp32 master weights and optimizer),
 # FP32 (everything fp32: the exact test build), FP16 (fp16 with dynamic loss scaling).
 # Side-by-side builds of every precision (scripts/gpu_check.sh uses them):
-#   make -f cuda.mk CUDA_BIN=out/bin out/bin/test_gpt2cu_fp32 out/bin/train_gpt2cu_bf16 ...
+#   make -f cuda.mk out/bin/test_gpt2cu_fp32 out/bin/train_gpt2cu_bf16 ...   (CUDA_BIN=out/bin)
 # Builds need only the CUDA Toolkit (nvcc, cuBLAS, cuBLASLt); running them needs a GPU.
 # Warnings are errors, host and device side.
 # Included anywhere in the Makefile, this file leaves the Makefile's default goal alone.
@@ -11,7 +11,7 @@ _CUDA_MK_SAVED_GOAL := $(.DEFAULT_GOAL)
 NVCC ?= /usr/local/cuda/bin/nvcc
 GPU_ARCH ?= sm_90
 PRECISION ?= BF16
-CUDA_BIN ?= bin
+CUDA_BIN ?= out/bin
 NVCC_FLAGS ?= -O3 -std=c++17 -arch=$(GPU_ARCH) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter -Werror all-warnings
 NVCC_LDLIBS = -lcublas -lcublasLt
 PRECISION_FLAG_BF16 = -DENABLE_BF16
@@ -24,7 +24,7 @@ ifeq ($(PRECISION_FLAG_$(PRECISION)),)
   $(error PRECISION must be BF16, FP32 or FP16, not $(PRECISION))
 endif
 
-CUDA_HEADERS = common.h config.h model_file.h flags.h dataloader.h schedulers.h logger.h checkpoint.h rng.h \
+CUDA_HEADERS = common.h config.h model_file.h flags.h dataloader.h schedulers.h logger.h checkpoint.h rng.h train_common.h debug_state.h \
                tokenizer.h entropy.cuh $(wildcard llmc/*.cuh)
 
 .PHONY: cuda cuda-labs

@@ -12,6 +12,7 @@ last line is "test_gpt2: N passed, M failed".
 */
 #define TESTING
 #include "train_gpt2.cpp"
+#include "debug_state.h"
 
 #include <dirent.h>
 #include <algorithm>
@@ -62,52 +63,6 @@ float max_abs(const float* a, size_t n) {
 // ----------------------------------------------------------------------------
 // Against the PyTorch reference
 
-struct DebugState {
-    int B, T, num_steps;
-    float lr, beta1, beta2, eps, weight_decay, grad_clip;
-    std::vector<int> x, y;
-    std::vector<float> logits;    // (B, T, V)
-    float loss;
-    std::vector<float> grads;     // num_params (slopes last)
-    std::vector<float> entropy;   // (L, NH)
-    std::vector<float> step_losses, step_norms;
-};
-
-void read_debug_state(const char* path, const GPT2* model, DebugState* s) {
-    FILE* f = fopen_or_fail(path, "rb", "run 'make refs' to write the reference states");
-    int32_t h[HEADER_INTS];
-    fread_or_fail(h, sizeof(int32_t), HEADER_INTS, f, path);
-    if (h[0] != 20240327 || h[1] != 3) fail("'%s' is not a version-3 debug state (magic %d, version %d)", path, h[0], h[1]);
-    s->B = h[2];
-    s->T = h[3];
-    s->num_steps = h[4];
-    s->lr = bits_float(h[8]);
-    s->beta1 = bits_float(h[9]);
-    s->beta2 = bits_float(h[10]);
-    s->eps = bits_float(h[11]);
-    s->weight_decay = bits_float(h[12]);
-    s->grad_clip = bits_float(h[13]);
-    size_t BT = (size_t)s->B * s->T;
-    const GPT2Config& c = model->config;
-    s->x.resize(BT);
-    s->y.resize(BT);
-    s->logits.resize(BT * c.vocab_size);
-    s->grads.resize(model->num_params);
-    s->entropy.resize((size_t)c.num_layers * c.num_heads);
-    s->step_losses.resize(s->num_steps);
-    s->step_norms.resize(s->num_steps);
-    fread_or_fail(s->x.data(), sizeof(int), BT, f, path);
-    fread_or_fail(s->y.data(), sizeof(int), BT, f, path);
-    fread_or_fail(s->logits.data(), sizeof(float), s->logits.size(), f, path);
-    fread_or_fail(&s->loss, sizeof(float), 1, f, path);
-    fread_or_fail(s->grads.data(), sizeof(float), s->grads.size(), f, path);
-    fread_or_fail(s->entropy.data(), sizeof(float), s->entropy.size(), f, path);
-    fread_or_fail(s->step_losses.data(), sizeof(float), s->num_steps, f, path);
-    fread_or_fail(s->step_norms.data(), sizeof(float), s->num_steps, f, path);
-    char extra;
-    if (fread(&extra, 1, 1, f) != 0) fail("'%s' is longer than its header and the model describe", path);
-    fclose(f);
-}
 
 void test_variant(const std::string& dir, const std::string& tag) {
     printf("variant %s\n", tag.c_str());
@@ -118,7 +73,7 @@ void test_variant(const std::string& dir, const std::string& tag) {
     check(variant_tag(model.config.variant) == tag, "%s: the model file records its variant (%s)", tag.c_str(),
           variant_tag(model.config.variant).c_str());
     DebugState ref;
-    read_debug_state(state_path.c_str(), &model, &ref);
+    read_debug_state(state_path.c_str(), model.config, model.num_params, &ref);
     const GPT2Config& c = model.config;
     int B = ref.B, T = ref.T, V = c.vocab_size, Vp = c.padded_vocab_size, L = c.num_layers, NH = c.num_heads;
 

@@ -17,6 +17,7 @@ last line is "test_gpt2cu: N passed, M failed".
 */
 #define TESTING
 #include "train_gpt2.cu"
+#include "debug_state.h"
 
 #include <dirent.h>
 
@@ -30,32 +31,41 @@ last line is "test_gpt2cu: N passed, M failed".
 //
 // BF16 / FP16: activations and the working weights are rounded to 8 (bf16) or 11 (fp16)
 // significant bits after every layer, so values carry relative errors of ~0.4% (bf16) that
-// compound over the layers; the reference model (12x llm.c's init, to make variants
-// distinguishable) has logits and scores of O(1-10). The bounds are a few times that rounding:
-// relative to each tensor's largest reference value for logits and gradients, absolute for the
-// loss (ln 100 = 4.6) and entropies (at most ln(16!)/16 = 1.9 nats here). They still catch real
-// bugs: a wrong activation (gelu vs gelu-tanh differ by ~1e-2 at these scales only in logits'
-// last digits, so that pair is told apart in FP32 only), a missing gradient term, a wrong sign
-// or a lost residual move values by 10-100% of their scale.
-// UNVERIFIED: chosen before any GPU run; calibrate on the first GPU run (the test prints every
-// measured difference beside its bound).
+// compound over the layers, and the reference model (12x llm.c's init, to make the variants
+// distinguishable) is strongly non-linear. Measured in the CPU emulation of these kernels (bf16,
+// the 16 tiny variants): logits <= 1.6% of max|logit|, loss <= 2.2e-3, entropies <= 2.2e-3 nats,
+// step losses <= 6.4e-3, step norms <= 1.9% relative. The bounds below are 2-5x those. A single
+// gradient element can be off by ~17% of its tensor's largest (a ReLU input near 0 flips its
+// kink, sums over 64 positions cancel), so gradients are judged by their relative L2 error
+// ||ours - ref|| / ||ref|| per tensor instead of the max element: measured <= 8.3% for the
+// tensors and <= 17% for the learnable slopes (one sum over every FFN activation of the batch,
+// with heavy cancellation); bounds 20% and 35%. What the bounds still catch: a missing or
+// doubled gradient term, a wrong sign, a lost residual branch or a wrong activation family
+// (errors of 50-200% of the tensor's norm); they do not catch a 10% error, and gelu vs
+// gelu-tanh (1e-7 apart here) is told apart only by the FP32 build, which is the exact test. UNVERIFIED on a GPU: cuBLASLt rounds like the emulation (fp32
+// accumulation, one rounding of the output) but in another order; recalibrate from the printed
+// values on the first GPU run.
 #if defined(ENABLE_FP32)
-const float TOL_LOGITS = 2e-5f;      // x max(1, max|logit|)
+const float TOL_LOGITS = 1e-5f;      // x max(1, max|logit|)
 const float TOL_LOSS = 1e-5f;        // absolute
 const float TOL_ENTROPY = 1e-5f;     // absolute, nats
 const float TOL_GRAD_ABS = 2e-6f;    // |ours - ref| <= ABS + REL * max|ref of tensor|
 const float TOL_GRAD_REL = 2e-4f;
+const float TOL_GRAD_L2 = 0.0f;      // (not used in FP32)
+const float TOL_SLOPE_L2 = 0.0f;
 const float TOL_STEP_LOSS = 1e-4f;   // absolute, losses over the 10 AdamW steps
 const float TOL_STEP_NORM = 1e-3f;   // relative, gradient norms over the 10 steps
 const float TOL_ATT = 1e-4f;         // attention kernels vs double: x max|ref|
 #else
-const float TOL_LOGITS = 3e-2f;
-const float TOL_LOSS = 2e-2f;
-const float TOL_ENTROPY = 3e-2f;
-const float TOL_GRAD_ABS = 1e-4f;
-const float TOL_GRAD_REL = 6e-2f;
-const float TOL_STEP_LOSS = 5e-2f;
-const float TOL_STEP_NORM = 6e-2f;
+const float TOL_LOGITS = 4e-2f;
+const float TOL_LOSS = 1e-2f;
+const float TOL_ENTROPY = 1e-2f;
+const float TOL_GRAD_ABS = 0.0f;     // (not used: relative L2 below)
+const float TOL_GRAD_REL = 0.0f;
+const float TOL_GRAD_L2 = 0.2f;      // ||ours - ref|| / ||ref|| per tensor
+const float TOL_SLOPE_L2 = 0.35f;    // the same for the learnable slopes
+const float TOL_STEP_LOSS = 2e-2f;
+const float TOL_STEP_NORM = 5e-2f;
 const float TOL_ATT = 2e-2f;
 #endif
 
@@ -82,6 +92,18 @@ float max_abs_diff(const float* a, const float* b, size_t n, size_t* where) {
     return worst;
 }
 
+// ||a - b|| / ||b|| (NaN: infinity).
+float rel_l2(const float* a, const float* b, size_t n) {
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    double r = sqrt(num) / fmax(sqrt(den), 1e-30);
+    return std::isnan(r) ? INFINITY : (float)r;
+}
+
 float max_abs(const float* a, size_t n) {
     float m = 0.0f;
     for (size_t i = 0; i < n; i++) m = fmaxf(m, fabsf(a[i]));
@@ -106,52 +128,6 @@ std::vector<float> floatx_to_host(const floatX* d, size_t n) {
 // ----------------------------------------------------------------------------
 // Against the PyTorch reference
 
-struct DebugState {
-    int B, T, num_steps;
-    float lr, beta1, beta2, eps, weight_decay, grad_clip;
-    std::vector<int> x, y;
-    std::vector<float> logits;    // (B, T, V)
-    float loss;
-    std::vector<float> grads;     // num_params (slopes last)
-    std::vector<float> entropy;   // (L, NH)
-    std::vector<float> step_losses, step_norms;
-};
-
-void read_debug_state(const char* path, const GPT2* model, DebugState* s) {
-    FILE* f = fopen_or_fail(path, "rb", "run 'make refs' to write the reference states");
-    int32_t h[HEADER_INTS];
-    fread_or_fail(h, sizeof(int32_t), HEADER_INTS, f, path);
-    if (h[0] != 20240327 || h[1] != 3) fail("'%s' is not a version-3 debug state (magic %d, version %d)", path, h[0], h[1]);
-    s->B = h[2];
-    s->T = h[3];
-    s->num_steps = h[4];
-    s->lr = bits_float(h[8]);
-    s->beta1 = bits_float(h[9]);
-    s->beta2 = bits_float(h[10]);
-    s->eps = bits_float(h[11]);
-    s->weight_decay = bits_float(h[12]);
-    s->grad_clip = bits_float(h[13]);
-    size_t BT = (size_t)s->B * s->T;
-    const GPT2Config& c = model->config;
-    s->x.resize(BT);
-    s->y.resize(BT);
-    s->logits.resize(BT * c.vocab_size);
-    s->grads.resize(model->num_params);
-    s->entropy.resize((size_t)c.num_layers * c.num_heads);
-    s->step_losses.resize(s->num_steps);
-    s->step_norms.resize(s->num_steps);
-    fread_or_fail(s->x.data(), sizeof(int), BT, f, path);
-    fread_or_fail(s->y.data(), sizeof(int), BT, f, path);
-    fread_or_fail(s->logits.data(), sizeof(float), s->logits.size(), f, path);
-    fread_or_fail(&s->loss, sizeof(float), 1, f, path);
-    fread_or_fail(s->grads.data(), sizeof(float), s->grads.size(), f, path);
-    fread_or_fail(s->entropy.data(), sizeof(float), s->entropy.size(), f, path);
-    fread_or_fail(s->step_losses.data(), sizeof(float), s->num_steps, f, path);
-    fread_or_fail(s->step_norms.data(), sizeof(float), s->num_steps, f, path);
-    char extra;
-    if (fread(&extra, 1, 1, f) != 0) fail("'%s' is longer than its header and the model describe", path);
-    fclose(f);
-}
 
 // One training step through the trainer's own path (micro-batches of the same batch), synced.
 StepHeader train_step(GPT2* model, const int* x, const int* y, int B, int T, int micro_batches, const StepOptions& opt,
@@ -176,7 +152,7 @@ void test_variant(const std::string& dir, const std::string& tag) {
     check(variant_tag(model.config.variant) == tag, "%s: the model file records its variant (%s)", tag.c_str(),
           variant_tag(model.config.variant).c_str());
     DebugState ref;
-    read_debug_state(state_path.c_str(), &model, &ref);
+    read_debug_state(state_path.c_str(), model.config, model.num_params, &ref);
     const GPT2Config& c = model.config;
     int B = ref.B, T = ref.T, V = c.vocab_size, Vp = c.padded_vocab_size, L = c.num_layers, NH = c.num_heads;
     if (USE_LOSS_SCALER) gpt2_set_scaler(&model, ScalerState{1.0f, 0, 0, 0});  // compare unscaled values
@@ -219,10 +195,17 @@ void test_variant(const std::string& dir, const std::string& tag) {
         const float* ours = grads.data() + offset;
         const float* theirs = ref.grads.data() + offset;
         float scale = max_abs(theirs, n);
-        float gtol = TOL_GRAD_ABS + TOL_GRAD_REL * scale;
         d = max_abs_diff(ours, theirs, n, &at);
-        check(d <= gtol, "%s: grad %-8s max diff %.2e (tol %.1e, max |grad| %.2e)", tag.c_str(), param_tensor_name(k), d,
-              gtol, scale);
+        float l2 = rel_l2(ours, theirs, n);
+        if (sizeof(floatX) == 4) {
+            float gtol = TOL_GRAD_ABS + TOL_GRAD_REL * scale;
+            check(d <= gtol, "%s: grad %-8s max diff %.2e (tol %.1e, max |grad| %.2e), relative L2 %.1e", tag.c_str(),
+                  param_tensor_name(k), d, gtol, scale, l2);
+        } else {
+            float ltol = k == SLOPE_TENSOR ? TOL_SLOPE_L2 : TOL_GRAD_L2;
+            check(l2 <= ltol, "%s: grad %-8s relative L2 error %.2e (tol %.2f); max diff %.2e, max |grad| %.2e",
+                  tag.c_str(), param_tensor_name(k), l2, ltol, d, scale);
+        }
         offset += n;
     }
     if (act_is_learnable(c.variant.act)) {

@@ -35,6 +35,7 @@ OpenBLAS's cblas_sgemm). `#define TESTING` before including this file leaves out
 #include "rng.h"
 #include "schedulers.h"
 #include "tokenizer.h"
+#include "train_common.h"
 
 // glibc's libmvec has SIMD versions of expf (accurate to a few ulp). Declaring expf as an
 // OpenMP "declare simd" function lets loops marked `#pragma omp simd` call 8 or 16 at a time;
@@ -889,13 +890,6 @@ void gpt2_update(GPT2* model, float lr, float beta1, float beta2, float eps, flo
     }
 }
 
-// The clipping factor of torch.nn.utils.clip_grad_norm_: clip / (norm + 1e-6) when below 1.
-inline float clip_scale(float norm, float clip) {
-    if (clip <= 0.0f) return 1.0f;
-    float coef = clip / (norm + 1e-6f);
-    return coef < 1.0f ? coef : 1.0f;
-}
-
 void gpt2_free(GPT2* model) {
     free(model->params_memory);
     free(model->grads_memory);
@@ -913,13 +907,6 @@ double now_seconds() {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-// The tokenizer beside the training data, else in the working directory.
-std::string find_tokenizer(const std::string& train_pattern) {
-    size_t slash = train_pattern.rfind('/');
-    std::string beside = (slash == std::string::npos ? std::string(".") : train_pattern.substr(0, slash)) + "/gpt2_tokenizer.bin";
-    return path_exists(beside.c_str()) ? beside : std::string("gpt2_tokenizer.bin");
 }
 
 // Mean loss over the first max_batches batches of the validation set.
@@ -956,38 +943,6 @@ void sample(GPT2* model, const Tokenizer* tok, Rng* rng, int n) {
         printf("%s", tokenizer_decode(tok, next).c_str());
     }
     printf("\n");
-}
-
-void print_entropy_summary(const GPT2* model, const float* entropy, int T) {
-    int L = model->config.num_layers, NH = model->config.num_heads;
-    double max_entropy = 0.0;  // the largest possible per-head mean: ln(T!)/T
-    for (int t = 1; t <= T; t++) max_entropy += log((double)t);
-    max_entropy /= T;
-    printf("  entropy/layer (nats, max %.3f):", max_entropy);
-    for (int l = 0; l < L; l++) {
-        double mean = 0.0;
-        for (int h = 0; h < NH; h++) mean += entropy[l * NH + h];
-        printf(" %.3f", mean / NH);
-    }
-    printf("\n");
-}
-
-// The first place that went non-finite, in forward order, for the --on-nan report.
-std::string first_nonfinite(const GPT2* model, float loss, float norm) {
-    char buf[128];
-    for (int l = 0; l < model->config.num_layers; l++) {
-        if (model->nonfinite_att[l] > 0) {
-            snprintf(buf, sizeof(buf), "layer %d attention scores (%ld values)", l, model->nonfinite_att[l]);
-            return buf;
-        }
-        if (model->nonfinite_ffn[l] > 0) {
-            snprintf(buf, sizeof(buf), "layer %d FFN activations (%ld values)", l, model->nonfinite_ffn[l]);
-            return buf;
-        }
-    }
-    if (!std::isfinite(loss)) return "the loss (logits or residual stream)";
-    if (!std::isfinite(norm)) return "the gradient norm (backward pass)";
-    return "nothing";
 }
 
 bool params_finite(const GPT2* model) {
@@ -1142,7 +1097,7 @@ int main(int argc, char** argv) {
             logger_nonfinite(&logger, step, L, model.nonfinite_att.data(), model.nonfinite_ffn.data());
             logger_train(&logger, step, loss, lr, norm);
             logger_flush(&logger);
-            std::string where = first_nonfinite(&model, loss, norm);
+            std::string where = first_nonfinite(L, model.nonfinite_att.data(), model.nonfinite_ffn.data(), loss, norm);
             if (cfg.on_nan == ON_NAN_STOP) {
                 std::string keep = last_checkpoint >= 0 ? checkpoint_path(cfg.output_dir, "model", last_checkpoint, ".bin") : "none";
                 fprintf(stderr, "error: non-finite value at step %d, first in %s (loss %f, grad norm %f); "
@@ -1173,7 +1128,7 @@ int main(int argc, char** argv) {
         logger_flush(&logger);
         printf("step %5d/%ld | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s%s\n", step + 1, steps, loss, lr,
                norm, dt * 1000, total_batch / dt, state.skipped ? (" | skipped " + std::to_string(state.skipped)).c_str() : "");
-        if (log_entropy) print_entropy_summary(&model, entropy.data(), T);
+        if (log_entropy) print_entropy_summary(L, NH, entropy.data(), T);
     }
     if (timed_steps > 0) printf("average: %.2f ms/step, %.0f tok/s\n", total_time / timed_steps * 1000, total_batch * timed_steps / total_time);
     logger_close(&logger);

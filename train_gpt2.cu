@@ -40,6 +40,7 @@ leaves out main(). Kernels live in the llmc/ headers (one concern each) and entr
 #include "rng.h"
 #include "schedulers.h"
 #include "tokenizer.h"
+#include "train_common.h"
 
 #include "llmc/cuda_common.cuh"
 #include "llmc/matmul.cuh"
@@ -51,6 +52,15 @@ leaves out main(). Kernels live in the llmc/ headers (one concern each) and entr
 #include "llmc/guard.cuh"
 #include "llmc/adamw.cuh"
 #include "entropy.cuh"
+
+// -DRECOMPUTE_FFN_ACT: keep f = act(h) for one layer only and recompute it in the backward
+// (saves L*B*T*4C floatX of memory, ~1.2 GB at GPT-2 124M, B = 128, T = 128; costs one
+// elementwise pass per layer). Off by default: storing it is faster.
+#ifdef RECOMPUTE_FFN_ACT
+static const bool RECOMPUTE_ACT = true;
+#else
+static const bool RECOMPUTE_ACT = false;
+#endif
 
 #if defined(ENABLE_FP16)
 static const bool USE_LOSS_SCALER = true;
@@ -115,7 +125,7 @@ void point_parameters(ParameterTensors<T>* p, T* memory, const size_t sizes[NUM_
 // What the forward pass keeps for the backward (device). Compared with the CPU trainer: no
 // (B, NH, T, T) scores or probabilities (the attention saves its output and one log-sum-exp per
 // row), no attproj/fcproj (the residual add is the matmul's C input), no probs (the classifier
-// is fused), and f = act(h) lives in a one-layer scratch that the backward recomputes.
+// is fused); with RECOMPUTE_FFN_ACT, f = act(h) lives in a one-layer scratch.
 struct ActivationTensors {
     floatX* encoded;    // (B, T, C)
     floatX* ln1;        // (L, B, T, C)   NULL without block LayerNorms
@@ -129,7 +139,7 @@ struct ActivationTensors {
     float* ln2_mean;    // (L, B, T)
     float* ln2_rstd;    // (L, B, T)
     floatX* fch;        // (L, B, T, 4C)  FFN pre-activation h
-    floatX* fch_act;    // (B, T, 4C)     f = act(h) of ONE layer (recomputed in the backward)
+    floatX* fch_act;    // (L, B, T, 4C)  f = act(h) ((B, T, 4C), one layer, with RECOMPUTE_FFN_ACT)
     floatX* residual3;  // (L, B, T, C)
     floatX* lnf;        // (B, T, C)      NULL with --norm none-all
     float* lnf_mean;    // (B, T)
@@ -352,7 +362,7 @@ void gpt2_allocate_activations(GPT2* model, int B, int T) {
     a.ln2_mean = block_ln ? gpt2_alloc<float>(model, L * BT, "activations") : NULL;
     a.ln2_rstd = block_ln ? gpt2_alloc<float>(model, L * BT, "activations") : NULL;
     a.fch = gpt2_alloc<floatX>(model, L * BT * 4 * C, "activations");
-    a.fch_act = gpt2_alloc<floatX>(model, BT * 4 * C, "activations");
+    a.fch_act = gpt2_alloc<floatX>(model, (RECOMPUTE_ACT ? 1 : L) * BT * 4 * C, "activations");
     a.residual3 = gpt2_alloc<floatX>(model, L * BT * C, "activations");
     a.lnf = final_ln ? gpt2_alloc<floatX>(model, BT * C, "activations") : NULL;
     a.lnf_mean = final_ln ? gpt2_alloc<float>(model, BT, "activations") : NULL;
@@ -482,8 +492,9 @@ void gpt2_forward(GPT2* model, bool measure, bool entropy, float grad_multiplier
         const float* slope_ptr;
         float* slope_grad;
         layer_slope(model, l, &slope, &slope_ptr, &slope_grad);
-        activation_forward(a.fch_act, l_fch, BTC * 4, cfg.variant.act, slope, slope_ptr, measure ? model->d_ffn_bad + l : NULL);
-        matmul_forward(l_residual3, a.fch_act, p.fcprojw + (size_t)l * 4 * C * C, p.fcprojb + l * C, N, 4 * C, C, l_residual2);
+        floatX* l_fch_act = a.fch_act + (RECOMPUTE_ACT ? 0 : l * BTC * 4);
+        activation_forward(l_fch_act, l_fch, BTC * 4, cfg.variant.act, slope, slope_ptr, measure ? model->d_ffn_bad + l : NULL);
+        matmul_forward(l_residual3, l_fch_act, p.fcprojw + (size_t)l * 4 * C * C, p.fcprojb + l * C, N, 4 * C, C, l_residual2);
     }
     if (entropy) entropy_reduce(model->d_entropy_sum, model->d_ent_partial, L, B, NH, T);
     floatX* residual = a.residual3 + (L - 1) * BTC;
@@ -556,9 +567,10 @@ void gpt2_backward(GPT2* model, float grad_multiplier) {
         layer_slope(model, l, &slope, &slope_ptr, &slope_grad);
 
         // MLP: residual3 = residual2 + act(ln2 Wfc^T + bfc) Wproj^T + bproj
-        activation_forward(a.fch_act, l_fch, BTC * 4, cfg.variant.act, slope, slope_ptr, NULL);  // recompute f
+        floatX* l_fch_act = a.fch_act + (RECOMPUTE_ACT ? 0 : l * BTC * 4);
+        if (RECOMPUTE_ACT) activation_forward(l_fch_act, l_fch, BTC * 4, cfg.variant.act, slope, slope_ptr, NULL);
         matmul_backward_input(s.dfch, s.dresidual, p.fcprojw + (size_t)l * 4 * C * C, N, 4 * C, C, false);
-        matmul_backward_weight(g.fcprojw + (size_t)l * 4 * C * C, s.dresidual, a.fch_act, N, 4 * C, C);
+        matmul_backward_weight(g.fcprojw + (size_t)l * 4 * C * C, s.dresidual, l_fch_act, N, 4 * C, C);
         matmul_backward_bias(g.fcprojb + l * C, s.dresidual, N, C, s.colsum);
         activation_backward(s.dfch, l_fch, s.dfch, BTC * 4, cfg.variant.act, slope, slope_ptr, slope_grad, s.slope);
         // LN-free: dm is the residual's gradient itself, accumulated straight into dresidual
@@ -665,23 +677,9 @@ void gpt2_free(GPT2* model) {
     model->params_memory = NULL;
 }
 
-// The clipping factor of torch.nn.utils.clip_grad_norm_ (host twin of the device's).
-inline float clip_scale(float norm, float clip) {
-    if (clip <= 0.0f) return 1.0f;
-    float coef = clip / (norm + 1e-6f);
-    return coef < 1.0f ? coef : 1.0f;
-}
-
 #ifndef TESTING
 // ----------------------------------------------------------------------------
 // Training
-
-// The tokenizer beside the training data, else in the working directory.
-std::string find_tokenizer(const std::string& train_pattern) {
-    size_t slash = train_pattern.rfind('/');
-    std::string beside = (slash == std::string::npos ? std::string(".") : train_pattern.substr(0, slash)) + "/gpt2_tokenizer.bin";
-    return path_exists(beside.c_str()) ? beside : std::string("gpt2_tokenizer.bin");
-}
 
 // Mean loss over the first max_batches batches of the validation set (one wait, at the end).
 float evaluate(GPT2* model, DataLoader* val, int max_batches) {
@@ -734,37 +732,6 @@ void sample(GPT2* model, const Tokenizer* tok, Rng* rng, int n, int train_T) {
         printf("%s", tokenizer_decode(tok, next).c_str());
     }
     printf("\n");
-}
-
-void print_entropy_summary(int L, int NH, const float* entropy, int T) {
-    double max_entropy = 0.0;  // the largest possible per-head mean: ln(T!)/T
-    for (int t = 1; t <= T; t++) max_entropy += log((double)t);
-    max_entropy /= T;
-    printf("  entropy/layer (nats, max %.3f):", max_entropy);
-    for (int l = 0; l < L; l++) {
-        double mean = 0.0;
-        for (int h = 0; h < NH; h++) mean += entropy[l * NH + h];
-        printf(" %.3f", mean / NH);
-    }
-    printf("\n");
-}
-
-// The first place that went non-finite, in forward order, for the --on-nan report.
-std::string first_nonfinite(int L, const long* att, const long* ffn, float loss, float norm) {
-    char buf[128];
-    for (int l = 0; l < L; l++) {
-        if (att[l] > 0) {
-            snprintf(buf, sizeof(buf), "layer %d attention scores (%ld values)", l, att[l]);
-            return buf;
-        }
-        if (ffn[l] > 0) {
-            snprintf(buf, sizeof(buf), "layer %d FFN activations (%ld values)", l, ffn[l]);
-            return buf;
-        }
-    }
-    if (!std::isfinite(loss)) return "the loss (logits or residual stream)";
-    if (!std::isfinite(norm)) return "the gradient norm (backward pass)";
-    return "nothing";
 }
 
 // fp16's loss-scaler state travels beside the checkpoint (the state file has no slot for it).

@@ -5,12 +5,16 @@
 #   2. the PyTorch reference states (out/ref: the 16 tiny variants; out/gpu_check/ref64: head
 #      size 64 at T = 128, the shapes of the tensor-core attention)
 #   3. test_gpt2cu in FP32, BF16 and FP16 against them
-#   4. a short real training run (GPT-2 124M on synthetic shards, V = 50257) with a checkpoint,
+#   4. the same small training run through the CPU trainer and the CUDA trainer (FP32): losses,
+#      validation losses and entropies must agree (schedule, data order, accumulation, clipping,
+#      decay, slopes: the host logic)
+#   5. a short real training run (GPT-2 124M on synthetic shards, V = 50257) with a checkpoint,
 #      then a resume from it that must end bit-identical
-#   5. the benchmark: tokens/s and peak memory of GPT-2 124M, T = 128, B = 128 for ln+gelu,
+#   6. the benchmark: tokens/s and peak memory of GPT-2 124M, T = 128, B = 128 for ln+gelu,
 #      ln+relu, none+gelu and none+relu, ours with the entropy of every head on every step,
 #      beside `train_gpt2.py --compile --dtype bfloat16` (PyTorch 2, flash attention, no
-#      entropy) measured in the same run, and the ratio (ours / PyTorch; >= 1 is the goal).
+#      entropy) measured in the same run, and the ratio (ours / PyTorch; >= 1 is the goal)
+#   7. (if time is left) tests/test_cli.sh against the CUDA trainer: bad input, resume, NaN guard
 # PyTorch's compilation is warmed in the background while the builds and tests run (its cache
 # makes the timed runs start in seconds); nothing else uses the GPU while anything is timed.
 # Every stage has a time limit and the whole script a deadline; a summary table is printed at
@@ -22,7 +26,7 @@ set -u
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 STEPS=${STEPS:-25}
-STAGES=${STAGES:-"build refs test train bench"}
+STAGES=${STAGES:-"build refs test cross train bench cli"}
 DEADLINE=${DEADLINE:-540}
 BENCH_B=${B:-128}
 W=out/gpu_check
@@ -33,19 +37,21 @@ export TORCHINDUCTOR_FX_GRAPH_CACHE=1 TORCHINDUCTOR_AUTOGRAD_CACHE=1
 START=$(date +%s)
 SUMMARY=()
 BENCH_ROWS=()
+WARM_PIDS=()
 FAILED=0
 
 elapsed() { echo $(($(date +%s) - START)); }
 want() { [[ " $STAGES " == *" $1 "* ]]; }
 
 print_summary() {
+    for pid in ${WARM_PIDS[@]+"${WARM_PIDS[@]}"}; do kill $pid 2>/dev/null; done
     echo
     echo "==================== gpu_check summary ($(elapsed) s) ===================="
-    for line in "${SUMMARY[@]}"; do echo "  $line"; done
+    for line in ${SUMMARY[@]+"${SUMMARY[@]}"}; do echo "  $line"; done
     if [ ${#BENCH_ROWS[@]} -gt 0 ]; then
         echo
         printf "  %-11s %12s %12s %12s %12s %8s\n" "config" "ours tok/s" "ours MiB" "torch tok/s" "torch MiB" "ratio"
-        for row in "${BENCH_ROWS[@]}"; do echo "  $row"; done
+        for row in ${BENCH_ROWS[@]+"${BENCH_ROWS[@]}"}; do echo "  $row"; done
         echo "  (ours: train_gpt2cu bf16, entropy of every head every step; torch: train_gpt2.py --compile bf16)"
     fi
     echo "  failed stages: $FAILED"
@@ -106,7 +112,6 @@ torch_cmd() {  # NORM ACT STEPS: sets TORCH_CMD
 }
 torch_run() { torch_cmd "$@"; "${TORCH_CMD[@]}"; }
 # warm PyTorch's compile cache in the background (two at a time), while nothing is timed
-WARM_PIDS=()
 if want bench && [ $TORCH_OK -eq 1 ]; then
     (torch_run ln gelu 2; torch_run ln relu 2) >$W/torch_warm1.log 2>&1 &
     WARM_PIDS+=($!)
@@ -115,8 +120,9 @@ if want bench && [ $TORCH_OK -eq 1 ]; then
 fi
 
 if want build; then
-    run build 300 make -f cuda.mk -j4 CUDA_BIN=$BIN $BIN/test_gpt2cu_fp32 $BIN/test_gpt2cu_bf16 $BIN/test_gpt2cu_fp16 \
-        $BIN/train_gpt2cu_bf16
+    run build 300 make -f cuda.mk -j5 CUDA_BIN=$BIN $BIN/test_gpt2cu_fp32 $BIN/test_gpt2cu_bf16 $BIN/test_gpt2cu_fp16 \
+        $BIN/train_gpt2cu_bf16 $BIN/train_gpt2cu_fp32
+    want cross && run build_cpu 120 make -s train_gpt2
 fi
 
 if want refs && [ $TORCH_OK -eq 1 ]; then
@@ -133,14 +139,43 @@ if want test; then
     run test_bf16_hs64 150 $BIN/test_gpt2cu_bf16 $W/ref64
 fi
 
+if want cross; then
+    # CPU trainer vs CUDA trainer (FP32) on the same run: same initial weights (same RNG), data,
+    # schedule; they must agree to rounding
+    $PYTHON tests/make_shard.py $W/data/small_train_000000.bin 6000 512 --seed 1
+    $PYTHON tests/make_shard.py $W/data/small_val_000000.bin 2000 512 --seed 3
+    CR=(-e L2H2C32T32V512 -i "$W/data/small_train_*.bin" -j "$W/data/small_val_*.bin" -b 4 -t 16 -d 128 -x 20 -v 5 -m 2
+        -s 0 --norm none --act lrelu-layer:0.1 -l 1e-3 -u 2 -k cosine -q 0.1 -c 0.1 --shuffle 1 --entropy-every 5)
+    rm -rf $W/cross_cpu $W/cross_gpu
+    run cross_cpu 120 env OMP_NUM_THREADS=4 ./train_gpt2 "${CR[@]}" -o $W/cross_cpu
+    run cross_gpu 120 $BIN/train_gpt2cu_fp32 "${CR[@]}" -o $W/cross_gpu
+    run cross_compare 30 $PYTHON - $W/cross_cpu $W/cross_gpu <<'PYEOF'
+import re, sys
+a, b = sys.argv[1], sys.argv[2]
+def nums(path):
+    vals = []
+    for line in open(path):
+        vals += [float(x) for x in re.findall(r"(?<=[:\t])-?[0-9]+\.[0-9]+", line)]
+    return vals
+worst = 0.0
+for name, tol in (("main.log", 1e-3), ("entropy.tsv", 1e-4), ("slopes.tsv", 1e-4)):
+    x, y = nums(f"{a}/{name}"), nums(f"{b}/{name}")
+    assert len(x) == len(y) and len(x) > 0, f"{name}: {len(x)} vs {len(y)} values"
+    d = max(abs(p - q) / max(1.0, abs(p)) for p, q in zip(x, y))
+    print(f"{name}: {len(x)} values, max relative difference {d:.2e} (tol {tol:.0e})")
+    assert d <= tol, f"{name} differs"
+print("1 passed, 0 failed")
+PYEOF
+fi
+
 if want train; then
     TR=(-e d12 -i "$W/data/syn_train_*.bin" -j "$W/data/syn_val_*.bin" -b 64 -t 128 -x 60 -n 30 -v 30 -m 4 -s 30 -g 16
-        --norm none --act relu -l 6e-4 -u 10 --entropy-every 10)
+        --norm none --act relu -l 3e-4 -u 20 --entropy-every 10)
     rm -rf $W/run_full $W/run_resumed
     if run train_full 180 $BIN/train_gpt2cu_bf16 "${TR[@]}" -o $W/run_full; then
         first=$(grep -m1 'trl:' $W/run_full/main.log | sed 's/.*trl:\([0-9.]*\).*/\1/')
         last=$(grep 'trl:' $W/run_full/main.log | tail -1 | sed 's/.*trl:\([0-9.]*\).*/\1/')
-        if awk -v a="$first" -v b="$last" 'BEGIN {exit !(b < a - 1.0)}'; then
+        if awk -v a="$first" -v b="$last" 'BEGIN {exit !(b < a - 0.3)}'; then
             SUMMARY+=("ok   training loss falls: $first -> $last")
         else
             SUMMARY+=("FAIL training loss does not fall: $first -> $last")
@@ -163,7 +198,7 @@ if want train; then
 fi
 
 if want bench; then
-    for pid in "${WARM_PIDS[@]}"; do  # the GPU must be ours alone while timing
+    for pid in ${WARM_PIDS[@]+"${WARM_PIDS[@]}"}; do  # the GPU must be ours alone while timing
         left=$((DEADLINE - $(elapsed)))
         while kill -0 $pid 2>/dev/null && [ $left -gt 0 ]; do sleep 1; left=$((DEADLINE - $(elapsed))); done
         kill $pid 2>/dev/null
@@ -188,6 +223,10 @@ if want bench; then
         BENCH_ROWS+=("$(printf "%-11s %12s %12s %12s %12s %8s" "$name" "${ours_tok:--}" "${ours_mem:--}" "${torch_tok:--}" \
                         "${torch_mem:--}" "$ratio")")
     done
+fi
+
+if want cli; then
+    run cli 240 env TRAINER=$BIN/train_gpt2cu_bf16 PYTHON=$PYTHON bash tests/test_cli.sh
 fi
 
 [ $FAILED -eq 0 ]

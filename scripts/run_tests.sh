@@ -35,6 +35,7 @@ run_suite "tests/test_cli.sh: command line, bad input, resume, NaN guard" env PY
 if [ -f dev/data/test_data.sh ]; then
     run_suite "dev/data/test_data.sh: corpus preparation (sample mode)" bash dev/data/test_data.sh
 fi
+run_suite "tests/test_cuda_build.sh: the CUDA trainer compiles for sm_90 (no GPU needed)" bash tests/test_cuda_build.sh
 run_suite "scripts/paper/test_paper.sh: paper runs, plots, table" \
     env PYTHON="$PYTHON" TRAINER=out/bin/train_gpt2_blas bash scripts/paper/test_paper.sh
 echo "$total_passed passed, $total_failed failed"

@@ -1,0 +1,258 @@
+/*
+dev/cuda/attention_entropy.cu: kernel lab for the causal attention softmax with the fused
+per-head entropy (entropy.cuh), forward and backward.
+
+  version 1  naive forward: one thread per query row, two passes over the keys in fp32
+             (the obviously-right kernel the others are measured against)
+  version 2  the trainer's SIMT kernels (online softmax over 32-key tiles, any T, hs <= 256)
+  version 3  the trainer's tensor-core kernels (wmma; bf16/fp16, hs = 64, T <= 128)
+
+Each version is validated against a double-precision CPU reference on random inputs (one
+sequence with 4x larger queries, so peaked rows sit beside flat ones), then timed with CUDA
+events at GPT-2 124M's attention shape.
+
+Build: make -f cuda.mk dev/cuda/attention_entropy.out [PRECISION=BF16|FP32|FP16]
+Run:   ./dev/cuda/attention_entropy.out [version (0 = all)] [B for timing (128)] [T (128)]
+*/
+#include <vector>
+#include "../../common.h"
+#include "../../rng.h"
+#include "../../entropy.cuh"
+
+// ----------------------------------------------------------------------------
+// CPU reference (double): out, per-head mean entropy, dqkv
+
+void attention_cpu(const std::vector<float>& qkv, const std::vector<float>& dout, int B, int T, int C, int NH,
+                   std::vector<double>& out, std::vector<double>& entropy, std::vector<double>& dqkv) {
+    int hs = C / NH;
+    size_t C3 = 3 * (size_t)C;
+    double scale = 1.0 / sqrt((double)hs);
+    out.assign((size_t)B * T * C, 0.0);
+    dqkv.assign((size_t)B * T * C3, 0.0);
+    entropy.assign(NH, 0.0);
+    std::vector<double> p(T), dp(T);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) {
+                const float* q = &qkv[((size_t)b * T + t) * C3 + h * hs];
+                double m = -INFINITY, l = 0.0, H = 0.0, D = 0.0;
+                for (int j = 0; j <= t; j++) {
+                    const float* k = &qkv[((size_t)b * T + j) * C3 + C + h * hs];
+                    double dot = 0.0;
+                    for (int d = 0; d < hs; d++) dot += (double)q[d] * k[d];
+                    p[j] = dot * scale;
+                    m = fmax(m, p[j]);
+                }
+                for (int j = 0; j <= t; j++) { p[j] = exp(p[j] - m); l += p[j]; }
+                for (int j = 0; j <= t; j++) { p[j] /= l; if (p[j] > 0) H -= p[j] * log(p[j]); }
+                entropy[h] += H / ((double)B * T);
+                const float* dO = &dout[((size_t)b * T + t) * C + h * hs];
+                for (int j = 0; j <= t; j++) {
+                    const float* v = &qkv[((size_t)b * T + j) * C3 + 2 * C + h * hs];
+                    double dot = 0.0;
+                    for (int d = 0; d < hs; d++) { out[((size_t)b * T + t) * C + h * hs + d] += p[j] * v[d]; dot += (double)dO[d] * v[d]; }
+                    dp[j] = dot;
+                    D += p[j] * dot;
+                }
+                for (int j = 0; j <= t; j++) {
+                    double ds = p[j] * (dp[j] - D) * scale;
+                    for (int d = 0; d < hs; d++) {
+                        dqkv[((size_t)b * T + t) * C3 + h * hs + d] += ds * qkv[((size_t)b * T + j) * C3 + C + h * hs + d];
+                        dqkv[((size_t)b * T + j) * C3 + C + h * hs + d] += ds * q[d];
+                        dqkv[((size_t)b * T + j) * C3 + 2 * C + h * hs + d] += p[j] * dO[d];
+                    }
+                }
+            }
+}
+
+// ----------------------------------------------------------------------------
+// version 1: one thread per (b, h, t); entropy via atomicAdd per row (fine for a lab)
+
+__global__ void attention_forward_naive(floatX* out, double* entropy, const floatX* qkv, int B, int T, int C, int NH) {
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= B * NH * T) return;
+    int t = idx % T, h = (idx / T) % NH, b = idx / (T * NH);
+    int hs = C / NH;
+    size_t C3 = 3 * (size_t)C;
+    float scale = 1.0f / sqrtf((float)hs);
+    const floatX* q = qkv + ((size_t)b * T + t) * C3 + h * hs;
+    float m = -INFINITY;
+    for (int j = 0; j <= t; j++) {
+        const floatX* k = qkv + ((size_t)b * T + j) * C3 + C + h * hs;
+        float dot = 0.0f;
+        for (int d = 0; d < hs; d++) dot += to_float(q[d]) * to_float(k[d]);
+        m = fmaxf(m, dot * scale);
+    }
+    float l = 0.0f, u = 0.0f;
+    for (int j = 0; j <= t; j++) {
+        const floatX* k = qkv + ((size_t)b * T + j) * C3 + C + h * hs;
+        float dot = 0.0f;
+        for (int d = 0; d < hs; d++) dot += to_float(q[d]) * to_float(k[d]);
+        float c = dot * scale - m, e = expf(c);
+        l += e;
+        u += e * c;
+    }
+    floatX* o = out + ((size_t)b * T + t) * C + h * hs;
+    for (int d = 0; d < hs; d++) {
+        float acc = 0.0f;
+        for (int j = 0; j <= t; j++) {
+            const floatX* k = qkv + ((size_t)b * T + j) * C3 + C + h * hs;
+            float dot = 0.0f;
+            for (int dd = 0; dd < hs; dd++) dot += to_float(q[dd]) * to_float(k[dd]);
+            acc += expf(dot * scale - m) * to_float(qkv[((size_t)b * T + j) * C3 + 2 * C + h * hs + d]);
+        }
+        o[d] = from_float<floatX>(acc / l);
+    }
+    atomicAdd(&entropy[h], (double)(logf(l) - u / l));
+}
+
+// ----------------------------------------------------------------------------
+
+struct Buffers {
+    floatX *qkv, *dout, *out, *dqkv;
+    float *lse, *D, *part;
+    double* ent;
+    unsigned long long* bad;
+};
+
+Buffers alloc_buffers(int B, int T, int C, int NH) {
+    Buffers x;
+    x.qkv = device_alloc<floatX>((size_t)B * T * 3 * C, "qkv");
+    x.dout = device_alloc<floatX>((size_t)B * T * C, "dout");
+    x.out = device_alloc<floatX>((size_t)B * T * C, "out");
+    x.dqkv = device_alloc<floatX>((size_t)B * T * 3 * C, "dqkv");
+    x.lse = device_alloc<float>((size_t)B * NH * T, "lse");
+    x.D = device_alloc<float>((size_t)B * NH * T, "D");
+    x.part = device_alloc<float>((size_t)B * NH * att_num_qtiles(T), "partials");
+    x.ent = device_alloc<double>(NH, "entropy");
+    x.bad = device_alloc<unsigned long long>(1, "counter");
+    return x;
+}
+
+void free_buffers(Buffers& x) {
+    void* ptrs[] = {x.qkv, x.dout, x.out, x.dqkv, x.lse, x.D, x.part, x.ent, x.bad};
+    for (void* p : ptrs) cudaCheck(cudaFree(p));
+}
+
+bool version_available(int version, int T, int C, int NH) {
+    if (version == 3) {
+        g_attention_force_simt = false;
+        return attention_use_wmma((void*)16, (void*)16, T, C, NH);
+    }
+    return true;
+}
+
+// Runs one version: forward (and backward for versions 2, 3).
+void run_version(int version, Buffers& x, int B, int T, int C, int NH, bool backward) {
+    cudaCheck(cudaMemsetAsync(x.ent, 0, NH * sizeof(double), g_stream));
+    if (version == 1) {
+        attention_forward_naive<<<ceil_div((long)B * NH * T, 128), 128, 0, g_stream>>>(x.out, x.ent, x.qkv, B, T, C, NH);
+        cudaCheckLaunch();
+        return;
+    }
+    g_attention_force_simt = version == 2;
+    attention_forward(x.out, x.lse, x.part, x.bad, x.qkv, B, T, C, NH);
+    entropy_reduce(x.ent, x.part, 1, B, NH, T);
+    if (backward) attention_backward(x.dqkv, x.D, x.dout, x.qkv, x.out, x.lse, B, T, C, NH);
+}
+
+float max_diff(const std::vector<floatX>& got, const std::vector<double>& ref, float* scale) {
+    float worst = 0.0f;
+    double s = 0.0;
+    for (size_t i = 0; i < ref.size(); i++) {
+        float d = (float)fabs(to_float(got[i]) - ref[i]);
+        if (!(d <= worst)) worst = std::isnan(d) ? INFINITY : d;
+        s = fmax(s, fabs(ref[i]));
+    }
+    *scale = (float)s;
+    return worst;
+}
+
+std::vector<float> random_inputs(size_t n, Rng* rng, float scale) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = to_float(from_float<floatX>(scale * rng_normal(rng)));
+    return v;
+}
+
+int main(int argc, char** argv) {
+    int only = argc > 1 ? atoi(argv[1]) : 0;
+    int Btime = argc > 2 ? atoi(argv[2]) : 128;
+    int T = argc > 3 ? atoi(argv[3]) : 128;
+    const int C = 768, NH = 12, Bval = 2;
+    cudaCheck(cudaStreamCreate(&g_stream));
+    cudaCheck(cudaGetDeviceProperties(&g_device_prop, 0));
+    printf("attention + entropy lab: %s, precision %s, C=%d NH=%d T=%d\n", g_device_prop.name, PRECISION_NAME, C, NH, T);
+
+    // validation at B = 2: the second sequence has 4x larger queries (peaked rows)
+    Rng rng;
+    rng_seed(&rng, 42);
+    std::vector<float> qkv = random_inputs((size_t)Bval * T * 3 * C, &rng, 1.0f);
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < C; i++) qkv[((size_t)T + t) * 3 * C + i] = to_float(from_float<floatX>(4.0f * qkv[((size_t)T + t) * 3 * C + i]));
+    std::vector<float> dout = random_inputs((size_t)Bval * T * C, &rng, 1.0f);
+    std::vector<double> ref_out, ref_ent, ref_dqkv;
+    attention_cpu(qkv, dout, Bval, T, C, NH, ref_out, ref_ent, ref_dqkv);
+    Buffers v = alloc_buffers(Bval, T, C, NH);
+    std::vector<floatX> hq(qkv.size()), hd(dout.size());
+    for (size_t i = 0; i < qkv.size(); i++) hq[i] = from_float<floatX>(qkv[i]);
+    for (size_t i = 0; i < dout.size(); i++) hd[i] = from_float<floatX>(dout[i]);
+    cudaCheck(cudaMemcpy(v.qkv, hq.data(), hq.size() * sizeof(floatX), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(v.dout, hd.data(), hd.size() * sizeof(floatX), cudaMemcpyHostToDevice));
+    const float tol = sizeof(floatX) == 4 ? 1e-4f : 2e-2f;  // x max|ref|
+    int failures = 0;
+    for (int version = 1; version <= 3; version++) {
+        if ((only && version != only) || !version_available(version, T, C, NH)) continue;
+        cudaCheck(cudaMemset(v.bad, 0, sizeof(unsigned long long)));
+        run_version(version, v, Bval, T, C, NH, version > 1);
+        cudaCheck(cudaStreamSynchronize(g_stream));
+        std::vector<floatX> out((size_t)Bval * T * C), dqkv((size_t)Bval * T * 3 * C);
+        std::vector<double> ent(NH);
+        cudaCheck(cudaMemcpy(out.data(), v.out, out.size() * sizeof(floatX), cudaMemcpyDeviceToHost));
+        cudaCheck(cudaMemcpy(ent.data(), v.ent, NH * sizeof(double), cudaMemcpyDeviceToHost));
+        float s_out, s_grad = 0.0f, d_grad = 0.0f;
+        float d_out = max_diff(out, ref_out, &s_out);
+        double d_ent = 0.0;
+        for (int h = 0; h < NH; h++) d_ent = fmax(d_ent, fabs(ent[h] / ((double)Bval * T) - ref_ent[h]));
+        if (version > 1) {
+            cudaCheck(cudaMemcpy(dqkv.data(), v.dqkv, dqkv.size() * sizeof(floatX), cudaMemcpyDeviceToHost));
+            d_grad = max_diff(dqkv, ref_dqkv, &s_grad);
+        }
+        bool ok = d_out <= tol * s_out && d_ent <= 2e-5 && d_grad <= tol * s_grad;
+        failures += !ok;
+        char grad[64] = "dqkv - (forward only)";
+        if (version > 1) snprintf(grad, sizeof(grad), "dqkv %.2e (scale %.2f)", d_grad, s_grad);
+        printf("version %d: %s  out max diff %.2e (scale %.2f), entropy %.2e, %s\n", version, ok ? "ok  " : "FAIL", d_out,
+               s_out, d_ent, grad);
+    }
+    free_buffers(v);
+
+    // timing at GPT-2 124M's shape (one layer)
+    Buffers x = alloc_buffers(Btime, T, C, NH);
+    std::vector<floatX> big((size_t)Btime * T * 3 * C);
+    for (auto& e : big) e = from_float<floatX>(rng_normal(&rng));
+    cudaCheck(cudaMemcpy(x.qkv, big.data(), big.size() * sizeof(floatX), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(x.dout, big.data(), (size_t)Btime * T * C * sizeof(floatX), cudaMemcpyHostToDevice));
+    cudaEvent_t e0, e1;
+    cudaCheck(cudaEventCreate(&e0));
+    cudaCheck(cudaEventCreate(&e1));
+    for (int version = 1; version <= 3; version++) {
+        if ((only && version != only) || !version_available(version, T, C, NH)) continue;
+        for (int pass = 0; pass < 2; pass++) {  // forward alone, then forward + backward
+            bool bwd = pass == 1;
+            if (bwd && version == 1) continue;
+            run_version(version, x, Btime, T, C, NH, bwd);  // warm-up
+            const int reps = 10;
+            cudaCheck(cudaEventRecord(e0, g_stream));
+            for (int r = 0; r < reps; r++) run_version(version, x, Btime, T, C, NH, bwd);
+            cudaCheck(cudaEventRecord(e1, g_stream));
+            cudaCheck(cudaEventSynchronize(e1));
+            float ms;
+            cudaCheck(cudaEventElapsedTime(&ms, e0, e1));
+            printf("version %d %-18s B=%d: %.3f ms per layer (x12 layers: %.2f ms)\n", version,
+                   bwd ? "forward+backward" : "forward", Btime, ms / reps, 12 * ms / reps);
+        }
+    }
+    free_buffers(x);
+    printf("%s\n", failures ? "FAILED" : "all versions valid");
+    return failures ? 1 : 0;
+}
