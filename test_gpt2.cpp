@@ -13,6 +13,7 @@ last line is "test_gpt2: N passed, M failed".
 #define TESTING
 #include "train_gpt2.cpp"
 #include "debug_state.h"
+#include "test_util.h"
 
 #include <dirent.h>
 #include <algorithm>
@@ -31,28 +32,6 @@ const float TOL_STEP_NORM = 1e-3f;   // relative, gradient norms over the 10 ste
                                      // a ReLU input within rounding of 0 can flip its kink after a
                                      // few updates (measured: 1.8e-4 for ln_relu, <1e-6 elsewhere)
 
-static int g_passed = 0, g_failed = 0;
-
-void check(bool ok, const char* fmt, ...) {
-    va_list args;
-    va_start(args, fmt);
-    printf("%s ", ok ? "  ok  " : "  FAIL");
-    vprintf(fmt, args);
-    printf("\n");
-    va_end(args);
-    if (ok) g_passed++; else g_failed++;
-}
-
-// Max |a - b| over n values (NaN counts as infinitely far).
-float max_abs_diff(const float* a, const float* b, size_t n, size_t* where) {
-    float worst = 0.0f;
-    *where = 0;
-    for (size_t i = 0; i < n; i++) {
-        float d = fabsf(a[i] - b[i]);
-        if (!(d <= worst)) { worst = std::isnan(d) ? INFINITY : d; *where = i; }
-    }
-    return worst;
-}
 
 float max_abs(const float* a, size_t n) {
     float m = 0.0f;

@@ -18,6 +18,7 @@ last line is "test_gpt2cu: N passed, M failed".
 #define TESTING
 #include "train_gpt2.cu"
 #include "debug_state.h"
+#include "test_util.h"
 
 #include <dirent.h>
 
@@ -69,28 +70,6 @@ const float TOL_STEP_NORM = 5e-2f;
 const float TOL_ATT = 2e-2f;
 #endif
 
-static int g_passed = 0, g_failed = 0;
-
-__attribute__((format(printf, 2, 3))) void check(bool ok, const char* fmt, ...) {
-    va_list args;
-    va_start(args, fmt);
-    printf("%s ", ok ? "  ok  " : "  FAIL");
-    vprintf(fmt, args);
-    printf("\n");
-    va_end(args);
-    if (ok) g_passed++; else g_failed++;
-}
-
-// Max |a - b| over n values (NaN counts as infinitely far).
-float max_abs_diff(const float* a, const float* b, size_t n, size_t* where) {
-    float worst = 0.0f;
-    *where = 0;
-    for (size_t i = 0; i < n; i++) {
-        float d = fabsf(a[i] - b[i]);
-        if (!(d <= worst)) { worst = std::isnan(d) ? INFINITY : d; *where = i; }
-    }
-    return worst;
-}
 
 // ||a - b|| / ||b|| (NaN: infinity).
 float rel_l2(const float* a, const float* b, size_t n) {
