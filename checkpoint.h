@@ -2,6 +2,13 @@
 // A checkpoint of step k (k optimizer steps done) is DIR/model_%08d.bin, DIR/state_%08d.bin and
 // the empty marker DIR/DONE_%08d, written in that order, each file through a temporary name,
 // so a kill mid-write never leaves a half checkpoint that -y 1 would pick up.
+//
+// The state file: a 256 x int32 header, then AdamW's m and v for all parameters (slopes last).
+// Header slots: 0 magic, 1 version, 2 steps done, 3 parameters (without slopes), 4 slopes,
+// 5 AdamW step count, 6 data shard, 7 position in the shard, 8 epoch, 9 skipped updates,
+// 10..13 the shuffling RNG, 14..17 the sampling RNG (2 x uint64 each), 18..21 the optional
+// loss-scaler record (see LossScalerRecord), the rest 0. Files written before the record
+// existed hold 0 in 18..21, which reads as "no scaler": they resume as before.
 #pragma once
 
 #include <dirent.h>
@@ -14,12 +21,24 @@
 #define STATE_MAGIC 20240527
 #define STATE_VERSION 1
 
+// The dynamic loss scaler of the CUDA trainer's FP16 build (llmc/guard.cuh's ScalerState), so
+// that a resumed run goes on with the same scale. Slots 18..21: present (0 or 1), the scale as
+// fp32 bits, clean steps, overflows. Every other trainer and build writes it absent (all 0) and
+// ignores it when reading.
+struct LossScalerRecord {
+    int present;      // 1: the fields below hold the scaler's state
+    float scale;      // the loss scale S
+    int clean_steps;  // steps since the last overflow or growth
+    int overflows;    // skipped overflow steps, in total
+};
+
 struct TrainState {
     int step;                // optimizer steps completed
     int adam_t;              // AdamW's bias-correction step count (skipped updates do not count)
     int skipped;             // updates dropped by --on-nan skip so far
     DataLoaderState loader;  // where the training data continues
     Rng sample_rng;          // the sampling RNG
+    LossScalerRecord scaler; // fp16 loss scaling (present only from the CUDA FP16 build)
 };
 
 inline std::string checkpoint_path(const std::string& dir, const char* kind, int step, const char* ext) {
@@ -49,6 +68,12 @@ inline void write_state_file(const char* path, const TrainState& s, size_t num_p
     put_u64(h + 12, s.loader.shard_rng.s[1]);
     put_u64(h + 14, s.sample_rng.s[0]);
     put_u64(h + 16, s.sample_rng.s[1]);
+    if (s.scaler.present) {
+        h[18] = 1;
+        h[19] = float_bits(s.scaler.scale);
+        h[20] = s.scaler.clean_steps;
+        h[21] = s.scaler.overflows;
+    }
     std::string tmp;
     FILE* f = begin_atomic_write(path, &tmp);
     fwrite_or_fail(h, sizeof(int32_t), HEADER_INTS, f, tmp.c_str());
@@ -70,6 +95,7 @@ inline void read_state_file(const char* path, TrainState* s, size_t num_params, 
         fail("state file '%s' is for a model of %d parameters and %d slopes, not %zu and %d (different --act or model?)",
              path, h[3], h[4], num_params, num_slopes);
     if (size != expected) fail("state file '%s' has %ld bytes, expected %ld (truncated)", path, size, expected);
+    if (h[18] != 0 && h[18] != 1) fail("state file '%s' has a loss-scaler flag of %d, expected 0 or 1", path, h[18]);
     s->step = h[2];
     s->adam_t = h[5];
     s->loader.shard = h[6];
@@ -80,6 +106,10 @@ inline void read_state_file(const char* path, TrainState* s, size_t num_params, 
     s->loader.shard_rng.s[1] = get_u64(h + 12);
     s->sample_rng.s[0] = get_u64(h + 14);
     s->sample_rng.s[1] = get_u64(h + 16);
+    s->scaler.present = h[18];
+    s->scaler.scale = h[18] ? bits_float(h[19]) : 0.0f;
+    s->scaler.clean_steps = h[18] ? h[20] : 0;
+    s->scaler.overflows = h[18] ? h[21] : 0;
     fread_or_fail(m, sizeof(float), num_params + num_slopes, f, path);
     fread_or_fail(v, sizeof(float), num_params + num_slopes, f, path);
     fclose(f);

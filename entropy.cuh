@@ -532,89 +532,158 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel
     }
 }
 
-inline size_t attw_backward_smem() {
+// The backward's shared memory for one (b, h): the Q, K, V and dO tiles (TMAX, LDX), P and dS
+// (TMAX, LDP), `nbuf` fp32 scratch buffers of `buf_bytes` (a few per warp), then each row's lse
+// and D (TMAX each).
+struct AttwBackwardTiles {
+    floatX *Qs, *Ks, *Vs, *dOs, *Ps, *dSs;
+    unsigned char* scratch;  // buffer k at scratch + k * align128(buf_bytes)
+    float *lse_s, *D_s;
+};
+
+__host__ __device__ inline size_t attw_backward_smem_bytes(int nbuf, size_t buf_bytes) {
     return 4 * align128(ATTW_TMAX * ATTW_LDX * sizeof(floatX)) + 2 * align128(ATTW_TMAX * ATTW_LDP * sizeof(floatX)) +
-           2 * ATTW_WARPS * align128(16 * ATTW_LDS * sizeof(float)) + 2 * align128(ATTW_TMAX * sizeof(float));
+           nbuf * align128(buf_bytes) + 2 * align128(ATTW_TMAX * sizeof(float));
 }
 
+__device__ inline AttwBackwardTiles attw_backward_carve(unsigned char* smem, int nbuf, size_t buf_bytes) {
+    const size_t tile_bytes = align128(ATTW_TMAX * ATTW_LDX * sizeof(floatX));
+    const size_t p_bytes = align128(ATTW_TMAX * ATTW_LDP * sizeof(floatX));
+    AttwBackwardTiles s;
+    s.Qs = (floatX*)smem;
+    s.Ks = (floatX*)(smem + tile_bytes);
+    s.Vs = (floatX*)(smem + 2 * tile_bytes);
+    s.dOs = (floatX*)(smem + 3 * tile_bytes);
+    s.Ps = (floatX*)(smem + 4 * tile_bytes);
+    s.dSs = (floatX*)(smem + 4 * tile_bytes + p_bytes);
+    s.scratch = smem + 4 * tile_bytes + 2 * p_bytes;
+    s.lse_s = (float*)(s.scratch + nbuf * align128(buf_bytes));
+    s.D_s = s.lse_s + align128(ATTW_TMAX * sizeof(float)) / sizeof(float);
+    return s;
+}
+
+// Loads Q, K, V and dO of (b, h), rows past T zeroed, then each row's lse (saved by the
+// forward) and D_t = dO_t . O_t; ends with the block synchronised. nwarps: the block's warps.
+__device__ inline void attw_backward_load(const AttwBackwardTiles& s, const floatX* dout, const floatX* qkv,
+                                          const floatX* out, const float* lse, int b, int h, int T, int C, int NH,
+                                          int nwarps) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const size_t C3 = 3 * (size_t)C;
+    const floatX* base = qkv + (size_t)b * T * C3 + (size_t)h * ATTW_HS;
+    const int Tpad = round16(T);
+    attw_load_rows(s.Qs, base, C3, 0, Tpad, T);
+    attw_load_rows(s.Ks, base + C, C3, 0, Tpad, T);
+    attw_load_rows(s.Vs, base + 2 * C, C3, 0, Tpad, T);
+    attw_load_rows(s.dOs, dout + (size_t)b * T * C + (size_t)h * ATTW_HS, C, 0, Tpad, T);
+    __syncthreads();
+    for (int t = warp; t < Tpad; t += nwarps) {
+        float dsum = 0.0f;
+        if (t < T) {
+            const floatX* o_t = out + ((size_t)b * T + t) * C + (size_t)h * ATTW_HS;
+            for (int d = lane; d < ATTW_HS; d += 32) dsum += to_float(s.dOs[t * ATTW_LDX + d]) * to_float(o_t[d]);
+        }
+        dsum = warp_sum(dsum);
+        if (lane == 0) {
+            s.D_s[t] = dsum;
+            s.lse_s[t] = t < T ? lse[((size_t)b * NH + h) * T + t] : 0.0f;
+        }
+    }
+    __syncthreads();
+}
+
+// The 16x16 tile (query strip i, key strip n) of the unscaled scores Q K^T and of dP = dO V^T.
+__device__ inline void attw_tile_scores(FragC& acc_s, FragC& acc_p, const AttwBackwardTiles& s, int i, int n) {
+    wmma::fill_fragment(acc_s, 0.0f);
+    wmma::fill_fragment(acc_p, 0.0f);
+    for (int kk = 0; kk < ATTW_HS / 16; kk++) {
+        FragA a;
+        FragBT bt;
+        wmma::load_matrix_sync(a, s.Qs + 16 * i * ATTW_LDX + kk * 16, ATTW_LDX);
+        wmma::load_matrix_sync(bt, s.Ks + 16 * n * ATTW_LDX + kk * 16, ATTW_LDX);
+        wmma::mma_sync(acc_s, a, bt, acc_s);
+        wmma::load_matrix_sync(a, s.dOs + 16 * i * ATTW_LDX + kk * 16, ATTW_LDX);
+        wmma::load_matrix_sync(bt, s.Vs + 16 * n * ATTW_LDX + kk * 16, ATTW_LDX);
+        wmma::mma_sync(acc_p, a, bt, acc_p);
+    }
+}
+
+// The dQ tile (query strip i, head columns nt), unscaled: dS (strip i, key tiles <= i) K.
+__device__ inline void attw_tile_dq(FragC& acc, const AttwBackwardTiles& s, int i, int nt) {
+    wmma::fill_fragment(acc, 0.0f);
+    for (int kt = 0; kt <= i; kt++) {
+        FragA a;
+        FragB bk;
+        wmma::load_matrix_sync(a, s.dSs + 16 * i * ATTW_LDP + 16 * kt, ATTW_LDP);
+        wmma::load_matrix_sync(bk, s.Ks + 16 * kt * ATTW_LDX + 16 * nt, ATTW_LDX);
+        wmma::mma_sync(acc, a, bk, acc);
+    }
+}
+
+// The dK (unscaled) and dV tiles (key strip c, head columns nt): dS^T Q and P^T dO over the
+// query tiles c .. ntiles-1. (dS^T)[keys of c][queries of it] is dS[queries][keys] read
+// column-major.
+__device__ inline void attw_tile_dkdv(FragC& acc_k, FragC& acc_v, const AttwBackwardTiles& s, int c, int nt, int ntiles) {
+    wmma::fill_fragment(acc_k, 0.0f);
+    wmma::fill_fragment(acc_v, 0.0f);
+    for (int it = c; it < ntiles; it++) {
+        FragAT a;
+        FragB bq;
+        wmma::load_matrix_sync(a, s.dSs + 16 * it * ATTW_LDP + 16 * c, ATTW_LDP);
+        wmma::load_matrix_sync(bq, s.Qs + 16 * it * ATTW_LDX + 16 * nt, ATTW_LDX);
+        wmma::mma_sync(acc_k, a, bq, acc_k);
+        wmma::load_matrix_sync(a, s.Ps + 16 * it * ATTW_LDP + 16 * c, ATTW_LDP);
+        wmma::load_matrix_sync(bq, s.dOs + 16 * it * ATTW_LDX + 16 * nt, ATTW_LDX);
+        wmma::mma_sync(acc_v, a, bq, acc_v);
+    }
+}
+
+// p and dS = p (dP - D) of query row t, key j, from the unscaled score and dP; zero above the
+// diagonal and on padding rows.
+__device__ inline void attw_p_ds(float score, float dp, int t, int j, int T, float scale, const AttwBackwardTiles& s,
+                                 float* p, float* ds) {
+    *p = 0.0f;
+    *ds = 0.0f;
+    if (j <= t && t < T) {
+        *p = expf(score * scale - s.lse_s[t]);
+        *ds = *p * (dp - s.D_s[t]);
+    }
+}
+
+inline size_t attw_backward_smem() { return attw_backward_smem_bytes(2 * ATTW_WARPS, 16 * ATTW_LDS * sizeof(float)); }
+
 // Grid (NH, B), 128 threads; one block holds one (b, h). Writes all of dqkv's (b, h) slice.
+// Each warp owns 16-row strips end to end, with two (16, T) fp32 strips of scratch.
 __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_backward_wmma_kernel(floatX* dqkv, const floatX* dout,
                                                                                  const floatX* qkv, const floatX* out,
                                                                                  const float* lse, int B, int T, int C, int NH) {
     extern __shared__ __align__(128) unsigned char smem_w[];
-    const size_t tile_bytes = align128(ATTW_TMAX * ATTW_LDX * sizeof(floatX));
-    const size_t p_bytes = align128(ATTW_TMAX * ATTW_LDP * sizeof(floatX));
-    const size_t strip_bytes = align128(16 * ATTW_LDS * sizeof(float));
-    floatX* Qs = (floatX*)smem_w;
-    floatX* Ks = (floatX*)(smem_w + tile_bytes);
-    floatX* Vs = (floatX*)(smem_w + 2 * tile_bytes);
-    floatX* dOs = (floatX*)(smem_w + 3 * tile_bytes);
-    floatX* Ps = (floatX*)(smem_w + 4 * tile_bytes);             // (TMAX, LDP) probabilities
-    floatX* dSs = (floatX*)(smem_w + 4 * tile_bytes + p_bytes);  // (TMAX, LDP) dS
-    unsigned char* after = smem_w + 4 * tile_bytes + 2 * p_bytes;
+    const size_t strip_bytes = 16 * ATTW_LDS * sizeof(float);
+    const AttwBackwardTiles s = attw_backward_carve(smem_w, 2 * ATTW_WARPS, strip_bytes);
     const int h = blockIdx.x, b = blockIdx.y;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    float* S1 = (float*)(after + (2 * warp) * strip_bytes);      // (16, LDS) this warp's scratch
-    float* S2 = (float*)(after + (2 * warp + 1) * strip_bytes);
-    float* lse_s = (float*)(after + 2 * ATTW_WARPS * strip_bytes);
-    float* D_s = lse_s + align128(ATTW_TMAX * sizeof(float)) / sizeof(float);
+    float* S1 = (float*)(s.scratch + (2 * warp) * align128(strip_bytes));  // (16, LDS) this warp's scratch
+    float* S2 = (float*)(s.scratch + (2 * warp + 1) * align128(strip_bytes));
     const size_t C3 = 3 * (size_t)C;
-    const floatX* base = qkv + (size_t)b * T * C3 + (size_t)h * ATTW_HS;
-    const floatX* dbase = dout + (size_t)b * T * C + (size_t)h * ATTW_HS;
     const float scale = 1.0f / sqrtf((float)ATTW_HS);
-    const int Tpad = round16(T), ntiles = Tpad / 16;
-
-    attw_load_rows(Qs, base, C3, 0, Tpad, T);
-    attw_load_rows(Ks, base + C, C3, 0, Tpad, T);
-    attw_load_rows(Vs, base + 2 * C, C3, 0, Tpad, T);
-    attw_load_rows(dOs, dbase, C, 0, Tpad, T);
-    __syncthreads();
-    // row statistics: lse from the forward, D_t = dO_t . O_t
-    for (int t = warp; t < Tpad; t += ATTW_WARPS) {
-        float dsum = 0.0f;
-        if (t < T) {
-            const floatX* o_t = out + ((size_t)b * T + t) * C + (size_t)h * ATTW_HS;
-            for (int d = lane; d < ATTW_HS; d += 32) dsum += to_float(dOs[t * ATTW_LDX + d]) * to_float(o_t[d]);
-        }
-        dsum = warp_sum(dsum);
-        if (lane == 0) {
-            D_s[t] = dsum;
-            lse_s[t] = t < T ? lse[((size_t)b * NH + h) * T + t] : 0.0f;
-        }
-    }
-    __syncthreads();
+    const int ntiles = round16(T) / 16;
+    attw_backward_load(s, dout, qkv, out, lse, b, h, T, C, NH, ATTW_WARPS);
     // phase 1: per 16-row query strip i, the tiles n <= i of S, P, dP and dS
     for (int i = warp; i < ntiles; i += ATTW_WARPS) {
         const int r0 = 16 * i, nk = i + 1;
         for (int n = 0; n < nk; n++) {
             FragC acc_s, acc_p;
-            wmma::fill_fragment(acc_s, 0.0f);
-            wmma::fill_fragment(acc_p, 0.0f);
-            for (int kk = 0; kk < ATTW_HS / 16; kk++) {
-                FragA a;
-                FragBT bt;
-                wmma::load_matrix_sync(a, Qs + r0 * ATTW_LDX + kk * 16, ATTW_LDX);
-                wmma::load_matrix_sync(bt, Ks + n * 16 * ATTW_LDX + kk * 16, ATTW_LDX);
-                wmma::mma_sync(acc_s, a, bt, acc_s);
-                wmma::load_matrix_sync(a, dOs + r0 * ATTW_LDX + kk * 16, ATTW_LDX);
-                wmma::load_matrix_sync(bt, Vs + n * 16 * ATTW_LDX + kk * 16, ATTW_LDX);
-                wmma::mma_sync(acc_p, a, bt, acc_p);
-            }
+            attw_tile_scores(acc_s, acc_p, s, i, n);
             wmma::store_matrix_sync(S1 + n * 16, acc_s, ATTW_LDS, wmma::mem_row_major);
             wmma::store_matrix_sync(S2 + n * 16, acc_p, ATTW_LDS, wmma::mem_row_major);
         }
         __syncwarp();
         for (int rr = 0; rr < 16; rr++) {
             const int t = r0 + rr;
-            const float row_lse = lse_s[t], row_D = D_s[t];
             for (int j = lane; j < nk * 16; j += 32) {
-                float p = 0.0f, ds = 0.0f;
-                if (j <= t && t < T) {
-                    p = expf(S1[rr * ATTW_LDS + j] * scale - row_lse);
-                    ds = p * (S2[rr * ATTW_LDS + j] - row_D);
-                }
-                Ps[t * ATTW_LDP + j] = from_float<floatX>(p);
-                dSs[t * ATTW_LDP + j] = from_float<floatX>(ds);
+                float p, ds;
+                attw_p_ds(S1[rr * ATTW_LDS + j], S2[rr * ATTW_LDS + j], t, j, T, scale, s, &p, &ds);
+                s.Ps[t * ATTW_LDP + j] = from_float<floatX>(p);
+                s.dSs[t * ATTW_LDP + j] = from_float<floatX>(ds);
             }
         }
         __syncwarp();
@@ -624,14 +693,7 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_backward_wmma_kerne
     for (int i = warp; i < ntiles; i += ATTW_WARPS) {
         for (int nt = 0; nt < ATTW_HS / 16; nt++) {
             FragC acc;
-            wmma::fill_fragment(acc, 0.0f);
-            for (int kt = 0; kt <= i; kt++) {
-                FragA a;
-                FragB bk;
-                wmma::load_matrix_sync(a, dSs + 16 * i * ATTW_LDP + 16 * kt, ATTW_LDP);
-                wmma::load_matrix_sync(bk, Ks + 16 * kt * ATTW_LDX + 16 * nt, ATTW_LDX);
-                wmma::mma_sync(acc, a, bk, acc);
-            }
+            attw_tile_dq(acc, s, i, nt);
             wmma::store_matrix_sync(S1 + 16 * nt, acc, ATTW_LDS, wmma::mem_row_major);
         }
         __syncwarp();
@@ -647,19 +709,7 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_backward_wmma_kerne
     for (int c = warp; c < ntiles; c += ATTW_WARPS) {
         for (int nt = 0; nt < ATTW_HS / 16; nt++) {
             FragC acc_k, acc_v;
-            wmma::fill_fragment(acc_k, 0.0f);
-            wmma::fill_fragment(acc_v, 0.0f);
-            for (int it = c; it < ntiles; it++) {
-                FragAT a;
-                FragB bq;
-                // (dS^T)[keys of c][queries of it] is dS[queries][keys] read column-major
-                wmma::load_matrix_sync(a, dSs + 16 * it * ATTW_LDP + 16 * c, ATTW_LDP);
-                wmma::load_matrix_sync(bq, Qs + 16 * it * ATTW_LDX + 16 * nt, ATTW_LDX);
-                wmma::mma_sync(acc_k, a, bq, acc_k);
-                wmma::load_matrix_sync(a, Ps + 16 * it * ATTW_LDP + 16 * c, ATTW_LDP);
-                wmma::load_matrix_sync(bq, dOs + 16 * it * ATTW_LDX + 16 * nt, ATTW_LDX);
-                wmma::mma_sync(acc_v, a, bq, acc_v);
-            }
+            attw_tile_dkdv(acc_k, acc_v, s, c, nt, ntiles);
             wmma::store_matrix_sync(S1 + 16 * nt, acc_k, ATTW_LDS, wmma::mem_row_major);
             wmma::store_matrix_sync(S2 + 16 * nt, acc_v, ATTW_LDS, wmma::mem_row_major);
         }
@@ -677,10 +727,95 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_backward_wmma_kerne
         __syncwarp();
     }
 }
+
+// A second tensor-core backward, for the lab to race against the one above: 8 warps per block
+// instead of 4, and no per-warp (16, T) fp32 strips. Since the forward saved each row's lse,
+// P and dS of a 16x16 tile depend on that tile alone, so phase 1 runs over the causal tiles
+// (i, n <= i) one at a time through a 16x16 fp32 scratch, and phase 2 stages each 16x16 output
+// tile the same way: ~165 KB of shared memory instead of ~207 KB, and twice the warps in flight
+// on each SM. Same inputs, outputs and numerics (fp32 p for dS) as attention_backward_wmma_kernel.
+#define ATTW8_WARPS 8
+#define ATTW8_LDT 20                  // fp32 row stride of a 16x16 scratch tile (a multiple of 4)
+
+inline size_t attw8_backward_smem() { return attw_backward_smem_bytes(2 * ATTW8_WARPS, 16 * ATTW8_LDT * sizeof(float)); }
+
+// Grid (NH, B), 256 threads; one block holds one (b, h). Writes all of dqkv's (b, h) slice.
+__global__ void __launch_bounds__(ATTW8_WARPS * 32) attention_backward_wmma8_kernel(floatX* dqkv, const floatX* dout,
+                                                                                   const floatX* qkv, const floatX* out,
+                                                                                   const float* lse, int B, int T, int C, int NH) {
+    extern __shared__ __align__(128) unsigned char smem_w[];
+    const size_t scratch_bytes = 16 * ATTW8_LDT * sizeof(float);
+    const AttwBackwardTiles s = attw_backward_carve(smem_w, 2 * ATTW8_WARPS, scratch_bytes);
+    const int h = blockIdx.x, b = blockIdx.y;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float* X1 = (float*)(s.scratch + (2 * warp) * align128(scratch_bytes));  // (16, LDT) this warp's scratch
+    float* X2 = (float*)(s.scratch + (2 * warp + 1) * align128(scratch_bytes));
+    const size_t C3 = 3 * (size_t)C;
+    const float scale = 1.0f / sqrtf((float)ATTW_HS);
+    const int ntiles = round16(T) / 16;
+    attw_backward_load(s, dout, qkv, out, lse, b, h, T, C, NH, ATTW8_WARPS);
+    // phase 1: the causal tiles (i, n <= i), numbered row by row, dealt to the warps in turn
+    const int ncausal = ntiles * (ntiles + 1) / 2;
+    for (int item = warp; item < ncausal; item += ATTW8_WARPS) {
+        int i = 0;
+        while ((i + 1) * (i + 2) / 2 <= item) i++;
+        const int n = item - i * (i + 1) / 2;
+        FragC acc_s, acc_p;
+        attw_tile_scores(acc_s, acc_p, s, i, n);
+        wmma::store_matrix_sync(X1, acc_s, ATTW8_LDT, wmma::mem_row_major);
+        wmma::store_matrix_sync(X2, acc_p, ATTW8_LDT, wmma::mem_row_major);
+        __syncwarp();
+        for (int e = lane; e < 256; e += 32) {
+            const int rr = e / 16, cc = e % 16, t = 16 * i + rr, j = 16 * n + cc;
+            float p, ds;
+            attw_p_ds(X1[rr * ATTW8_LDT + cc], X2[rr * ATTW8_LDT + cc], t, j, T, scale, s, &p, &ds);
+            s.Ps[t * ATTW_LDP + j] = from_float<floatX>(p);
+            s.dSs[t * ATTW_LDP + j] = from_float<floatX>(ds);
+        }
+        __syncwarp();  // the scratch is rewritten by this warp's next tile
+    }
+    __syncthreads();
+    // phase 2: 4 * ntiles dQ tiles (strip i, columns nt), then 4 * ntiles dK/dV tiles (key
+    // strip c, columns nt), dealt to the warps in turn; each staged through the scratch
+    const int nct = ATTW_HS / 16;
+    for (int item = warp; item < 2 * nct * ntiles; item += ATTW8_WARPS) {
+        const bool is_dq = item < nct * ntiles;
+        const int strip = (is_dq ? item : item - nct * ntiles) / nct, nt = item % nct;
+        if (is_dq) {
+            FragC acc;
+            attw_tile_dq(acc, s, strip, nt);
+            wmma::store_matrix_sync(X1, acc, ATTW8_LDT, wmma::mem_row_major);
+            __syncwarp();
+            for (int e = lane; e < 256; e += 32) {
+                const int rr = e / 16, cc = e % 16, t = 16 * strip + rr;
+                if (t < T)
+                    dqkv[((size_t)b * T + t) * C3 + (size_t)h * ATTW_HS + 16 * nt + cc] = from_float<floatX>(X1[rr * ATTW8_LDT + cc] * scale);
+            }
+        } else {
+            FragC acc_k, acc_v;
+            attw_tile_dkdv(acc_k, acc_v, s, strip, nt, ntiles);
+            wmma::store_matrix_sync(X1, acc_k, ATTW8_LDT, wmma::mem_row_major);
+            wmma::store_matrix_sync(X2, acc_v, ATTW8_LDT, wmma::mem_row_major);
+            __syncwarp();
+            for (int e = lane; e < 256; e += 32) {
+                const int rr = e / 16, cc = e % 16, j = 16 * strip + rr;
+                if (j < T) {
+                    floatX* dk_j = dqkv + ((size_t)b * T + j) * C3 + C + (size_t)h * ATTW_HS + 16 * nt + cc;
+                    dk_j[0] = from_float<floatX>(X1[rr * ATTW8_LDT + cc] * scale);
+                    dk_j[C] = from_float<floatX>(X2[rr * ATTW8_LDT + cc]);  // dV sits C further on
+                }
+            }
+        }
+        __syncwarp();
+    }
+}
 #endif  // !ENABLE_FP32
 
 // Set to force the SIMT path (tests and labs compare the two).
 static bool g_attention_force_simt = false;
+// Set to run the 8-warp tensor-core backward (attention_backward_wmma8_kernel) instead of the
+// 4-warp one; the lab (dev/cuda/attention_entropy.cu, version 4) races the two.
+static bool g_attention_bwd_wmma8 = false;
 
 // Whether the tensor-core path handles this call: bf16/fp16, head size 64, T <= 128, and
 // 16-byte aligned rows.
@@ -747,6 +882,13 @@ inline void attention_forward(floatX* out, float* lse, float* ent_partial, unsig
 inline void attention_backward(floatX* dqkv, float* Dbuf, const floatX* dout, const floatX* qkv, const floatX* out,
                                const float* lse, int B, int T, int C, int NH) {
 #if !defined(ENABLE_FP32)
+    if (attention_use_wmma(qkv, out, T, C, NH) && aligned16(dqkv) && aligned16(dout) && g_attention_bwd_wmma8) {
+        size_t smem = attw8_backward_smem();
+        att_set_smem(attention_backward_wmma8_kernel, smem);
+        attention_backward_wmma8_kernel<<<dim3(NH, B), ATTW8_WARPS * 32, smem, g_stream>>>(dqkv, dout, qkv, out, lse, B, T, C, NH);
+        cudaCheckLaunch();
+        return;
+    }
     if (attention_use_wmma(qkv, out, T, C, NH) && aligned16(dqkv) && aligned16(dout)) {
         size_t smem = attw_backward_smem();
         att_set_smem(attention_backward_wmma_kernel, smem);

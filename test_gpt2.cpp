@@ -356,6 +356,34 @@ void test_model_file(const std::string& scratch) {
 }
 
 // ----------------------------------------------------------------------------
+// The training-state file, with and without the loss-scaler record (header slots 18..21)
+
+void test_state_file(const std::string& scratch) {
+    printf("state file\n");
+    TrainState s = {7, 6, 1, {1, 5, 2, {{11, 12}}}, {{13, 14}}, {1, 1024.0f, 37, 4}};
+    float m[3] = {0.5f, -1.0f, 2.0f}, v[3] = {0.25f, 1.0f, 4.0f}, rm[3], rv[3];
+    std::string path = scratch + "/state_roundtrip.bin";
+    write_state_file(path.c_str(), s, 2, 1, m, v);
+    TrainState r = {};
+    read_state_file(path.c_str(), &r, 2, 1, rm, rv);
+    check(r.step == 7 && r.adam_t == 6 && r.skipped == 1 && r.loader.shard == 1 && r.loader.position == 5 &&
+          r.loader.epoch == 2 && r.loader.shard_rng.s[1] == 12 && r.sample_rng.s[0] == 13 &&
+          memcmp(rm, m, sizeof(m)) == 0 && memcmp(rv, v, sizeof(v)) == 0, "the training state survives the round trip");
+    check(r.scaler.present == 1 && r.scaler.scale == 1024.0f && r.scaler.clean_steps == 37 && r.scaler.overflows == 4,
+          "the loss-scaler record survives the round trip");
+    // absent, as the CPU trainer writes it: slots 18..21 stay 0, as in files from before the record
+    s.scaler = LossScalerRecord{0, 0.0f, 0, 0};
+    write_state_file(path.c_str(), s, 2, 1, m, v);
+    int32_t h[HEADER_INTS];
+    FILE* f = fopen_or_fail(path.c_str(), "rb", "test scratch");
+    fread_or_fail(h, sizeof(int32_t), HEADER_INTS, f, path.c_str());
+    fclose(f);
+    read_state_file(path.c_str(), &r, 2, 1, rm, rv);
+    check(h[18] == 0 && h[19] == 0 && h[20] == 0 && h[21] == 0 && r.scaler.present == 0 && r.step == 7,
+          "no scaler: header slots 18..21 are 0 and read back as absent");
+}
+
+// ----------------------------------------------------------------------------
 // The ReLU derivative at exactly 0 is 0 (as PyTorch); leaky ReLU's is 1.
 void test_activation_kinks() {
     printf("activation derivatives at 0\n");
@@ -380,6 +408,7 @@ int main(int argc, char** argv) {
     test_schedulers();
     test_dataloader(scratch);
     test_model_file(scratch);
+    test_state_file(scratch);
     printf("test_gpt2: %d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }

@@ -378,13 +378,14 @@ void test_attention_shapes() {
         round_to_floatx(qkv);
         round_to_floatx(dout);
         AttRef ref = attention_reference(qkv, dout, B, T, C, NH);
-        // the tensor-core path where it applies (bf16/fp16, head size 64, T <= 128), and the
-        // SIMT path always
-        for (int force_simt = 0; force_simt < 2; force_simt++) {
-            g_attention_force_simt = force_simt == 1;
+        // the tensor-core paths where they apply (bf16/fp16, head size 64, T <= 128; the backward
+        // with 4 warps, then with 8), and the SIMT path always
+        for (int path_id = 0; path_id < 3; path_id++) {
+            g_attention_force_simt = path_id == 2;
+            g_attention_bwd_wmma8 = path_id == 1;
             bool wmma = attention_use_wmma((void*)16, (void*)16, T, C, NH);
-            if (force_simt == 0 && !wmma) continue;
-            const char* path = wmma ? "tensor cores" : "SIMT";
+            if (path_id < 2 && !wmma) continue;
+            const char* path = !wmma ? "SIMT" : path_id == 1 ? "tensor cores, 8-warp backward" : "tensor cores";
             AttGpu gpu = attention_gpu(qkv, dout, B, T, C, NH);
             float d_out = max_abs_diff_d(gpu.out, ref.out), s_out = max_abs_d(ref.out);
             float d_grad = max_abs_diff_d(gpu.dqkv, ref.dqkv), s_grad = max_abs_d(ref.dqkv);
@@ -402,6 +403,7 @@ void test_attention_shapes() {
             check(gpu.bad == 0, "%s, B=%d T=%d C=%d NH=%d: no non-finite scores counted (%llu)", path, B, T, C, NH, gpu.bad);
         }
         g_attention_force_simt = false;
+        g_attention_bwd_wmma8 = false;
     }
 }
 
@@ -548,14 +550,17 @@ void test_resume(const std::string& scratch) {
     build_small(&a, 5);
     gpt2_allocate_activations(&a, 4, 32);
     std::vector<StepHeader> h0 = run_steps(&a, batches, 0, 3);
-    // the checkpoint of step 3, through the trainer's file formats
-    TrainState st = {3, 3, 0, {0, 0, 0, {{0, 0}}}, {{0, 0}}};
+    // the checkpoint of step 3, through the trainer's file formats (the FP16 build's loss scaler
+    // in the state file's header, as save_checkpoint writes it)
+    ScalerState scaler = gpt2_scaler(&a);
+    LossScalerRecord record = {0, 0.0f, 0, 0};
+    if (USE_LOSS_SCALER) record = LossScalerRecord{1, scaler.scale, scaler.clean_steps, scaler.overflows};
+    TrainState st = {3, 3, 0, {0, 0, 0, {{0, 0}}}, {{0, 0}}, record};
     std::string model_path = scratch + "/resume_model.bin", state_path = scratch + "/resume_state.bin";
     gpt2_download_params(&a);
     std::vector<float> m = to_host(a.d_m, a.num_params), v = to_host(a.d_v, a.num_params);
     write_model_file(model_path.c_str(), a.config, a.params_memory);
     write_state_file(state_path.c_str(), st, a.num_params - a.num_slopes, a.num_slopes, m.data(), v.data());
-    ScalerState scaler = gpt2_scaler(&a);
     std::vector<StepHeader> ha = run_steps(&a, batches, 3, 6);
     std::vector<float> pa = to_host(a.d_master, a.num_params), ma = to_host(a.d_m, a.num_params), va = to_host(a.d_v, a.num_params);
 
@@ -566,11 +571,19 @@ void test_resume(const std::string& scratch) {
     read_state_file(state_path.c_str(), &rs, r.num_params - r.num_slopes, r.num_slopes, rm.data(), rv.data());
     cudaCheck(cudaMemcpy(r.d_m, rm.data(), rm.size() * sizeof(float), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(r.d_v, rv.data(), rv.size() * sizeof(float), cudaMemcpyHostToDevice));
-    gpt2_set_scaler(&r, scaler);
+    if (rs.scaler.present) gpt2_set_scaler(&r, ScalerState{rs.scaler.scale, rs.scaler.clean_steps, rs.scaler.overflows, 0});
+    ScalerState rsc = gpt2_scaler(&r);
     gpt2_allocate_activations(&r, 4, 32);
     std::vector<StepHeader> hr = run_steps(&r, batches, 3, 6);
     std::vector<float> pr = to_host(r.d_master, r.num_params), mr = to_host(r.d_m, r.num_params), vr = to_host(r.d_v, r.num_params);
     check(rs.adam_t == 3 && r.num_slopes == 2, "the state file restores AdamW's step count and the slopes");
+    if (USE_LOSS_SCALER)
+        check(rs.scaler.present == 1 && rsc.scale == scaler.scale && rsc.clean_steps == scaler.clean_steps &&
+              rsc.overflows == scaler.overflows && scaler.clean_steps > 0,
+              "the state file restores the loss scaler (scale %g, %d clean steps, %d overflows)", rsc.scale,
+              rsc.clean_steps, rsc.overflows);
+    else
+        check(rs.scaler.present == 0, "without loss scaling the state file records no scaler");
     check(same_bits(pa, pr), "resumed parameters after 3 more steps are bit-identical");
     check(same_bits(ma, mr) && same_bits(va, vr), "resumed AdamW moments are bit-identical");
     bool same_logs = true;

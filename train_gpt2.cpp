@@ -968,43 +968,20 @@ int main(int argc, char** argv) {
 
     // the model: a checkpoint to resume, a model file, or a descriptor
     GPT2 model;
-    TrainState state = {0, 0, 0, {0, 0, 0, {{0, 0}}}, {{0, 0}}};
-    int resume_step = -1;
-    if (cfg.resume) {
-        resume_step = find_latest_checkpoint(cfg.output_dir);
-        if (resume_step < 0) fail("-y 1: no complete checkpoint (DONE_ marker) in '%s' to resume from", cfg.output_dir.c_str());
-        std::string path = checkpoint_path(cfg.output_dir, "model", resume_step, ".bin");
-        gpt2_build_from_file(&model, path.c_str(), &cfg);
-    } else {
-        GPT2Config c;
-        if (parse_descriptor(cfg.model.c_str(), &c)) {
-            apply_variant_flags(cfg, &c.variant);
-            validate_config_or_fail(c, cfg.model.c_str());
-            gpt2_build_from_random(&model, c, (uint64_t)cfg.seed);
-        } else {
-            gpt2_build_from_file(&model, cfg.model.c_str(), &cfg);
-        }
-    }
+    TrainState state = {};
+    ModelSource source = model_source(cfg);
+    int resume_step = source.resume_step;  // -1: a fresh run
+    if (source.path.empty()) gpt2_build_from_random(&model, source.config, (uint64_t)cfg.seed);
+    else gpt2_build_from_file(&model, source.path.c_str(), &cfg);
     const GPT2Config& mc = model.config;
     int B = cfg.B, T = cfg.T, L = mc.num_layers, NH = mc.num_heads;
-    if (T > mc.max_seq_len) fail("-t %d is longer than the model's maximum sequence length %d", T, mc.max_seq_len);
-    long tokens_per_micro = (long)B * T;
-    long total_batch = cfg.total_batch == -1 ? tokens_per_micro : cfg.total_batch;
-    if (total_batch % tokens_per_micro != 0)
-        fail("-d %ld is not a multiple of B*T = %ld", total_batch, tokens_per_micro);
-    int grad_accum = (int)(total_batch / tokens_per_micro);
 
-    // data
+    // data, and the run's shape: grad_accum micro-batches of B x T tokens per step, `steps` steps
     DataLoader train, val;
-    dataloader_init(&train, cfg.train_pattern.c_str(), B, T, mc.vocab_size, cfg.shuffle != 0, (uint64_t)cfg.seed, "-i");
-    bool validating = cfg.val_every > 0;
-    if (validating) dataloader_init(&val, cfg.val_pattern.c_str(), B, T, mc.vocab_size, false, 0, "-j");
-    long steps = cfg.max_steps;
-    if (steps == -1) {
-        if (cfg.overfit_single_batch) fail("-a 1 needs a step count -x");
-        steps = dataloader_batches_per_epoch(&train) / grad_accum;
-        if (steps == 0) fail("the training data holds fewer tokens than one optimizer step (-d %ld)", total_batch);
-    }
+    RunPlan plan = open_data(cfg, mc, &train, &val);
+    long total_batch = plan.total_batch, steps = plan.steps;
+    int grad_accum = plan.grad_accum;
+    bool validating = plan.validating;
     Tokenizer tokenizer;
     tokenizer_init(&tokenizer, find_tokenizer(cfg.train_pattern).c_str());
     rng_seed(&state.sample_rng, (uint64_t)cfg.seed + 1);
@@ -1015,25 +992,15 @@ int main(int argc, char** argv) {
         model.m_memory = (float*)calloc_or_fail(model.num_params, sizeof(float), "AdamW state");
         model.v_memory = (float*)calloc_or_fail(model.num_params, sizeof(float), "AdamW state");
         read_state_file(path.c_str(), &state, model.num_params - model.num_slopes, model.num_slopes, model.m_memory, model.v_memory);
+        state.scaler.present = 0;  // a CUDA FP16 run's loss scaler: fp32 has none, its checkpoints say so
         dataloader_restore(&train, state.loader);
         printf("resumed from %s (step %d)\n", path.c_str(), state.step);
     }
-    if (!cfg.output_dir.empty()) {
-        make_dirs_or_fail(cfg.output_dir.c_str());
-        if (resume_step < 0) check_fresh_output_dir(cfg.output_dir);
-    }
     Logger logger;
-    logger_init(&logger, cfg.output_dir, resume_step, model.num_slopes > 0);
+    open_output(&logger, cfg, resume_step, model.num_slopes > 0);
     LRSchedule schedule = {cfg.schedule, cfg.lr, cfg.warmup, cfg.final_frac, (int)steps};
 
-    printf("model: L=%d NH=%d C=%d maxT=%d V=%d (Vp %d), %zu parameters, norm %s, act %s\n", L, NH, mc.channels,
-           mc.max_seq_len, mc.vocab_size, mc.padded_vocab_size, model.num_params, norm_name(mc.variant.norm),
-           act_name(mc.variant.act, mc.variant.slope).c_str());
-    printf("train: %zu file(s), %lld batches per epoch; B=%d T=%d, %d micro-batch(es) per step, %ld steps\n",
-           train.files.size(), (long long)dataloader_batches_per_epoch(&train), B, T, grad_accum, steps);
-    printf("optimizer: AdamW lr %g (%s, warm-up %d, final x%g), betas %g %g, eps %g, wd %g, clip %g; on-nan %s\n",
-           cfg.lr, schedule_name(cfg.schedule), cfg.warmup, cfg.final_frac, cfg.beta1, cfg.beta2, cfg.eps,
-           cfg.weight_decay, cfg.grad_clip, on_nan_name(cfg.on_nan));
+    print_run_config(cfg, mc, model.num_params, &train, plan);
 #ifdef _OPENMP
     printf("threads: %d\n", omp_get_max_threads());
 #endif
@@ -1044,10 +1011,7 @@ int main(int argc, char** argv) {
     double total_time = 0.0;  // excludes the run's first step (warm-up)
     int timed_steps = 0, first_step = state.step;
     gpt2_allocate_activations(&model, B, T);
-    if (cfg.overfit_single_batch) {  // always the very first batch, also after a resume
-        dataloader_reset(&train);
-        dataloader_next_batch(&train);
-    }
+    if (cfg.overfit_single_batch) load_overfit_batch(&train);
     for (int step = state.step; step <= steps; step++) {
         bool last = step == steps;
         if (validating && (step % cfg.val_every == 0 || last)) {
@@ -1093,21 +1057,9 @@ int main(int argc, char** argv) {
         long bad_values = 0;
         for (int l = 0; l < L; l++) bad_values += model.nonfinite_att[l] + model.nonfinite_ffn[l];
         bool finite = std::isfinite(loss) && std::isfinite(norm) && bad_values == 0;
-        if (!finite) {
-            logger_nonfinite(&logger, step, L, model.nonfinite_att.data(), model.nonfinite_ffn.data());
-            logger_train(&logger, step, loss, lr, norm);
-            logger_flush(&logger);
-            std::string where = first_nonfinite(L, model.nonfinite_att.data(), model.nonfinite_ffn.data(), loss, norm);
-            if (cfg.on_nan == ON_NAN_STOP) {
-                std::string keep = last_checkpoint >= 0 ? checkpoint_path(cfg.output_dir, "model", last_checkpoint, ".bin") : "none";
-                fprintf(stderr, "error: non-finite value at step %d, first in %s (loss %f, grad norm %f); "
-                        "stopped with --on-nan stop, last good checkpoint: %s\n", step, where.c_str(), loss, norm, keep.c_str());
-                logger_close(&logger);
-                return EXIT_NONFINITE;
-            }
-            printf("step %d: non-finite, first in %s: %s\n", step, where.c_str(),
-                   cfg.on_nan == ON_NAN_SKIP ? "update skipped" : "update applied (--on-nan log)");
-        }
+        if (!finite && report_nonfinite(&logger, cfg, step, L, model.nonfinite_att.data(), model.nonfinite_ffn.data(),
+                                        loss, lr, norm, last_checkpoint))
+            return EXIT_NONFINITE;  // --on-nan stop
         if (finite || cfg.on_nan == ON_NAN_LOG) {
             state.adam_t++;
             gpt2_update(&model, lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, state.adam_t, clip_scale(norm, cfg.grad_clip));
@@ -1126,8 +1078,7 @@ int main(int argc, char** argv) {
         }
         logger_slopes(&logger, step, model.num_slopes, L, model.params.slopes);
         logger_flush(&logger);
-        printf("step %5d/%ld | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s%s\n", step + 1, steps, loss, lr,
-               norm, dt * 1000, total_batch / dt, state.skipped ? (" | skipped " + std::to_string(state.skipped)).c_str() : "");
+        print_step_line(step, steps, loss, lr, norm, dt, total_batch, state.skipped, "");
         if (log_entropy) print_entropy_summary(L, NH, entropy.data(), T);
     }
     if (timed_steps > 0) printf("average: %.2f ms/step, %.0f tok/s\n", total_time / timed_steps * 1000, total_batch * timed_steps / total_time);

@@ -51,6 +51,7 @@ leaves out main(). Kernels live in the llmc/ headers (one concern each) and entr
 #include "llmc/classifier.cuh"
 #include "llmc/guard.cuh"
 #include "llmc/adamw.cuh"
+#include "llmc/profile.cuh"
 #include "entropy.cuh"
 
 // -DRECOMPUTE_FFN_ACT: keep f = act(h) for one layer only and recompute it in the backward
@@ -424,6 +425,7 @@ void gpt2_set_batch(GPT2* model, const int* inputs, const int* targets, int B, i
                                             tokens_seg_start(model, h));
         count = 5 * (size_t)model->alloc_B * model->alloc_T + 2;
     }
+    prof_mark("tokens to device");
     cudaCheck(cudaMemcpyAsync(model->d_tokens, h, count * sizeof(int), cudaMemcpyHostToDevice, g_stream));
     cudaCheck(cudaEventRecord(model->tokens_copied[slot], g_stream));
     model->batch_size = B;
@@ -460,6 +462,7 @@ void gpt2_forward(GPT2* model, bool measure, bool entropy, float grad_multiplier
     const int* inputs = tokens_inputs(model, model->d_tokens);
     entropy = entropy && measure;
 
+    prof_mark("encoder fwd");
     encoder_forward(a.encoded, inputs, p.wte, p.wpe, B, T, C);  // (B,T,C)
     for (int l = 0; l < L; l++) {
         floatX* residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BTC;
@@ -473,44 +476,57 @@ void gpt2_forward(GPT2* model, bool measure, bool entropy, float grad_multiplier
         floatX* l_ln1 = residual;
         if (block_ln) {
             l_ln1 = a.ln1 + l * BTC;
+            prof_mark("layernorm fwd");
             layernorm_forward(l_ln1, a.ln1_mean + (size_t)l * N, a.ln1_rstd + (size_t)l * N, residual, p.ln1w + l * C,
                               p.ln1b + l * C, N, C);
         }
+        prof_mark("matmul fwd: qkv");
         matmul_forward(l_qkv, l_ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, N, C, 3 * C);
+        prof_mark(entropy ? "attention fwd + entropy" : "attention fwd");
         attention_forward(l_atty, l_lse, entropy ? model->d_ent_partial + (size_t)l * B * NH * qtiles : NULL,
                           measure ? model->d_att_bad + l : NULL, l_qkv, B, T, C, NH);
         // residual2 = residual + atty Wo^T + bo (the residual is the product's C input)
+        prof_mark("matmul fwd: attn proj + residual");
         matmul_forward(l_residual2, l_atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, N, C, C, residual);
         floatX* l_ln2 = l_residual2;
         if (block_ln) {
             l_ln2 = a.ln2 + l * BTC;
+            prof_mark("layernorm fwd");
             layernorm_forward(l_ln2, a.ln2_mean + (size_t)l * N, a.ln2_rstd + (size_t)l * N, l_residual2, p.ln2w + l * C,
                               p.ln2b + l * C, N, C);
         }
+        prof_mark("matmul fwd: fc");
         matmul_forward(l_fch, l_ln2, p.fcw + (size_t)l * 4 * C * C, p.fcb + l * 4 * C, N, C, 4 * C);
         float slope;
         const float* slope_ptr;
         float* slope_grad;
         layer_slope(model, l, &slope, &slope_ptr, &slope_grad);
         floatX* l_fch_act = a.fch_act + (RECOMPUTE_ACT ? 0 : l * BTC * 4);
+        prof_mark("activation fwd");
         activation_forward(l_fch_act, l_fch, BTC * 4, cfg.variant.act, slope, slope_ptr, measure ? model->d_ffn_bad + l : NULL);
+        prof_mark("matmul fwd: fc proj + residual");
         matmul_forward(l_residual3, l_fch_act, p.fcprojw + (size_t)l * 4 * C * C, p.fcprojb + l * C, N, 4 * C, C, l_residual2);
     }
+    prof_mark("entropy reduce");
     if (entropy) entropy_reduce(model->d_entropy_sum, model->d_ent_partial, L, B, NH, T);
     floatX* residual = a.residual3 + (L - 1) * BTC;
     floatX* lnf = residual;
     if (cfg.variant.norm != NORM_NONE_ALL) {
         lnf = a.lnf;
+        prof_mark("layernorm fwd");
         layernorm_forward(lnf, a.lnf_mean, a.lnf_rstd, residual, p.lnfw, p.lnfb, N, C);
     }
+    prof_mark("matmul fwd: lm head");
     matmul_forward(a.logits, lnf, p.wte, NULL, N, C, Vp);  // tied: the LM head is wte
     model->dlogits_ready = false;
     if (model->has_targets) {
         const int* targets = tokens_targets(model, model->d_tokens);
         bool grad = grad_multiplier >= 0.0f;
+        prof_mark("classifier: loss + dlogits");
         classifier_forward(a.logits, a.losses, targets, N, V, Vp, grad, grad_multiplier / N,
                            USE_LOSS_SCALER ? &model->d_scaler->scale : NULL);
         model->dlogits_ready = grad;
+        prof_mark("loss mean");
         if (loss_acc) loss_mean_accumulate(loss_acc, a.losses, N);
     }
 }
@@ -536,6 +552,7 @@ void gpt2_backward(GPT2* model, float grad_multiplier) {
     const int* d_tok = model->d_tokens;
 
     if (!model->dlogits_ready) {
+        prof_mark("classifier: loss + dlogits");
         classifier_forward(a.logits, a.losses, tokens_targets(model, model->d_tokens), N, V, Vp, true, grad_multiplier / N,
                            USE_LOSS_SCALER ? &model->d_scaler->scale : NULL);
     }
@@ -543,11 +560,16 @@ void gpt2_backward(GPT2* model, float grad_multiplier) {
     // the tied LM head, then the final LayerNorm; dresidual is overwritten here (first writer)
     floatX* residual = a.residual3 + (L - 1) * BTC;
     if (cfg.variant.norm != NORM_NONE_ALL) {
+        prof_mark("matmul bwd dx: lm head");
         matmul_backward_input(s.dln, a.logits, p.wte, N, C, Vp, false);
+        prof_mark("matmul bwd dW: lm head");
         matmul_backward_weight(g.wte, a.logits, a.lnf, N, C, Vp);
+        prof_mark("layernorm bwd");
         layernorm_backward(s.dresidual, g.lnfw, g.lnfb, s.dln, residual, p.lnfw, a.lnf_mean, a.lnf_rstd, N, C, false, s.colsum);
     } else {
+        prof_mark("matmul bwd dx: lm head");
         matmul_backward_input(s.dresidual, a.logits, p.wte, N, C, Vp, false);
+        prof_mark("matmul bwd dW: lm head");
         matmul_backward_weight(g.wte, a.logits, residual, N, C, Vp);
     }
 
@@ -568,37 +590,56 @@ void gpt2_backward(GPT2* model, float grad_multiplier) {
 
         // MLP: residual3 = residual2 + act(ln2 Wfc^T + bfc) Wproj^T + bproj
         floatX* l_fch_act = a.fch_act + (RECOMPUTE_ACT ? 0 : l * BTC * 4);
+        prof_mark("activation fwd");
         if (RECOMPUTE_ACT) activation_forward(l_fch_act, l_fch, BTC * 4, cfg.variant.act, slope, slope_ptr, NULL);
+        prof_mark("matmul bwd dx: fc proj");
         matmul_backward_input(s.dfch, s.dresidual, p.fcprojw + (size_t)l * 4 * C * C, N, 4 * C, C, false);
+        prof_mark("matmul bwd dW: fc proj");
         matmul_backward_weight(g.fcprojw + (size_t)l * 4 * C * C, s.dresidual, l_fch_act, N, 4 * C, C);
+        prof_mark("bias grads");
         matmul_backward_bias(g.fcprojb + l * C, s.dresidual, N, C, s.colsum);
+        prof_mark("activation bwd");
         activation_backward(s.dfch, l_fch, s.dfch, BTC * 4, cfg.variant.act, slope, slope_ptr, slope_grad, s.slope);
         // LN-free: dm is the residual's gradient itself, accumulated straight into dresidual
+        prof_mark("matmul bwd dx: fc");
         matmul_backward_input(block_ln ? s.dln : s.dresidual, s.dfch, p.fcw + (size_t)l * 4 * C * C, N, C, 4 * C, !block_ln);
+        prof_mark("matmul bwd dW: fc");
         matmul_backward_weight(g.fcw + (size_t)l * 4 * C * C, s.dfch, l_ln2, N, C, 4 * C);
+        prof_mark("bias grads");
         matmul_backward_bias(g.fcb + l * 4 * C, s.dfch, N, 4 * C, s.colsum);
+        prof_mark("layernorm bwd");
         if (block_ln)
             layernorm_backward(s.dresidual, g.ln2w + l * C, g.ln2b + l * C, s.dln, l_residual2, p.ln2w + l * C,
                                a.ln2_mean + (size_t)l * N, a.ln2_rstd + (size_t)l * N, N, C, true, s.colsum);
         // s.dresidual holds d residual2[l]. Attention: residual2 = residual + atty Wo^T + bo
+        prof_mark("matmul bwd dx: attn proj");
         matmul_backward_input(s.datty, s.dresidual, p.attprojw + (size_t)l * C * C, N, C, C, false);
+        prof_mark("matmul bwd dW: attn proj");
         matmul_backward_weight(g.attprojw + (size_t)l * C * C, s.dresidual, l_atty, N, C, C);
+        prof_mark("bias grads");
         matmul_backward_bias(g.attprojb + l * C, s.dresidual, N, C, s.colsum);
+        prof_mark("attention bwd");
         attention_backward(s.dqkv, s.att_D, s.datty, l_qkv, l_atty, l_lse, B, T, C, NH);
+        prof_mark("matmul bwd dx: qkv");
         matmul_backward_input(block_ln ? s.dln : s.dresidual, s.dqkv, p.qkvw + (size_t)l * 3 * C * C, N, C, 3 * C, !block_ln);
+        prof_mark("matmul bwd dW: qkv");
         matmul_backward_weight(g.qkvw + (size_t)l * 3 * C * C, s.dqkv, l_ln1, N, C, 3 * C);
+        prof_mark("bias grads");
         matmul_backward_bias(g.qkvb + l * 3 * C, s.dqkv, N, 3 * C, s.colsum);
+        prof_mark("layernorm bwd");
         if (block_ln)
             layernorm_backward(s.dresidual, g.ln1w + l * C, g.ln1b + l * C, s.dln, residual, p.ln1w + l * C,
                                a.ln1_mean + (size_t)l * N, a.ln1_rstd + (size_t)l * N, N, C, true, s.colsum);
         // s.dresidual holds d residual3[l-1] (d encoded for l = 0)
     }
+    prof_mark("encoder bwd");
     encoder_backward(g.wte, g.wpe, s.dresidual, tokens_sorted_pos(model, (int*)d_tok), tokens_seg_tok(model, (int*)d_tok),
                      tokens_seg_start(model, (int*)d_tok), model->num_unique, B, T, C);
 }
 
 // Starts a step's measurements: loss sum, counters and entropy sums at zero.
 void gpt2_step_begin(GPT2* model) {
+    prof_mark("step begin");
     cudaCheck(cudaMemsetAsync(model->d_result, 0, model->layout.total, g_stream));
 }
 
@@ -613,8 +654,10 @@ struct StepOptions {
 // verdict allows), then copies the measurements to pinned slot `slot` and records step_end[slot].
 void gpt2_step_end(GPT2* model, const StepOptions& o, int slot) {
     const GPT2Config& c = model->config;
+    prof_mark("step end: grad norm, guard");
     step_finalize(model->d_header, model->d_scaler, model->d_norm_partials, model->d_grads, model->num_params,
                   model->d_att_bad, model->d_ffn_bad, c.num_layers, o.micro_batches, o.grad_clip, o.log_anyway, USE_LOSS_SCALER);
+    prof_mark("step end: adamw");
     AdamWArgs args = adamw_args(o.lr, o.beta1, o.beta2, o.eps, o.adam_t);
     size_t offset = 0;
     for (int k = 0; k < NUM_ALL_TENSORS; k++) {
@@ -629,6 +672,7 @@ void gpt2_step_end(GPT2* model, const StepOptions& o, int slot) {
                      decay, args, model->d_header);
         offset += n;
     }
+    prof_mark("step end: results to host");
     if (model->num_slopes > 0)
         cudaCheck(cudaMemcpyAsync(model->d_slopes_out, model->master.slopes, model->num_slopes * sizeof(float),
                                   cudaMemcpyDeviceToDevice, g_stream));
@@ -734,27 +778,23 @@ void sample(GPT2* model, const Tokenizer* tok, Rng* rng, int n, int train_T) {
     printf("\n");
 }
 
-// fp16's loss-scaler state travels beside the checkpoint (the state file has no slot for it).
-std::string scaler_path(const std::string& dir, int step) { return checkpoint_path(dir, "scaler", step, ".bin"); }
-
-// model, state (and fp16 scaler) files, then the DONE marker, as the CPU trainer. Waits for the
-// device: the parameters and AdamW state must be those after `state.step` steps.
-void save_checkpoint(GPT2* model, const std::string& dir, const TrainState& state) {
+// model and state files, then the DONE marker, as the CPU trainer; the FP16 build's loss scaler
+// goes into the state file's header (other builds write it absent). Waits for the device: the
+// parameters, AdamW state and loss scale must be those after `state.step` steps.
+void save_checkpoint(GPT2* model, const std::string& dir, TrainState state) {
     std::string model_path = checkpoint_path(dir, "model", state.step, ".bin");
     std::string state_path = checkpoint_path(dir, "state", state.step, ".bin");
     gpt2_download_params(model);
     std::vector<float> m(model->num_params), v(model->num_params);
     cudaCheck(cudaMemcpy(m.data(), model->d_m, model->num_params * sizeof(float), cudaMemcpyDeviceToHost));
     cudaCheck(cudaMemcpy(v.data(), model->d_v, model->num_params * sizeof(float), cudaMemcpyDeviceToHost));
-    write_model_file(model_path.c_str(), model->config, model->params_memory);
-    write_state_file(state_path.c_str(), state, model->num_params - model->num_slopes, model->num_slopes, m.data(), v.data());
+    state.scaler = LossScalerRecord{0, 0.0f, 0, 0};
     if (USE_LOSS_SCALER) {
         ScalerState s = gpt2_scaler(model);
-        std::string path = scaler_path(dir, state.step), tmp;
-        FILE* f = begin_atomic_write(path.c_str(), &tmp);
-        fwrite_or_fail(&s, sizeof(s), 1, f, tmp.c_str());
-        finish_atomic_write(f, tmp, path.c_str());
+        state.scaler = LossScalerRecord{1, s.scale, s.clean_steps, s.overflows};
     }
+    write_model_file(model_path.c_str(), model->config, model->params_memory);
+    write_state_file(state_path.c_str(), state, model->num_params - model->num_slopes, model->num_slopes, m.data(), v.data());
     write_done_marker(dir, state.step);
     printf("checkpoint: %s\n", model_path.c_str());
 }
@@ -776,43 +816,20 @@ int main(int argc, char** argv) {
 
     // the model: a checkpoint to resume, a model file, or a descriptor
     GPT2 model;
-    TrainState state = {0, 0, 0, {0, 0, 0, {{0, 0}}}, {{0, 0}}};
-    int resume_step = -1;
-    if (cfg.resume) {
-        resume_step = find_latest_checkpoint(cfg.output_dir);
-        if (resume_step < 0) fail("-y 1: no complete checkpoint (DONE_ marker) in '%s' to resume from", cfg.output_dir.c_str());
-        std::string path = checkpoint_path(cfg.output_dir, "model", resume_step, ".bin");
-        gpt2_build_from_file(&model, path.c_str(), &cfg);
-    } else {
-        GPT2Config c;
-        if (parse_descriptor(cfg.model.c_str(), &c)) {
-            apply_variant_flags(cfg, &c.variant);
-            validate_config_or_fail(c, cfg.model.c_str());
-            gpt2_build_from_random(&model, c, (uint64_t)cfg.seed);
-        } else {
-            gpt2_build_from_file(&model, cfg.model.c_str(), &cfg);
-        }
-    }
+    TrainState state = {};
+    ModelSource source = model_source(cfg);
+    int resume_step = source.resume_step;  // -1: a fresh run
+    if (source.path.empty()) gpt2_build_from_random(&model, source.config, (uint64_t)cfg.seed);
+    else gpt2_build_from_file(&model, source.path.c_str(), &cfg);
     const GPT2Config& mc = model.config;
     int B = cfg.B, T = cfg.T, L = mc.num_layers, NH = mc.num_heads;
-    if (T > mc.max_seq_len) fail("-t %d is longer than the model's maximum sequence length %d", T, mc.max_seq_len);
-    long tokens_per_micro = (long)B * T;
-    long total_batch = cfg.total_batch == -1 ? tokens_per_micro : cfg.total_batch;
-    if (total_batch % tokens_per_micro != 0)
-        fail("-d %ld is not a multiple of B*T = %ld", total_batch, tokens_per_micro);
-    int grad_accum = (int)(total_batch / tokens_per_micro);
 
-    // data
+    // data, and the run's shape: grad_accum micro-batches of B x T tokens per step, `steps` steps
     DataLoader train, val;
-    dataloader_init(&train, cfg.train_pattern.c_str(), B, T, mc.vocab_size, cfg.shuffle != 0, (uint64_t)cfg.seed, "-i");
-    bool validating = cfg.val_every > 0;
-    if (validating) dataloader_init(&val, cfg.val_pattern.c_str(), B, T, mc.vocab_size, false, 0, "-j");
-    long steps = cfg.max_steps;
-    if (steps == -1) {
-        if (cfg.overfit_single_batch) fail("-a 1 needs a step count -x");
-        steps = dataloader_batches_per_epoch(&train) / grad_accum;
-        if (steps == 0) fail("the training data holds fewer tokens than one optimizer step (-d %ld)", total_batch);
-    }
+    RunPlan plan = open_data(cfg, mc, &train, &val);
+    long total_batch = plan.total_batch, steps = plan.steps;
+    int grad_accum = plan.grad_accum;
+    bool validating = plan.validating;
     Tokenizer tokenizer;
     tokenizer_init(&tokenizer, find_tokenizer(cfg.train_pattern).c_str());
     rng_seed(&state.sample_rng, (uint64_t)cfg.seed + 1);
@@ -824,35 +841,18 @@ int main(int argc, char** argv) {
         read_state_file(path.c_str(), &state, model.num_params - model.num_slopes, model.num_slopes, m.data(), v.data());
         cudaCheck(cudaMemcpy(model.d_m, m.data(), model.num_params * sizeof(float), cudaMemcpyHostToDevice));
         cudaCheck(cudaMemcpy(model.d_v, v.data(), model.num_params * sizeof(float), cudaMemcpyHostToDevice));
-        if (USE_LOSS_SCALER) {
-            std::string sp = scaler_path(cfg.output_dir, resume_step);
-            FILE* f = fopen(sp.c_str(), "rb");
-            if (f != NULL) {
-                ScalerState s;
-                fread_or_fail(&s, sizeof(s), 1, f, sp.c_str());
-                fclose(f);
-                gpt2_set_scaler(&model, s);
-            }
-        }
+        // fp16: the loss scale goes on from the checkpoint's (a state without one, from another
+        // build or the CPU trainer, leaves it at its start); other builds ignore the record
+        if (USE_LOSS_SCALER && state.scaler.present)
+            gpt2_set_scaler(&model, ScalerState{state.scaler.scale, state.scaler.clean_steps, state.scaler.overflows, 0});
         dataloader_restore(&train, state.loader);
         printf("resumed from %s (step %d)\n", path.c_str(), state.step);
     }
-    if (!cfg.output_dir.empty()) {
-        make_dirs_or_fail(cfg.output_dir.c_str());
-        if (resume_step < 0) check_fresh_output_dir(cfg.output_dir);
-    }
     Logger logger;
-    logger_init(&logger, cfg.output_dir, resume_step, model.num_slopes > 0);
+    open_output(&logger, cfg, resume_step, model.num_slopes > 0);
     LRSchedule schedule = {cfg.schedule, cfg.lr, cfg.warmup, cfg.final_frac, (int)steps};
 
-    printf("model: L=%d NH=%d C=%d maxT=%d V=%d (Vp %d), %zu parameters, norm %s, act %s\n", L, NH, mc.channels,
-           mc.max_seq_len, mc.vocab_size, mc.padded_vocab_size, model.num_params, norm_name(mc.variant.norm),
-           act_name(mc.variant.act, mc.variant.slope).c_str());
-    printf("train: %zu file(s), %lld batches per epoch; B=%d T=%d, %d micro-batch(es) per step, %ld steps\n",
-           train.files.size(), (long long)dataloader_batches_per_epoch(&train), B, T, grad_accum, steps);
-    printf("optimizer: AdamW lr %g (%s, warm-up %d, final x%g), betas %g %g, eps %g, wd %g, clip %g; on-nan %s\n",
-           cfg.lr, schedule_name(cfg.schedule), cfg.warmup, cfg.final_frac, cfg.beta1, cfg.beta2, cfg.eps,
-           cfg.weight_decay, cfg.grad_clip, on_nan_name(cfg.on_nan));
+    print_run_config(cfg, mc, model.num_params, &train, plan);
     printf("device: %s, %d SMs, precision %s%s\n", g_device_prop.name, g_device_prop.multiProcessorCount, PRECISION_NAME,
            USE_LOSS_SCALER ? " with dynamic loss scaling" : "");
 
@@ -865,7 +865,7 @@ int main(int argc, char** argv) {
     int timed_steps = 0, first_step = state.step;
     int overflow_skips = 0;   // fp16: updates skipped because the scaled gradients overflowed
     gpt2_allocate_activations(&model, B, T);
-    if (cfg.overfit_single_batch) dataloader_next_batch(&train);
+    if (cfg.overfit_single_batch) load_overfit_batch(&train);
     PendingStep pending = {false, 0, 0, 0.0f, false};
 
     // Reads a finished step's results and does what the CPU trainer does after its update: the
@@ -883,21 +883,8 @@ int main(int argc, char** argv) {
             att_bad[l] = (long)result_att_bad(&model, slot)[l];
             ffn_bad[l] = (long)result_ffn_bad(&model, slot)[l];
         }
-        if (!finite) {
-            logger_nonfinite(&logger, step, L, att_bad.data(), ffn_bad.data());
-            logger_train(&logger, step, loss, lr, norm);
-            logger_flush(&logger);
-            std::string where = first_nonfinite(L, att_bad.data(), ffn_bad.data(), loss, norm);
-            if (cfg.on_nan == ON_NAN_STOP) {
-                std::string keep = last_checkpoint >= 0 ? checkpoint_path(cfg.output_dir, "model", last_checkpoint, ".bin") : "none";
-                fprintf(stderr, "error: non-finite value at step %d, first in %s (loss %f, grad norm %f); "
-                        "stopped with --on-nan stop, last good checkpoint: %s\n", step, where.c_str(), loss, norm, keep.c_str());
-                logger_close(&logger);
-                return EXIT_NONFINITE;
-            }
-            printf("step %d: non-finite, first in %s: %s\n", step, where.c_str(),
-                   cfg.on_nan == ON_NAN_SKIP ? "update skipped" : "update applied (--on-nan log)");
-        }
+        if (!finite && report_nonfinite(&logger, cfg, step, L, att_bad.data(), ffn_bad.data(), loss, lr, norm, last_checkpoint))
+            return EXIT_NONFINITE;  // --on-nan stop
         if (h->apply) {
             state.adam_t++;
             if (!finite) params_ok = false;
@@ -920,15 +907,11 @@ int main(int argc, char** argv) {
         for (int i = 0; i < model.num_slopes; i++) slopes[i] = result_slopes(&model, slot)[i];
         logger_slopes(&logger, step, model.num_slopes, L, slopes.data());
         logger_flush(&logger);
-        std::string extra = state.skipped ? " | skipped " + std::to_string(state.skipped) : "";
-        if (USE_LOSS_SCALER) {
-            char buf[96];
-            snprintf(buf, sizeof(buf), " | loss scale %g%s", h->loss_scale,
+        char extra[96] = "";
+        if (USE_LOSS_SCALER)
+            snprintf(extra, sizeof(extra), " | loss scale %g%s", h->loss_scale,
                      overflow_skips ? (", overflows " + std::to_string(overflow_skips)).c_str() : "");
-            extra += buf;
-        }
-        printf("step %5d/%ld | loss %.6f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s%s\n", step + 1, steps, loss, lr,
-               norm, dt * 1000, total_batch / dt, extra.c_str());
+        print_step_line(step, steps, loss, lr, norm, dt, total_batch, state.skipped, extra);
         if (ps.log_entropy) print_entropy_summary(L, NH, entropy.data(), T);
         return -1;
     };

@@ -14,11 +14,15 @@
 #      ln+relu, none+gelu and none+relu, ours with the entropy of every head on every step,
 #      beside `train_gpt2.py --compile --dtype bfloat16` (PyTorch 2, flash attention, no
 #      entropy) measured in the same run, and the ratio (ours / PyTorch; >= 1 is the goal)
-#   7. (if time is left) tests/test_cli.sh against the CUDA trainer: bad input, resume, NaN guard
+#   7. where the time goes: dev/cuda/step_profile.out splits one step of each benchmark config
+#      by kind of work (matrix products, attention, LayerNorm, activation, classifier, AdamW...)
+#   8. the kernel labs (dev/cuda): every version validated on random inputs, then timed
+#   9. (if time is left) tests/test_cli.sh against the CUDA trainer: bad input, resume, NaN guard
 # PyTorch's compilation is warmed in the background while the builds and tests run (its cache
 # makes the timed runs start in seconds); nothing else uses the GPU while anything is timed.
 # Every stage has a time limit and the whole script a deadline; a summary table is printed at
-# the end whatever failed. Exit status 0 only if every stage passed.
+# the end whatever failed. Exit status 0 only if every stage passed. On the device tool's machine
+# ($OUT set), every stage's log and the summary are copied to $OUT, which comes back.
 #
 # Usage: scripts/gpu_check.sh        env: PYTHON (python3), STEPS (25), STAGES (all),
 #        DEADLINE (seconds, 540), B (128)
@@ -26,7 +30,7 @@ set -u
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 STEPS=${STEPS:-25}
-STAGES=${STAGES:-"build refs test cross train bench cli"}
+STAGES=${STAGES:-"build refs test cross train bench profile labs cli"}
 DEADLINE=${DEADLINE:-540}
 BENCH_B=${B:-128}
 W=out/gpu_check
@@ -56,7 +60,14 @@ print_summary() {
     fi
     echo "  failed stages: $FAILED"
 }
-trap print_summary EXIT
+finish() {
+    print_summary 2>&1 | tee $W/summary.txt
+    if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then
+        mkdir -p "$OUT/gpu_check"
+        cp $W/*.log $W/summary.txt "$OUT/gpu_check/" 2>/dev/null
+    fi
+}
+trap finish EXIT
 
 # run NAME LIMIT CMD...: runs CMD with a time limit (cut to the deadline), output in $W/NAME.log
 run() {
@@ -120,8 +131,8 @@ if want bench && [ $TORCH_OK -eq 1 ]; then
 fi
 
 if want build; then
-    run build 300 make -f cuda.mk -j5 CUDA_BIN=$BIN $BIN/test_gpt2cu_fp32 $BIN/test_gpt2cu_bf16 $BIN/test_gpt2cu_fp16 \
-        $BIN/train_gpt2cu_bf16 $BIN/train_gpt2cu_fp32
+    run build 300 make -f cuda.mk -j8 CUDA_BIN=$BIN $BIN/test_gpt2cu_fp32 $BIN/test_gpt2cu_bf16 $BIN/test_gpt2cu_fp16 \
+        $BIN/train_gpt2cu_bf16 $BIN/train_gpt2cu_fp32 cuda-labs
     want cross && run build_cpu 120 make -s train_gpt2
 fi
 
@@ -223,6 +234,29 @@ if want bench; then
         BENCH_ROWS+=("$(printf "%-11s %12s %12s %12s %12s %8s" "$name" "${ours_tok:--}" "${ours_mem:--}" "${torch_tok:--}" \
                         "${torch_mem:--}" "$ratio")")
     done
+fi
+
+if want profile; then
+    for cfg in "${CONFIGS[@]}"; do
+        set -- $cfg
+        run profile_$1_$2 60 dev/cuda/step_profile.out -e d12 -b $BENCH_B -t 128 --norm $1 --act $2 --entropy 1
+        sed -n '/^plain step/,/^(everything else)/p' $W/profile_$1_$2.log
+    done
+    run profile_ln_gelu_noentropy 60 dev/cuda/step_profile.out -e d12 -b $BENCH_B -t 128 --norm ln --act gelu --entropy 0
+    grep '^plain step' $W/profile_ln_gelu_noentropy.log
+    # the issue's bar: logging every head's entropy on every step costs under 2% of a step
+    with=$(sed -n 's/^summary: ms_per_step=\([0-9.]*\).*/\1/p' $W/profile_ln_gelu.log 2>/dev/null)
+    without=$(sed -n 's/^summary: ms_per_step=\([0-9.]*\).*/\1/p' $W/profile_ln_gelu_noentropy.log 2>/dev/null)
+    if [ -n "$with" ] && [ -n "$without" ]; then
+        cost=$(awk -v a="$with" -v b="$without" 'BEGIN {printf "%.2f", 100 * (a - b) / b}')
+        SUMMARY+=("$(awk -v c="$cost" 'BEGIN {print (c < 2.0) ? "ok  " : "FAIL"}') entropy every step costs $cost% of a step (ln+gelu: $with vs $without ms; bar < 2%)")
+    fi
+fi
+
+if want labs; then
+    run lab_attention 90 dev/cuda/attention_entropy.out
+    run lab_activation 60 dev/cuda/activation.out
+    cat $W/lab_attention.log $W/lab_activation.log | tail -30
 fi
 
 if want cli; then

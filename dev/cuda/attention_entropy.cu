@@ -6,6 +6,9 @@ per-head entropy (entropy.cuh), forward and backward.
              (the obviously-right kernel the others are measured against)
   version 2  the trainer's SIMT kernels (online softmax over 32-key tiles, any T, hs <= 256)
   version 3  the trainer's tensor-core kernels (wmma; bf16/fp16, hs = 64, T <= 128)
+  version 4  version 3's forward with the 8-warp tensor-core backward (16x16 scratch tiles,
+             ~165 KB of shared memory instead of ~207 KB); the trainer switches to it
+             (g_attention_bwd_wmma8) once it times faster here
 
 Each version is validated against a double-precision CPU reference on random inputs (one
 sequence with 4x larger queries, so peaked rows sit beside flat ones), then timed with CUDA
@@ -135,14 +138,14 @@ void free_buffers(Buffers& x) {
 }
 
 bool version_available(int version, int T, int C, int NH) {
-    if (version == 3) {
+    if (version == 3 || version == 4) {
         g_attention_force_simt = false;
         return attention_use_wmma((void*)16, (void*)16, T, C, NH);
     }
     return true;
 }
 
-// Runs one version: forward (and backward for versions 2, 3).
+// Runs one version: forward (and backward for versions 2-4).
 void run_version(int version, Buffers& x, int B, int T, int C, int NH, bool backward) {
     cudaCheck(cudaMemsetAsync(x.ent, 0, NH * sizeof(double), g_stream));
     if (version == 1) {
@@ -151,6 +154,7 @@ void run_version(int version, Buffers& x, int B, int T, int C, int NH, bool back
         return;
     }
     g_attention_force_simt = version == 2;
+    g_attention_bwd_wmma8 = version == 4;
     attention_forward(x.out, x.lse, x.part, x.bad, x.qkv, B, T, C, NH);
     entropy_reduce(x.ent, x.part, 1, B, NH, T);
     if (backward) attention_backward(x.dqkv, x.D, x.dout, x.qkv, x.out, x.lse, B, T, C, NH);
@@ -200,7 +204,7 @@ int main(int argc, char** argv) {
     cudaCheck(cudaMemcpy(v.dout, hd.data(), hd.size() * sizeof(floatX), cudaMemcpyHostToDevice));
     const float tol = sizeof(floatX) == 4 ? 1e-4f : 2e-2f;  // x max|ref|
     int failures = 0;
-    for (int version = 1; version <= 3; version++) {
+    for (int version = 1; version <= 4; version++) {
         if ((only && version != only) || !version_available(version, T, C, NH)) continue;
         cudaCheck(cudaMemset(v.bad, 0, sizeof(unsigned long long)));
         run_version(version, v, Bval, T, C, NH, version > 1);
@@ -235,7 +239,7 @@ int main(int argc, char** argv) {
     cudaEvent_t e0, e1;
     cudaCheck(cudaEventCreate(&e0));
     cudaCheck(cudaEventCreate(&e1));
-    for (int version = 1; version <= 3; version++) {
+    for (int version = 1; version <= 4; version++) {
         if ((only && version != only) || !version_available(version, T, C, NH)) continue;
         for (int pass = 0; pass < 2; pass++) {  // forward alone, then forward + backward
             bool bwd = pass == 1;

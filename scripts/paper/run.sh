@@ -48,6 +48,7 @@
 #   KEEP_CKPT        after a completed run keep the newest checkpoint (last, default for full and
 #                    small), none (default for tiny) or all
 #   EXTRA_FLAGS      appended to every trainer command
+#   COMMIT           the commit to label runs with (default: git's, "-dirty" if changed)
 #   VERBOSE=1        show the trainer's output (always written to <run>/train.out)
 # Exit status: 0 when every run completed or stopped as expected, 1 otherwise.
 set -euo pipefail
@@ -126,8 +127,11 @@ fi
 if [ "$SCALE" = full ] && [ "$TRAINER" = ./train_gpt2 ] && [ "$DRY" = 0 ]; then
     echo "run.sh: warning: the full recipe on the CPU trainer takes weeks per model" >&2
 fi
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo uncommitted)
-if [ "$COMMIT" != uncommitted ] && ! git diff --quiet HEAD -- 2>/dev/null; then COMMIT="$COMMIT-dirty"; fi
+# COMMIT may be given where the tree has no .git (a copy sent to a GPU machine)
+if [ -z "${COMMIT:-}" ]; then
+    COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo uncommitted)
+    if [ "$COMMIT" != uncommitted ] && ! git diff --quiet HEAD -- 2>/dev/null; then COMMIT="$COMMIT-dirty"; fi
+fi
 
 # ---- steps and warm-up ----------------------------------------------------------------------------
 # One epoch as the trainer counts it: per shard of N tokens, (N-1)/T sequences, in micro-batches
