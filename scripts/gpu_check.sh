@@ -22,7 +22,7 @@
 # makes the timed runs start in seconds); nothing else uses the GPU while anything is timed.
 # Every stage has a time limit and the whole script a deadline; a summary table is printed at
 # the end whatever failed. Exit status 0 only if every stage passed. On the device tool's machine
-# ($OUT set), every stage's log and the summary are copied to $OUT, which comes back.
+# ($OUT set), every stage's log goes to $OUT/gpu_check_logs.tar.gz, and the summary beside it.
 #
 # Usage: scripts/gpu_check.sh        env: PYTHON (python3), STEPS (25), STAGES (all),
 #        DEADLINE (seconds, 540), B (128)
@@ -62,9 +62,9 @@ print_summary() {
 }
 finish() {
     print_summary 2>&1 | tee $W/summary.txt
-    if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then
-        mkdir -p "$OUT/gpu_check"
-        cp $W/*.log $W/summary.txt "$OUT/gpu_check/" 2>/dev/null
+    if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then  # few files come back: one archive and the summary
+        tar -czf "$OUT/gpu_check_logs.tar.gz" -C $W $(cd $W && ls *.log summary.txt 2>/dev/null)
+        cp $W/summary.txt "$OUT/"
     fi
 }
 trap finish EXIT
