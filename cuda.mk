@@ -13,6 +13,7 @@ GPU_ARCH ?= sm_90
 PRECISION ?= BF16
 CUDA_BIN ?= out/bin
 NVCC_FLAGS ?= -O3 -std=c++17 -arch=$(GPU_ARCH) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter -Werror all-warnings
+NVCC_EXTRA ?=   # e.g. -DRECOMPUTE_FFN_ACT (train_gpt2.cu: recompute f = act(h) in the backward)
 NVCC_LDLIBS = -lcublas -lcublasLt
 PRECISION_FLAG_BF16 = -DENABLE_BF16
 PRECISION_FLAG_FP32 = -DENABLE_FP32
@@ -32,25 +33,25 @@ CUDA_HEADERS = common.h config.h model_file.h flags.h dataloader.h schedulers.h 
 cuda: train_gpt2cu test_gpt2cu
 
 train_gpt2cu: train_gpt2.cu $(CUDA_HEADERS)
-	$(NVCC) $(NVCC_FLAGS) $(PRECISION_FLAG_$(PRECISION)) $< -o $@ $(NVCC_LDLIBS)
+	$(NVCC) $(NVCC_FLAGS) $(NVCC_EXTRA) $(PRECISION_FLAG_$(PRECISION)) $< -o $@ $(NVCC_LDLIBS)
 
 test_gpt2cu: test_gpt2.cu train_gpt2.cu $(CUDA_HEADERS)
-	$(NVCC) $(NVCC_FLAGS) $(PRECISION_FLAG_$(PRECISION)) $< -o $@ $(NVCC_LDLIBS)
+	$(NVCC) $(NVCC_FLAGS) $(NVCC_EXTRA) $(PRECISION_FLAG_$(PRECISION)) $< -o $@ $(NVCC_LDLIBS)
 
 # one binary per precision, named by suffix: train_gpt2cu_bf16, test_gpt2cu_fp32, ...
 $(CUDA_BIN)/train_gpt2cu_%: train_gpt2.cu $(CUDA_HEADERS)
 	@mkdir -p $(@D)
-	$(NVCC) $(NVCC_FLAGS) $(PRECISION_FLAG_$*) $< -o $@ $(NVCC_LDLIBS)
+	$(NVCC) $(NVCC_FLAGS) $(NVCC_EXTRA) $(PRECISION_FLAG_$*) $< -o $@ $(NVCC_LDLIBS)
 
 $(CUDA_BIN)/test_gpt2cu_%: test_gpt2.cu train_gpt2.cu $(CUDA_HEADERS)
 	@mkdir -p $(@D)
-	$(NVCC) $(NVCC_FLAGS) $(PRECISION_FLAG_$*) $< -o $@ $(NVCC_LDLIBS)
+	$(NVCC) $(NVCC_FLAGS) $(NVCC_EXTRA) $(PRECISION_FLAG_$*) $< -o $@ $(NVCC_LDLIBS)
 
 # The kernel labs (dev/cuda/README.md): standalone programs with a CPU reference.
 CUDA_LABS = dev/cuda/attention_entropy.out dev/cuda/activation.out dev/cuda/step_profile.out
 cuda-labs: $(CUDA_LABS)
 dev/cuda/%.out: dev/cuda/%.cu $(CUDA_HEADERS)
-	$(NVCC) $(NVCC_FLAGS) $(PRECISION_FLAG_$(PRECISION)) $< -o $@ $(NVCC_LDLIBS)
+	$(NVCC) $(NVCC_FLAGS) $(NVCC_EXTRA) $(PRECISION_FLAG_$(PRECISION)) $< -o $@ $(NVCC_LDLIBS)
 
 ifneq ($(firstword $(MAKEFILE_LIST)),cuda.mk)
 .DEFAULT_GOAL := $(_CUDA_MK_SAVED_GOAL)
