@@ -256,6 +256,10 @@ fi
 if want labs; then
     run lab_attention 90 dev/cuda/attention_entropy.out
     run lab_activation 60 dev/cuda/activation.out
+    # the two tensor-core attention backwards (4 and 8 warps), forward + backward per layer
+    v3=$(sed -n 's/^version 3 forward+backward .*: \([0-9.]*\) ms per layer.*/\1/p' $W/lab_attention.log)
+    v4=$(sed -n 's/^version 4 forward+backward .*: \([0-9.]*\) ms per layer.*/\1/p' $W/lab_attention.log)
+    [ -n "$v3" ] && [ -n "$v4" ] && SUMMARY+=("info attention fwd+bwd per layer: 4-warp backward $v3 ms, 8-warp $v4 ms")
     cat $W/lab_attention.log $W/lab_activation.log | tail -30
 fi
 
