@@ -469,6 +469,51 @@ void test_entropy_rows() {
 // ----------------------------------------------------------------------------
 // Activations: derivatives at 0, the slope gradient, the non-finite count
 
+// Column sums (bias and LayerNorm gradients) on a tall matrix: more chunk partials than the
+// second pass has rows of threads, and a width that is no multiple of 32; against double.
+void test_column_sums() {
+    printf("column sums (bias and LayerNorm gradients)\n");
+    const int N = 5000, C = 200;
+    Rng rng;
+    rng_seed(&rng, 5);
+    std::vector<float> a((size_t)N * C), x((size_t)N * C), mean(N), rstd(N);
+    for (auto& v : a) v = rng_normal(&rng);
+    for (auto& v : x) v = rng_normal(&rng);
+    for (int r = 0; r < N; r++) {
+        mean[r] = 0.1f * rng_normal(&rng);
+        rstd[r] = 1.0f + 0.5f * rng_uniform(&rng);
+    }
+    std::vector<floatX> ax = to_floatx(a), xx = to_floatx(x);
+    floatX* d_a = upload(ax);
+    floatX* d_x = upload(xx);
+    float* d_mean = upload(mean);
+    float* d_rstd = upload(rstd);
+    std::vector<float> init(C, 1.0f);  // the sums are added to what is there
+    float* d_sum = upload(init);
+    float* d_xhat = upload(init);
+    float* d_scratch = device_alloc<float>(colsum_scratch_floats(N, C), "test");
+    colsum_accumulate(d_sum, d_xhat, d_a, d_x, d_mean, d_rstd, N, C, d_scratch);
+    std::vector<float> sum = to_host(d_sum, C), xhat = to_host(d_xhat, C);
+    double worst_sum = 0.0, worst_xhat = 0.0, scale = 0.0;
+    for (int c = 0; c < C; c++) {
+        double s0 = 1.0, s1 = 1.0;
+        for (int r = 0; r < N; r++) {
+            double v = to_float(ax[(size_t)r * C + c]);
+            s0 += v;
+            s1 += v * (to_float(xx[(size_t)r * C + c]) - mean[r]) * rstd[r];
+        }
+        worst_sum = fmax(worst_sum, fabs(sum[c] - s0));
+        worst_xhat = fmax(worst_xhat, fabs(xhat[c] - s1));
+        scale = fmax(scale, fmax(fabs(s0), fabs(s1)));
+    }
+    // fp32 sums of 5000 terms of size ~1: a few 1e-4 at most; a lost or doubled chunk is ~10
+    check(worst_sum < 1e-3 && worst_xhat < 2e-3, "N=%d C=%d, %d chunks: column sums within %.1e, sums with xhat within %.1e (largest %.0f)",
+          N, C, colsum_chunks(N), worst_sum, worst_xhat, scale);
+    cudaCheck(cudaStreamSynchronize(g_stream));
+    for (void* p : {(void*)d_a, (void*)d_x, (void*)d_mean, (void*)d_rstd, (void*)d_sum, (void*)d_xhat, (void*)d_scratch})
+        cudaCheck(cudaFree(p));
+}
+
 void test_activation_kinks() {
     printf("activation derivatives at 0\n");
     std::vector<float> x = {0.0f, -2.0f, 3.0f}, ones = {1.0f, 1.0f, 1.0f};
@@ -667,6 +712,7 @@ int main(int argc, char** argv) {
     test_attention_shapes();
     test_entropy_rows();
     test_activation_kinks();
+    test_column_sums();
     test_nan_guard();
     test_resume(scratch);
     test_loss_scaler();

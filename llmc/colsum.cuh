@@ -52,16 +52,30 @@ __global__ void colsum_partial_kernel(float* partial, const floatX* a, const flo
 }
 
 // out0[c] += sum over chunks of partial[chunk][0][c]; out1 likewise with [1] (if out1).
+// Block (32, 16): threadIdx.x picks the column, threadIdx.y sums every 16th chunk, then the 16
+// sums are added in a fixed order, so each thread waits on chunks/16 loads, not on all of them.
 __global__ void colsum_finish_kernel(float* out0, float* out1, const float* partial, int chunks, int C) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
+    __shared__ float s0[16][33], s1[16][33];
+    int c = blockIdx.x * 32 + threadIdx.x;
     float t0 = 0.0f, t1 = 0.0f;
-    for (int k = 0; k < chunks; k++) {
-        t0 += partial[((size_t)k * 2 + 0) * C + c];
-        t1 += partial[((size_t)k * 2 + 1) * C + c];
+    if (c < C) {
+        for (int k = threadIdx.y; k < chunks; k += 16) {
+            t0 += partial[((size_t)k * 2 + 0) * C + c];
+            t1 += partial[((size_t)k * 2 + 1) * C + c];
+        }
     }
-    out0[c] += t0;
-    if (out1 != NULL) out1[c] += t1;
+    s0[threadIdx.y][threadIdx.x] = t0;
+    s1[threadIdx.y][threadIdx.x] = t1;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < C) {
+        float u0 = 0.0f, u1 = 0.0f;
+        for (int i = 0; i < 16; i++) {  // fixed order
+            u0 += s0[i][threadIdx.x];
+            u1 += s1[i][threadIdx.x];
+        }
+        out0[c] += u0;
+        if (out1 != NULL) out1[c] += u1;
+    }
 }
 
 // sum_out (C) += column sums of a (N, C); with x, mean, rstd (LayerNorm's input and saved
@@ -73,6 +87,6 @@ inline void colsum_accumulate(float* sum_out, float* xhat_out, const floatX* a, 
     dim3 grid(ceil_div(C, 32), chunks), block(32, 8);
     colsum_partial_kernel<<<grid, block, 0, g_stream>>>(scratch, a, x, mean, rstd, N, C, rows_per_chunk);
     cudaCheckLaunch();
-    colsum_finish_kernel<<<ceil_div(C, 256), 256, 0, g_stream>>>(sum_out, xhat_out, scratch, chunks, C);
+    colsum_finish_kernel<<<ceil_div(C, 32), dim3(32, 16), 0, g_stream>>>(sum_out, xhat_out, scratch, chunks, C);
     cudaCheckLaunch();
 }
