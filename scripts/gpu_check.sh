@@ -17,7 +17,8 @@
 #   7. where the time goes: dev/cuda/step_profile.out splits one step of each benchmark config
 #      by kind of work (matrix products, attention, LayerNorm, activation, classifier, AdamW...)
 #   8. the kernel labs (dev/cuda): every version validated on random inputs, then timed
-#   9. (if time is left) tests/test_cli.sh against the CUDA trainer: bad input, resume, NaN guard
+#   9. compute-sanitizer's memcheck over test_gpt2cu (BF16, the head-size-64 states): bad accesses
+#  10. (if time is left) tests/test_cli.sh against the CUDA trainer: bad input, resume, NaN guard
 # PyTorch's compilation is warmed in the background while the builds and tests run (its cache
 # makes the timed runs start in seconds); nothing else uses the GPU while anything is timed.
 # Every stage has a time limit and the whole script a deadline; a summary table is printed at
@@ -30,7 +31,7 @@ set -u
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 STEPS=${STEPS:-25}
-STAGES=${STAGES:-"build refs test cross train bench profile labs cli"}
+STAGES=${STAGES:-"build refs test cross train bench profile labs sanitize cli"}
 DEADLINE=${DEADLINE:-540}
 BENCH_B=${B:-128}
 W=out/gpu_check
@@ -261,6 +262,15 @@ if want labs; then
     v4=$(sed -n 's/^version 4 forward+backward .*: \([0-9.]*\) ms per layer.*/\1/p' $W/lab_attention.log)
     [ -n "$v3" ] && [ -n "$v4" ] && SUMMARY+=("info attention fwd+bwd per layer: 4-warp backward $v3 ms, 8-warp $v4 ms")
     cat $W/lab_attention.log $W/lab_activation.log | tail -30
+fi
+
+if want sanitize; then
+    SANITIZER=${SANITIZER:-$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)}
+    if [ -x "$SANITIZER" ]; then
+        run sanitize 100 "$SANITIZER" --tool memcheck --error-exitcode 9 --print-limit 20 $BIN/test_gpt2cu_bf16 $W/ref64
+    else
+        SUMMARY+=("SKIP sanitize (no compute-sanitizer)")
+    fi
 fi
 
 if want cli; then
