@@ -367,6 +367,7 @@ void test_attention_shapes() {
     const int shapes[][4] = {{2, 128, 128, 2}, {2, 100, 128, 2}, {1, 100, 160, 2}, {3, 40, 24, 3}, {1, 70, 256, 1}};
     Rng rng;
     rng_seed(&rng, 11);
+    const bool default_bwd_wmma8 = g_attention_bwd_wmma8;
     for (auto& s : shapes) {
         int B = s[0], T = s[1], C = s[2], NH = s[3];
         std::vector<float> qkv((size_t)B * T * 3 * C), dout((size_t)B * T * C);
@@ -385,7 +386,7 @@ void test_attention_shapes() {
             g_attention_bwd_wmma8 = path_id == 1;
             bool wmma = attention_use_wmma((void*)16, (void*)16, T, C, NH);
             if (path_id < 2 && !wmma) continue;
-            const char* path = !wmma ? "SIMT" : path_id == 1 ? "tensor cores, 8-warp backward" : "tensor cores";
+            const char* path = !wmma ? "SIMT" : path_id == 1 ? "tensor cores, 8-warp backward" : "tensor cores, 4-warp backward";
             AttGpu gpu = attention_gpu(qkv, dout, B, T, C, NH);
             float d_out = max_abs_diff_d(gpu.out, ref.out), s_out = max_abs_d(ref.out);
             float d_grad = max_abs_diff_d(gpu.dqkv, ref.dqkv), s_grad = max_abs_d(ref.dqkv);
@@ -403,7 +404,7 @@ void test_attention_shapes() {
             check(gpu.bad == 0, "%s, B=%d T=%d C=%d NH=%d: no non-finite scores counted (%llu)", path, B, T, C, NH, gpu.bad);
         }
         g_attention_force_simt = false;
-        g_attention_bwd_wmma8 = false;
+        g_attention_bwd_wmma8 = default_bwd_wmma8;
     }
 }
 
@@ -471,9 +472,9 @@ void test_entropy_rows() {
 
 // Column sums (bias and LayerNorm gradients) on a tall matrix: more chunk partials than the
 // second pass has rows of threads, and a width that is no multiple of 32; against double.
-void test_column_sums() {
-    printf("column sums (bias and LayerNorm gradients)\n");
-    const int N = 5000, C = 200;
+// N x C: C = 200 takes the one-column-per-thread path (not a multiple of the 16-byte pack),
+// C = 264 the packed one with a partial block of columns; both sum ~40-80 chunks.
+void test_column_sums(int N, int C) {
     Rng rng;
     rng_seed(&rng, 5);
     std::vector<float> a((size_t)N * C), x((size_t)N * C), mean(N), rstd(N);
@@ -507,7 +508,7 @@ void test_column_sums() {
         scale = fmax(scale, fmax(fabs(s0), fabs(s1)));
     }
     // fp32 sums of 5000 terms of size ~1: a few 1e-4 at most; a lost or doubled chunk is ~10
-    check(worst_sum < 1e-3 && worst_xhat < 2e-3, "N=%d C=%d, %d chunks: column sums within %.1e, sums with xhat within %.1e (largest %.0f)",
+    check(worst_sum < 1e-3 && worst_xhat < 2e-3, "column sums N=%d C=%d, %d chunks: sums within %.1e, sums with xhat within %.1e (largest %.0f)",
           N, C, colsum_chunks(N), worst_sum, worst_xhat, scale);
     cudaCheck(cudaStreamSynchronize(g_stream));
     for (void* p : {(void*)d_a, (void*)d_x, (void*)d_mean, (void*)d_rstd, (void*)d_sum, (void*)d_xhat, (void*)d_scratch})
@@ -712,7 +713,9 @@ int main(int argc, char** argv) {
     test_attention_shapes();
     test_entropy_rows();
     test_activation_kinks();
-    test_column_sums();
+    printf("column sums (bias and LayerNorm gradients)\n");
+    test_column_sums(5000, 200);
+    test_column_sums(3000, 264);
     test_nan_guard();
     test_resume(scratch);
     test_loss_scaler();

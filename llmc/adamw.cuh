@@ -16,19 +16,65 @@ struct AdamWArgs {
     float bias2_sqrt;  // (float)sqrt(1 - beta2^t)
 };
 
-__global__ void adamw_kernel(float* params, floatX* params_x, float* grads, float* m, float* v, size_t n, float decay,
-                             AdamWArgs a, const StepHeader* h) {
+// One parameter's update, the same float operations wherever it is used (so results do not
+// depend on which path of the kernel ran).
+__device__ __forceinline__ float adamw_element(float p, float grad, float& mi, float& vi, float decay, const AdamWArgs& a) {
+    p *= decay;
+    mi = mi * a.beta1 + a.one_minus_beta1 * grad;
+    vi = vi * a.beta2 + a.one_minus_beta2 * grad * grad;
+    float denom = sqrtf(vi) / a.bias2_sqrt + a.eps;
+    return p - a.step_size * (mi / denom);
+}
+
+// A thread per ADAMW_PACK consecutive parameters. The update is a pure stream (34 bytes per
+// parameter in bf16: grad, master, m, v read; all four and the working copy written), so it is
+// bound by memory only when the accesses are 16 bytes wide and the loads are all issued before
+// any store (__restrict__: none of the arrays alias). A first version (one float per thread in a
+// grid-stride loop) took 5.5 ms for GPT-2 124M on an H200, ~5x this stream's floor.
+// VEC: all arrays 16-byte aligned (params_x 4 * sizeof(floatX)); the last, partial pack and
+// unaligned tensors take the scalar path.
+#define ADAMW_PACK 4
+#define ADAMW_THREADS 256
+struct alignas(ADAMW_PACK * sizeof(floatX)) PackedX4 {
+    floatX v[ADAMW_PACK];
+};
+
+template <bool VEC>
+__global__ void __launch_bounds__(ADAMW_THREADS) adamw_kernel(float* __restrict__ params, floatX* __restrict__ params_x,
+                                                            float* __restrict__ grads, float* __restrict__ m,
+                                                            float* __restrict__ v, size_t n, float decay, AdamWArgs a,
+                                                            const StepHeader* __restrict__ h) {
+    size_t i0 = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * ADAMW_PACK;
+    if (i0 >= n) return;
     bool apply = h->apply != 0;
     float grad_scale = h->grad_scale;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    if (VEC && i0 + ADAMW_PACK <= n) {
+        float4 g4 = __ldcs(reinterpret_cast<const float4*>(grads + i0));
+        __stcs(reinterpret_cast<float4*>(grads + i0), make_float4(0.0f, 0.0f, 0.0f, 0.0f));
+        if (!apply) return;
+        float4 p4 = __ldcs(reinterpret_cast<const float4*>(params + i0));
+        float4 m4 = __ldcs(reinterpret_cast<const float4*>(m + i0));
+        float4 v4 = __ldcs(reinterpret_cast<const float4*>(v + i0));
+        float g[4] = {g4.x, g4.y, g4.z, g4.w}, p[4] = {p4.x, p4.y, p4.z, p4.w};
+        float mm[4] = {m4.x, m4.y, m4.z, m4.w}, vv[4] = {v4.x, v4.y, v4.z, v4.w};
+        PackedX4 px;
+        for (int k = 0; k < ADAMW_PACK; k++) {
+            p[k] = adamw_element(p[k], g[k] * grad_scale, mm[k], vv[k], decay, a);
+            px.v[k] = from_float<floatX>(p[k]);
+        }
+        __stcs(reinterpret_cast<float4*>(params + i0), make_float4(p[0], p[1], p[2], p[3]));
+        __stcs(reinterpret_cast<float4*>(m + i0), make_float4(mm[0], mm[1], mm[2], mm[3]));
+        __stcs(reinterpret_cast<float4*>(v + i0), make_float4(vv[0], vv[1], vv[2], vv[3]));
+        if (params_x != NULL) *reinterpret_cast<PackedX4*>(params_x + i0) = px;
+        return;
+    }
+    size_t end = i0 + ADAMW_PACK < n ? i0 + ADAMW_PACK : n;
+    for (size_t i = i0; i < end; i++) {
         float grad = grads[i] * grad_scale;
         grads[i] = 0.0f;
         if (!apply) continue;
-        float p = params[i] * decay;
-        float mi = m[i] * a.beta1 + a.one_minus_beta1 * grad;
-        float vi = v[i] * a.beta2 + a.one_minus_beta2 * grad * grad;
-        float denom = sqrtf(vi) / a.bias2_sqrt + a.eps;
-        p -= a.step_size * (mi / denom);
+        float mi = m[i], vi = v[i];
+        float p = adamw_element(params[i], grad, mi, vi, decay, a);
         m[i] = mi;
         v[i] = vi;
         params[i] = p;
@@ -40,9 +86,11 @@ __global__ void adamw_kernel(float* params, floatX* params_x, float* grads, floa
 inline void adamw_update(float* params, floatX* params_x, float* grads, float* m, float* v, size_t n, float decay,
                          const AdamWArgs& a, const StepHeader* h) {
     if (n == 0) return;
-    int grid = ceil_div((long)n, 512);
-    if (grid > 2048) grid = 2048;
-    adamw_kernel<<<grid, 512, 0, g_stream>>>(params, params_x, grads, m, v, n, decay, a, h);
+    bool vec = aligned16(params) && aligned16(grads) && aligned16(m) && aligned16(v) &&
+               (reinterpret_cast<uintptr_t>(params_x) % sizeof(PackedX4)) == 0;
+    int grid = ceil_div(ceil_div((long)n, ADAMW_PACK), ADAMW_THREADS);
+    if (vec) adamw_kernel<true><<<grid, ADAMW_THREADS, 0, g_stream>>>(params, params_x, grads, m, v, n, decay, a, h);
+    else adamw_kernel<false><<<grid, ADAMW_THREADS, 0, g_stream>>>(params, params_x, grads, m, v, n, decay, a, h);
     cudaCheckLaunch();
 }
 

@@ -7,7 +7,7 @@
 
 #include "cuda_common.cuh"
 
-#define COLSUM_ROWS_PER_CHUNK 256
+#define COLSUM_ROWS_PER_CHUNK 64
 #define COLSUM_MAX_CHUNKS 128
 
 inline int colsum_chunks(int N) {
@@ -18,33 +18,66 @@ inline int colsum_chunks(int N) {
 // Scratch floats a colsum over (N, C) needs (two outputs).
 inline size_t colsum_scratch_floats(int N, int C) { return (size_t)colsum_chunks(N) * 2 * C; }
 
+// Columns one thread of colsum_partial_kernel<VEC> covers: a 16-byte pack, or one.
+template <bool VEC>
+__host__ __device__ constexpr int colsum_pack() { return VEC ? (int)(16 / sizeof(floatX)) : 1; }
+
 // partial (chunks, 2, C): [chunk][0][c] = sum of a[r][c] over the chunk's rows; with x given
 // (LayerNorm), [chunk][1][c] = sum of a[r][c] * (x[r][c] - mean[r]) * rstd[r].
-// Block (32, 8): threadIdx.x picks the column (a warp reads 32 consecutive values of a row),
-// threadIdx.y strides over the rows of the chunk.
-__global__ void colsum_partial_kernel(float* partial, const floatX* a, const floatX* x, const float* mean,
-                                      const float* rstd, int N, int C, int rows_per_chunk) {
-    __shared__ float s0[8][33], s1[8][33];
-    int c = blockIdx.x * 32 + threadIdx.x;
+// Block (32, 8): a thread owns P consecutive columns (VEC: one 16-byte load per row, so a warp
+// reads 512 bytes of a bf16 row at once; these ~75 calls a step stream ~3 GB), threadIdx.y
+// strides over the chunk's rows. Each column is summed in the same order on either path: row by
+// row within a thread, then the 8 threads of a column in order.
+template <bool VEC>
+__global__ void __launch_bounds__(256) colsum_partial_kernel(float* __restrict__ partial, const floatX* __restrict__ a,
+                                                             const floatX* __restrict__ x, const float* __restrict__ mean,
+                                                             const float* __restrict__ rstd, int N, int C, int rows_per_chunk) {
+    constexpr int P = colsum_pack<VEC>();
+    constexpr int BLOCK_COLS = 32 * P;
+    __shared__ float s0[8][BLOCK_COLS], s1[8][BLOCK_COLS];
+    int c0 = blockIdx.x * BLOCK_COLS + threadIdx.x * P;
     int chunk = blockIdx.y;
     int r_begin = chunk * rows_per_chunk;
     int r_end = min(N, r_begin + rows_per_chunk);
-    float sum0 = 0.0f, sum1 = 0.0f;
-    if (c < C) {
+    float sum0[P], sum1[P];
+    for (int k = 0; k < P; k++) sum0[k] = sum1[k] = 0.0f;
+    if (c0 < C) {  // VEC: C % P == 0, so a pack is whole
+#pragma unroll 4
         for (int r = r_begin + threadIdx.y; r < r_end; r += 8) {
-            float v = to_float(a[(size_t)r * C + c]);
-            sum0 += v;
-            if (x != NULL) sum1 += v * (to_float(x[(size_t)r * C + c]) - mean[r]) * rstd[r];
+            const floatX* ar = a + (size_t)r * C + c0;
+            float av[P], xv[P];
+            if (VEC) {
+                Packed128<floatX> pa = load128cs(ar);
+                for (int k = 0; k < P; k++) av[k] = to_float(pa[k]);
+            } else {
+                av[0] = to_float(ar[0]);
+            }
+            for (int k = 0; k < P; k++) sum0[k] += av[k];
+            if (x != NULL) {
+                const floatX* xr = x + (size_t)r * C + c0;
+                if (VEC) {
+                    Packed128<floatX> px = load128cs(xr);
+                    for (int k = 0; k < P; k++) xv[k] = to_float(px[k]);
+                } else {
+                    xv[0] = to_float(xr[0]);
+                }
+                float m = mean[r], s = rstd[r];
+                for (int k = 0; k < P; k++) sum1[k] += av[k] * (xv[k] - m) * s;
+            }
         }
     }
-    s0[threadIdx.y][threadIdx.x] = sum0;
-    s1[threadIdx.y][threadIdx.x] = sum1;
+    for (int k = 0; k < P; k++) {
+        s0[threadIdx.y][threadIdx.x * P + k] = sum0[k];
+        s1[threadIdx.y][threadIdx.x * P + k] = sum1[k];
+    }
     __syncthreads();
-    if (threadIdx.y == 0 && c < C) {
+    for (int col = threadIdx.y * 32 + threadIdx.x; col < BLOCK_COLS; col += 256) {
+        int c = blockIdx.x * BLOCK_COLS + col;
+        if (c >= C) continue;
         float t0 = 0.0f, t1 = 0.0f;
         for (int i = 0; i < 8; i++) {  // fixed order
-            t0 += s0[i][threadIdx.x];
-            t1 += s1[i][threadIdx.x];
+            t0 += s0[i][col];
+            t1 += s1[i][col];
         }
         partial[((size_t)chunk * 2 + 0) * C + c] = t0;
         partial[((size_t)chunk * 2 + 1) * C + c] = t1;
@@ -84,8 +117,14 @@ inline void colsum_accumulate(float* sum_out, float* xhat_out, const floatX* a, 
                               const float* rstd, int N, int C, float* scratch) {
     int chunks = colsum_chunks(N);
     int rows_per_chunk = ceil_div(N, chunks);
-    dim3 grid(ceil_div(C, 32), chunks), block(32, 8);
-    colsum_partial_kernel<<<grid, block, 0, g_stream>>>(scratch, a, x, mean, rstd, N, C, rows_per_chunk);
+    bool vec = C % colsum_pack<true>() == 0 && aligned16(a) && (x == NULL || aligned16(x));
+    dim3 block(32, 8);
+    if (vec)
+        colsum_partial_kernel<true><<<dim3(ceil_div(C, 32 * colsum_pack<true>()), chunks), block, 0, g_stream>>>(
+            scratch, a, x, mean, rstd, N, C, rows_per_chunk);
+    else
+        colsum_partial_kernel<false><<<dim3(ceil_div(C, 32), chunks), block, 0, g_stream>>>(scratch, a, x, mean, rstd, N, C,
+                                                                                            rows_per_chunk);
     cudaCheckLaunch();
     colsum_finish_kernel<<<ceil_div(C, 32), dim3(32, 16), 0, g_stream>>>(sum_out, xhat_out, scratch, chunks, C);
     cudaCheckLaunch();

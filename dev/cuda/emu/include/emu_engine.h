@@ -34,7 +34,11 @@ struct alignas(16) int4 { int x, y, z, w; };
 inline dim3 threadIdx, blockIdx, blockDim, gridDim;
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
+struct alignas(16) float4 { float x, y, z, w; };
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 template <class T> T __ldcs(const T* p) { return *p; }
+template <class T> void __stcs(T* p, T v) { *p = v; }
+inline float __expf(float x) { return expf(x); }
 
 enum { F_RUN = 0, F_WAIT_BLOCK = 1, F_WAIT_WARP = 2, F_DONE = 3 };
 struct EmuFiber { ucontext_t ctx; int state; dim3 tid; };
