@@ -53,6 +53,12 @@ cuda-labs: $(CUDA_LABS)
 dev/cuda/%.out: dev/cuda/%.cu $(CUDA_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) $(NVCC_EXTRA) $(PRECISION_FLAG_$(PRECISION)) $< -o $@ $(NVCC_LDLIBS)
 
+# The attention lab with entropy.cuh's tile loads as a load-then-store loop instead of cp.async
+# (ATTW_SYNC_LOADS): the A/B that scripts/gpu_check.sh times beside the real one.
+$(CUDA_BIN)/attention_entropy_syncloads.out: dev/cuda/attention_entropy.cu $(CUDA_HEADERS)
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) $(NVCC_EXTRA) -DATTW_SYNC_LOADS $(PRECISION_FLAG_$(PRECISION)) $< -o $@ $(NVCC_LDLIBS)
+
 ifneq ($(firstword $(MAKEFILE_LIST)),cuda.mk)
 .DEFAULT_GOAL := $(_CUDA_MK_SAVED_GOAL)
 endif

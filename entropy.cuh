@@ -372,6 +372,7 @@ __global__ void entropy_reduce_kernel(double* ent_sum, const float* partial, int
 // backward (it runs 4 warps, one block per SM), and K/V reuse across the heads' query tiles.
 #if !defined(ENABLE_FP32)
 #include <mma.h>
+#include <cuda_pipeline.h>
 
 #define ATTW_HS 64                   // head size of the fast path
 #define ATTW_TMAX 128                // longest sequence of the fast path
@@ -393,15 +394,34 @@ __host__ __device__ inline size_t align128(size_t x) { return (x + 127) & ~(size
 
 // Copies rows [r0, r0 + n) of one head (64 floatX at src + t * src_stride) into a shared tile
 // with row stride ATTW_LDX, rows past `valid` zeroed; 16-byte packs, all threads of the block.
+// The copies are asynchronous (cp.async: global to shared without a register round trip), so a
+// thread's ~20-30 packs are all in flight at once; a load-then-store loop waited on each in turn,
+// ~20 memory latencies per block before any arithmetic. Call attw_loads_wait() before the barrier
+// that publishes the tiles.
 __device__ inline void attw_load_rows(floatX* dst, const floatX* src, size_t src_stride, int r0, int n, int valid) {
     const int P = Packed128<floatX>::size, packs = ATTW_HS / P;
     for (int idx = threadIdx.x; idx < n * packs; idx += blockDim.x) {
         int r = idx / packs, c = (idx % packs) * P, t = r0 + r;
-        Packed128<floatX> v;
-        if (t < valid) v = load128(src + (size_t)t * src_stride + c);
-        else for (int k = 0; k < P; k++) v[k] = from_float<floatX>(0.0f);
-        store128(dst + r * ATTW_LDX + c, v);
+        if (t < valid) {
+#if defined(ATTW_SYNC_LOADS)  // the load-then-store loop, kept for the lab's A/B (cuda.mk NVCC_EXTRA)
+            store128(dst + r * ATTW_LDX + c, load128(src + (size_t)t * src_stride + c));
+#else
+            __pipeline_memcpy_async(dst + r * ATTW_LDX + c, src + (size_t)t * src_stride + c, 16);
+#endif
+        } else {
+            Packed128<floatX> z;
+            for (int k = 0; k < P; k++) z[k] = from_float<floatX>(0.0f);
+            store128(dst + r * ATTW_LDX + c, z);
+        }
     }
+}
+
+// Waits for this thread's attw_load_rows copies (the block barrier after it publishes them).
+__device__ inline void attw_loads_wait() {
+#if !defined(ATTW_SYNC_LOADS)
+    __pipeline_commit();
+    __pipeline_wait_prior(0);
+#endif
 }
 
 inline size_t attw_forward_smem() {
@@ -433,6 +453,7 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel
     attw_load_rows(Qs, base, C3, q0, ATTW_QT, T);
     attw_load_rows(Ks, base + C, C3, 0, kpad, T);
     attw_load_rows(Vs, base + 2 * C, C3, 0, kpad, T);
+    attw_loads_wait();
     __syncthreads();
 
     const int r0 = warp * 16, t0 = q0 + r0;
@@ -563,7 +584,7 @@ __device__ inline AttwBackwardTiles attw_backward_carve(unsigned char* smem, int
 }
 
 // Loads Q, K, V and dO of (b, h), rows past T zeroed, then each row's lse (saved by the
-// forward) and D_t = dO_t . O_t; ends with the block synchronised. nwarps: the block's warps.
+// forward) and D_t = dO_t . O_t (O staged in the P tile); ends with the block synchronised. nwarps: the block's warps.
 __device__ inline void attw_backward_load(const AttwBackwardTiles& s, const floatX* dout, const floatX* qkv,
                                           const floatX* out, const float* lse, int b, int h, int T, int C, int NH,
                                           int nwarps) {
@@ -575,12 +596,16 @@ __device__ inline void attw_backward_load(const AttwBackwardTiles& s, const floa
     attw_load_rows(s.Ks, base + C, C3, 0, Tpad, T);
     attw_load_rows(s.Vs, base + 2 * C, C3, 0, Tpad, T);
     attw_load_rows(s.dOs, dout + (size_t)b * T * C + (size_t)h * ATTW_HS, C, 0, Tpad, T);
+    // O is staged in the P tile (free until the first strip's probabilities; (Tpad, LDX) fits
+    // in its (TMAX, LDP)), so that D reads shared memory instead of one row per warp in turn
+    floatX* Os = s.Ps;
+    attw_load_rows(Os, out + (size_t)b * T * C + (size_t)h * ATTW_HS, C, 0, Tpad, T);
+    attw_loads_wait();
     __syncthreads();
     for (int t = warp; t < Tpad; t += nwarps) {
         float dsum = 0.0f;
         if (t < T) {
-            const floatX* o_t = out + ((size_t)b * T + t) * C + (size_t)h * ATTW_HS;
-            for (int d = lane; d < ATTW_HS; d += 32) dsum += to_float(s.dOs[t * ATTW_LDX + d]) * to_float(o_t[d]);
+            for (int d = lane; d < ATTW_HS; d += 32) dsum += to_float(s.dOs[t * ATTW_LDX + d]) * to_float(Os[t * ATTW_LDX + d]);
         }
         dsum = warp_sum(dsum);
         if (lane == 0) {

@@ -50,11 +50,11 @@ __global__ void __launch_bounds__(ADAMW_THREADS) adamw_kernel(float* __restrict_
     float grad_scale = h->grad_scale;
     if (VEC && i0 + ADAMW_PACK <= n) {
         float4 g4 = __ldcs(reinterpret_cast<const float4*>(grads + i0));
-        __stcs(reinterpret_cast<float4*>(grads + i0), make_float4(0.0f, 0.0f, 0.0f, 0.0f));
-        if (!apply) return;
         float4 p4 = __ldcs(reinterpret_cast<const float4*>(params + i0));
         float4 m4 = __ldcs(reinterpret_cast<const float4*>(m + i0));
         float4 v4 = __ldcs(reinterpret_cast<const float4*>(v + i0));
+        __stcs(reinterpret_cast<float4*>(grads + i0), make_float4(0.0f, 0.0f, 0.0f, 0.0f));
+        if (!apply) return;
         float g[4] = {g4.x, g4.y, g4.z, g4.w}, p[4] = {p4.x, p4.y, p4.z, p4.w};
         float mm[4] = {m4.x, m4.y, m4.z, m4.w}, vv[4] = {v4.x, v4.y, v4.z, v4.w};
         PackedX4 px;

@@ -10,6 +10,7 @@
 #include "cuda_common.cuh"
 
 #define CLASSIFIER_THREADS 512
+#define CLASSIFIER_BATCH 4  // 16-byte packs per thread in flight at once
 
 // The kernel evaluates two exponentials per logit (~1.6e9 at GPT-2 124M, B = 128, T = 128), so
 // their cost shows beside the memory traffic: bf16/fp16 builds use the hardware's approximate
@@ -44,20 +45,30 @@ __global__ void __launch_bounds__(CLASSIFIER_THREADS) classifier_kernel(floatX* 
     // VEC path the running max moves once per pack of P, so one rescale per pack at most)
     float m = -INFINITY, s = 0.0f;
     int vec_end = VEC ? (V / P) * P : 0;
-    for (int i = threadIdx.x * P; i < vec_end; i += blockDim.x * P) {
-        Packed128<floatX> v = load128(x + i);
-        float xs[P];
-        float pack_max = -INFINITY;
-        for (int k = 0; k < P; k++) {
-            xs[k] = to_float(v[k]);
-            pack_max = fmaxf(pack_max, xs[k]);
+    // CLASSIFIER_BATCH packs are loaded before any is used: a row is ~13 packs per thread, and
+    // one load at a time would leave ~13 memory latencies in a row per pass
+    const int stride = blockDim.x * P;
+    for (int i0 = threadIdx.x * P; i0 < vec_end; i0 += CLASSIFIER_BATCH * stride) {
+        Packed128<floatX> vb[CLASSIFIER_BATCH];
+#pragma unroll
+        for (int u = 0; u < CLASSIFIER_BATCH; u++)
+            if (i0 + u * stride < vec_end) vb[u] = load128(x + i0 + u * stride);
+#pragma unroll
+        for (int u = 0; u < CLASSIFIER_BATCH; u++) {
+            if (i0 + u * stride >= vec_end) break;
+            float xs[P];
+            float pack_max = -INFINITY;
+            for (int k = 0; k < P; k++) {
+                xs[k] = to_float(vb[u][k]);
+                pack_max = fmaxf(pack_max, xs[k]);
+            }
+            if (pack_max > m) {
+                s = m == -INFINITY ? 0.0f : s * CLASSIFIER_EXP(m - pack_max);
+                m = pack_max;
+            }
+            for (int k = 0; k < P; k++) s += CLASSIFIER_EXP(xs[k] - m);
+            // a NaN fails pack_max > m (fmaxf skips it) but lands in s through its own term
         }
-        if (pack_max > m) {
-            s = m == -INFINITY ? 0.0f : s * CLASSIFIER_EXP(m - pack_max);
-            m = pack_max;
-        }
-        for (int k = 0; k < P; k++) s += CLASSIFIER_EXP(xs[k] - m);
-        // a NaN fails pack_max > m (fmaxf skips it) but lands in s through its own term
     }
     for (int i = vec_end + threadIdx.x; i < V; i += blockDim.x) {
         float xv = to_float(x[i]);
@@ -87,14 +98,23 @@ __global__ void __launch_bounds__(CLASSIFIER_THREADS) classifier_kernel(floatX* 
     float dloss = dloss_base * (dloss_scale != NULL ? *dloss_scale : 1.0f);
     float inv_s = 1.0f / s;
     int vec_end_p = VEC ? Vp : 0;  // Vp is a multiple of P on the VEC path
-    for (int i = threadIdx.x * P; i < vec_end_p; i += blockDim.x * P) {
-        Packed128<floatX> v = load128(x + i), g;
-        for (int k = 0; k < P; k++) {
-            int col = i + k;
-            float p = col < V ? CLASSIFIER_EXP(to_float(v[k]) - m) * inv_s : 0.0f;
-            g[k] = from_float<floatX>((p - (col == target ? 1.0f : 0.0f)) * dloss);
+    for (int i0 = threadIdx.x * P; i0 < vec_end_p; i0 += CLASSIFIER_BATCH * stride) {
+        Packed128<floatX> vb[CLASSIFIER_BATCH];
+#pragma unroll
+        for (int u = 0; u < CLASSIFIER_BATCH; u++)
+            if (i0 + u * stride < vec_end_p) vb[u] = load128(x + i0 + u * stride);
+#pragma unroll
+        for (int u = 0; u < CLASSIFIER_BATCH; u++) {
+            const int i = i0 + u * stride;
+            if (i >= vec_end_p) break;
+            Packed128<floatX> g;
+            for (int k = 0; k < P; k++) {
+                int col = i + k;
+                float p = col < V ? CLASSIFIER_EXP(to_float(vb[u][k]) - m) * inv_s : 0.0f;
+                g[k] = from_float<floatX>((p - (col == target ? 1.0f : 0.0f)) * dloss);
+            }
+            store128(x + i, g);
         }
-        store128(x + i, g);
     }
     for (int i = vec_end_p + threadIdx.x; i < Vp; i += blockDim.x) {
         float p = i < V ? CLASSIFIER_EXP(to_float(x[i]) - m) * inv_s : 0.0f;

@@ -133,7 +133,7 @@ fi
 
 if want build; then
     run build 300 make -f cuda.mk -j8 CUDA_BIN=$BIN $BIN/test_gpt2cu_fp32 $BIN/test_gpt2cu_bf16 $BIN/test_gpt2cu_fp16 \
-        $BIN/train_gpt2cu_bf16 $BIN/train_gpt2cu_fp32 cuda-labs
+        $BIN/train_gpt2cu_bf16 $BIN/train_gpt2cu_fp32 $BIN/attention_entropy_syncloads.out cuda-labs
     want cross && run build_cpu 120 make -s train_gpt2
 fi
 
@@ -274,6 +274,12 @@ if want labs; then
     v3=$(sed -n 's/^version 3 forward+backward .*: \([0-9.]*\) ms per layer.*/\1/p' $W/lab_attention.log)
     v4=$(sed -n 's/^version 4 forward+backward .*: \([0-9.]*\) ms per layer.*/\1/p' $W/lab_attention.log)
     [ -n "$v3" ] && [ -n "$v4" ] && SUMMARY+=("info attention fwd+bwd per layer: 4-warp backward $v3 ms, 8-warp $v4 ms")
+    # the same lab with the tiles loaded by a load-then-store loop instead of cp.async
+    run lab_attention_syncloads 90 $BIN/attention_entropy_syncloads.out 4
+    f3=$(sed -n 's/^version 4 forward  .*: \([0-9.]*\) ms per layer.*/\1/p' $W/lab_attention.log)
+    s3=$(sed -n 's/^version 4 forward  .*: \([0-9.]*\) ms per layer.*/\1/p' $W/lab_attention_syncloads.log)
+    s4=$(sed -n 's/^version 4 forward+backward .*: \([0-9.]*\) ms per layer.*/\1/p' $W/lab_attention_syncloads.log)
+    [ -n "$f3" ] && [ -n "$s3" ] && SUMMARY+=("info attention per layer, cp.async vs load-then-store tiles: forward $f3 vs $s3 ms, fwd+bwd $v4 vs $s4 ms")
     cat $W/lab_attention.log $W/lab_activation.log $W/lab_adamw.log | tail -40
 fi
 
