@@ -25,8 +25,9 @@ for precision in BF16 FP32 FP16; do
     done
 done
 log=out/cuda_build/labs.log
-if make -s -B -f cuda.mk cuda-labs NVCC="$NVCC" >"$log" 2>&1; then
-    passed=$((passed + 1)); echo "  ok   the dev/cuda kernel labs compile"
+if make -s -B -f cuda.mk cuda-labs out/cuda_build/attention_entropy_syncloads.out CUDA_BIN=out/cuda_build NVCC="$NVCC" \
+        >"$log" 2>&1; then
+    passed=$((passed + 1)); echo "  ok   the dev/cuda kernel labs compile (and the attention lab's load-then-store A/B)"
 else
     failed=$((failed + 1)); echo "  FAIL dev/cuda kernel labs: $(head -c 600 "$log")"
 fi
