@@ -515,6 +515,52 @@ void test_column_sums(int N, int C) {
         cudaCheck(cudaFree(p));
 }
 
+// The fused classifier at GPT-2's vocabulary (V = 50257 in rows of Vp = 50304: every batch of
+// packs per thread, the scalar tail and the padding) against double precision: the loss and
+// every dlogit of a few rows, one with a single dominant logit and one whose target is the last
+// real column. The inputs are rounded to floatX first, so only the kernel's arithmetic (and
+// the output's rounding) is measured.
+void test_classifier_rows() {
+    printf("classifier at V = 50257\n");
+    const int N = 4, V = 50257, Vp = 50304;
+    Rng rng;
+    rng_seed(&rng, 9);
+    std::vector<float> logits((size_t)N * Vp, 0.0f);
+    for (int r = 0; r < N; r++)
+        for (int i = 0; i < V; i++) logits[(size_t)r * Vp + i] = 3.0f * rng_normal(&rng);
+    logits[(size_t)1 * Vp + 777] = 40.0f;  // row 1: one logit dominates
+    std::vector<int> targets = {5, 777, V - 1, 31000};
+    round_to_floatx(logits);
+    floatX* d_logits = upload(to_floatx(logits));
+    int* d_targets = upload(targets);
+    float* d_losses = device_alloc<float>(N, "test");
+    const float dloss = 1.0f / N;
+    classifier_forward(d_logits, d_losses, d_targets, N, V, Vp, true, dloss, NULL);
+    std::vector<float> losses = to_host(d_losses, N), grads = floatx_to_host(d_logits, (size_t)N * Vp);
+    double worst_loss = 0.0, worst_grad = 0.0, worst_pad = 0.0;
+    for (int r = 0; r < N; r++) {
+        const float* x = &logits[(size_t)r * Vp];
+        double m = -1e30, sum = 0.0;
+        for (int i = 0; i < V; i++) m = fmax(m, (double)x[i]);
+        for (int i = 0; i < V; i++) sum += exp((double)x[i] - m);
+        double lse = m + log(sum);
+        worst_loss = fmax(worst_loss, fabs(losses[r] - (lse - x[targets[r]])));
+        for (int i = 0; i < Vp; i++) {
+            double g = i < V ? (exp((double)x[i] - lse) - (i == targets[r] ? 1.0 : 0.0)) * dloss : 0.0;
+            double d = fabs(grads[(size_t)r * Vp + i] - g);
+            if (i < V) worst_grad = fmax(worst_grad, d);
+            else worst_pad = fmax(worst_pad, d);
+        }
+    }
+    // dlogits are at most dloss = 0.25 in size: their rounding to floatX is the bf16/fp16 bound
+    const double tol_loss = sizeof(floatX) == 4 ? 2e-5 : 1e-4, tol_grad = sizeof(floatX) == 4 ? 1e-7 : 1e-3;
+    check(worst_loss <= tol_loss, "classifier, %d rows of V = %d: losses within %.1e (tol %.0e)", N, V, worst_loss, tol_loss);
+    check(worst_grad <= tol_grad, "classifier, %d rows of V = %d: dlogits within %.1e (tol %.0e)", N, V, worst_grad, tol_grad);
+    check(worst_pad == 0.0, "classifier: the padded columns' gradients are exactly 0");
+    cudaCheck(cudaStreamSynchronize(g_stream));
+    for (void* p : {(void*)d_logits, (void*)d_targets, (void*)d_losses}) cudaCheck(cudaFree(p));
+}
+
 void test_activation_kinks() {
     printf("activation derivatives at 0\n");
     std::vector<float> x = {0.0f, -2.0f, 3.0f}, ones = {1.0f, 1.0f, 1.0f};
@@ -713,6 +759,7 @@ int main(int argc, char** argv) {
     test_attention_shapes();
     test_entropy_rows();
     test_activation_kinks();
+    test_classifier_rows();
     printf("column sums (bias and LayerNorm gradients)\n");
     test_column_sums(5000, 200);
     test_column_sums(3000, 264);

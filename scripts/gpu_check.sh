@@ -17,7 +17,8 @@
 #   7. where the time goes: dev/cuda/step_profile.out splits one step of each benchmark config
 #      by kind of work (matrix products, attention, LayerNorm, activation, classifier, AdamW...)
 #   8. the kernel labs (dev/cuda): every version validated on random inputs, then timed
-#   9. compute-sanitizer's memcheck over test_gpt2cu (BF16, the head-size-64 states): bad accesses
+#   9. compute-sanitizer: memcheck over test_gpt2cu (BF16, the head-size-64 states), racecheck
+#      over the attention lab's tensor-core kernels
 #  10. (if time is left) tests/test_cli.sh against the CUDA trainer: bad input, resume, NaN guard
 # PyTorch's compilation is warmed in the background while the builds and tests run (its cache
 # makes the timed runs start in seconds); nothing else uses the GPU while anything is timed.
@@ -145,9 +146,11 @@ fi
 has_states() { ls $1/*_debug_state.bin >/dev/null 2>&1; }
 if want refs && [ $TORCH_OK -eq 1 ]; then
     if [ -n "${REUSE_REFS:-}" ] && has_states out/ref; then SUMMARY+=("ok   refs_tiny (reused)")
-    else run refs_tiny 120 $PYTHON train_gpt2.py --write-debug-states out/ref; fi
+    # few threads: the states are tiny, and PyTorch's compile warm-up holds the other cores (with
+    # all 16 threads this stage took 69 s on an H200 machine, against ~1 s on 2 idle cores)
+    else run refs_tiny 120 env OMP_NUM_THREADS=2 $PYTHON train_gpt2.py --write-debug-states out/ref; fi
     if [ -n "${REUSE_REFS:-}" ] && has_states $W/ref64; then SUMMARY+=("ok   refs_hs64 (reused)")
-    else run refs_hs64 120 $PYTHON train_gpt2.py --write-debug-states $W/ref64 -e L2H2C128T128V512 -t 128 -b 2 \
+    else run refs_hs64 120 env OMP_NUM_THREADS=2 $PYTHON train_gpt2.py --write-debug-states $W/ref64 -e L2H2C128T128V512 -t 128 -b 2 \
         --debug-init-scale 4 --eps 1e-6 --variants ln_gelu,none_relu,none_lrelu-layer,ln_lrelu-global; fi
 fi
 
@@ -287,6 +290,9 @@ if want sanitize; then
     SANITIZER=${SANITIZER:-$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)}
     if [ -x "$SANITIZER" ]; then
         run sanitize 100 "$SANITIZER" --tool memcheck --error-exitcode 9 --print-limit 20 $BIN/test_gpt2cu_bf16 $W/ref64
+        # shared-memory races in the tensor-core attention (cp.async tiles, 8-warp backward):
+        # the lab's version 4 at B = 2 (validation) and B = 1 (timing)
+        run racecheck 90 "$SANITIZER" --tool racecheck --error-exitcode 9 --print-limit 20 dev/cuda/attention_entropy.out 4 1
     else
         SUMMARY+=("SKIP sanitize (no compute-sanitizer)")
     fi
