@@ -396,6 +396,38 @@ void test_activation_kinks() {
     check(fabs(ds - (-2.0)) < 1e-12, "dL/ds sums x * dout over x < 0: %g", ds);
 }
 
+// ----------------------------------------------------------------------------
+// gemm_acc (every matrix product of the model) against a double-precision triple loop, on
+// shapes that leave partial tiles in every dimension (GEMM_MR 4, GEMM_NR 64, GEMM_KC 128) and
+// with every transpose, adding into a C that already holds values.
+void test_gemm() {
+    printf("gemm_acc on partial tiles\n");
+    const int shapes[][3] = {{1, 1, 1}, {7, 65, 129}, {258, 3, 200}, {5, 130, 300}, {64, 64, 128}};
+    Rng rng;
+    rng_seed(&rng, 7);
+    for (auto& s : shapes) {
+        int M = s[0], N = s[1], K = s[2];
+        for (int t = 0; t < 4; t++) {
+            bool at = t & 1, bt = t & 2;
+            std::vector<float> A((size_t)M * K), B((size_t)K * N), C((size_t)M * N);
+            for (auto& v : A) v = rng_uniform(&rng) - 0.5f;
+            for (auto& v : B) v = rng_uniform(&rng) - 0.5f;
+            for (auto& v : C) v = rng_uniform(&rng) - 0.5f;
+            std::vector<double> want(C.begin(), C.end());
+            int lda = at ? M : K, ldb = bt ? K : N;  // op(A) (M,K), op(B) (K,N)
+            for (int m = 0; m < M; m++)
+                for (int n = 0; n < N; n++)
+                    for (int k = 0; k < K; k++)
+                        want[(size_t)m * N + n] += (double)(at ? A[(size_t)k * lda + m] : A[(size_t)m * lda + k]) *
+                                                   (bt ? B[(size_t)n * ldb + k] : B[(size_t)k * ldb + n]);
+            gemm_acc(at, bt, M, N, K, A.data(), lda, B.data(), ldb, C.data(), N);
+            double err = 0.0;
+            for (size_t i = 0; i < C.size(); i++) err = fmax(err, fabs(C[i] - want[i]));
+            check(err < 1e-5 * K, "gemm %dx%dx%d A%s B%s: max error %.1e", M, N, K, at ? "^T" : "", bt ? "^T" : "", err);
+        }
+    }
+}
+
 int main(int argc, char** argv) {
     std::string dir = argc > 1 ? argv[1] : "out/ref";
     std::string scratch = "out/test_scratch";
@@ -405,6 +437,7 @@ int main(int argc, char** argv) {
     for (auto& tag : tags) test_variant(dir, tag);
     test_entropy_rows();
     test_activation_kinks();
+    test_gemm();
     test_schedulers();
     test_dataloader(scratch);
     test_model_file(scratch);

@@ -13,6 +13,7 @@ Vp padded vocab.
 Build: `make train_gpt2` (plain loops) or `make train_gpt2 USE_BLAS=1` (matrix products via
 OpenBLAS's cblas_sgemm). `#define TESTING` before including this file leaves out main().
 */
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <ctime>
@@ -130,49 +131,74 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
     }
 }
 
-// out (N,OC) = inp (N,C) @ weight^T + bias, with weight (OC,C) as PyTorch's nn.Linear; N = B*T.
-void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC) {
+// C (M,N) += op(A) (M,K) @ op(B) (K,N), all row-major with leading dimensions lda, ldb, ldc, and
+// op(X) = X^T when its flag is set: cblas_sgemm's contract with alpha = beta = 1. Every matrix
+// product of the model goes through here.
+// The plain loops are a small blocked GEMM that the compiler vectorises: C is cut into tiles of
+// GEMM_MR rows x GEMM_NR columns whose running sums live in registers; for each tile column a
+// panel of op(B) (GEMM_KC x GEMM_NR) is copied once into a contiguous buffer that stays in
+// cache while it serves GEMM_MB rows of C; each step over k then costs GEMM_MR broadcasts of A
+// and GEMM_MR x GEMM_NR fused multiply-adds on contiguous floats. Each C entry sums over k in
+// order whatever the thread count, so runs are reproducible. ~10x the naive triple loop.
+#define GEMM_MR 4      // rows of a register tile
+#define GEMM_NR 64     // columns of a register tile (4 AVX-512 or 8 AVX2 vectors)
+#define GEMM_KC 128    // depth of a packed panel of op(B): GEMM_KC x GEMM_NR floats = 32 KB
+#define GEMM_MB 256    // rows of C per task: a task packs each of its panels once for them
+void gemm_acc(bool a_trans, bool b_trans, int M, int N, int K, const float* A, int lda, const float* B, int ldb,
+              float* C, int ldc) {
 #ifdef USE_BLAS
-    if (bias) {
-        #pragma omp parallel for
-        for (int n = 0; n < N; n++)
-            for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] = bias[o];
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, bias ? 1.0f : 0.0f, out, OC);
+    cblas_sgemm(CblasRowMajor, a_trans ? CblasTrans : CblasNoTrans, b_trans ? CblasTrans : CblasNoTrans, M, N, K, 1.0f,
+                A, lda, B, ldb, 1.0f, C, ldc);
 #else
-    // Each weight row is loaded once per block of ROWS inputs and reused from registers; this
-    // is most of the plain-loop speed.
-    const int ROWS = 8;
-    int blocked = N - N % ROWS;
-    #pragma omp parallel for
-    for (int n0 = 0; n0 < blocked; n0 += ROWS) {
-        for (int o = 0; o < OC; o++) {
-            float acc[ROWS];
-            for (int r = 0; r < ROWS; r++) acc[r] = bias ? bias[o] : 0.0f;
-            const float* w = weight + (size_t)o * C;
-            for (int i = 0; i < C; i++) {
-                float wi = w[i];
-                for (int r = 0; r < ROWS; r++) acc[r] += inp[(size_t)(n0 + r) * C + i] * wi;
+    int bands = (M + GEMM_MB - 1) / GEMM_MB, blocks = (N + GEMM_NR - 1) / GEMM_NR;
+    #pragma omp parallel for collapse(2) schedule(dynamic)
+    for (int band = 0; band < bands; band++) {
+        for (int block = 0; block < blocks; block++) {
+            int n0 = block * GEMM_NR, nn = std::min(GEMM_NR, N - n0);
+            int m_end = std::min(M, (band + 1) * GEMM_MB);
+            float panel[GEMM_KC * GEMM_NR];  // op(B)[k0 : k0+kk, n0 : n0+nn], zero-padded to GEMM_NR columns
+            for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+                int kk = std::min(GEMM_KC, K - k0);
+                for (int k = 0; k < kk; k++)
+                    for (int j = 0; j < GEMM_NR; j++)
+                        panel[k * GEMM_NR + j] = j >= nn ? 0.0f
+                                                 : b_trans ? B[(size_t)(n0 + j) * ldb + k0 + k]
+                                                           : B[(size_t)(k0 + k) * ldb + n0 + j];
+                for (int m0 = band * GEMM_MB; m0 < m_end; m0 += GEMM_MR) {
+                    int mm = std::min(GEMM_MR, M - m0);
+                    float acc[GEMM_MR][GEMM_NR];
+                    for (int r = 0; r < GEMM_MR; r++)
+                        for (int j = 0; j < GEMM_NR; j++) acc[r][j] = r < mm && j < nn ? C[(size_t)(m0 + r) * ldc + n0 + j] : 0.0f;
+                    const float* p = panel;
+                    for (int k = 0; k < kk; k++, p += GEMM_NR) {
+                        for (int r = 0; r < GEMM_MR; r++) {
+                            int m = std::min(m0 + r, M - 1);  // a partial tile repeats its last row, never stored
+                            float a = a_trans ? A[(size_t)(k0 + k) * lda + m] : A[(size_t)m * lda + k0 + k];
+                            for (int j = 0; j < GEMM_NR; j++) acc[r][j] += a * p[j];
+                        }
+                    }
+                    for (int r = 0; r < mm; r++)
+                        for (int j = 0; j < nn; j++) C[(size_t)(m0 + r) * ldc + n0 + j] = acc[r][j];
+                }
             }
-            for (int r = 0; r < ROWS; r++) out[(size_t)(n0 + r) * OC + o] = acc[r];
-        }
-    }
-    for (int n = blocked; n < N; n++) {  // the leftover rows, one at a time
-        for (int o = 0; o < OC; o++) {
-            float acc = bias ? bias[o] : 0.0f;
-            for (int i = 0; i < C; i++) acc += inp[(size_t)n * C + i] * weight[(size_t)o * C + i];
-            out[(size_t)n * OC + o] = acc;
         }
     }
 #endif
 }
 
+// out (N,OC) = inp (N,C) @ weight^T + bias, with weight (OC,C) as PyTorch's nn.Linear; N = B*T.
+void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC) {
+    #pragma omp parallel for
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] = bias ? bias[o] : 0.0f;
+    gemm_acc(false, true, N, OC, C, inp, C, weight, C, out, OC);
+}
+
 // dinp (N,C) += dout @ weight; dweight (OC,C) += dout^T @ inp; dbias (OC) += column sums of dout.
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int N, int C, int OC) {
-#ifdef USE_BLAS
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
+    gemm_acc(false, false, N, C, OC, dout, OC, weight, C, dinp, C);
+    gemm_acc(true, false, OC, C, N, dout, OC, inp, C, dweight, C);
     if (dbias) {
         #pragma omp parallel for
         for (int o = 0; o < OC; o++) {
@@ -181,32 +207,6 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
             dbias[o] += sum;
         }
     }
-#else
-    // parallel over input rows: each thread owns its rows of dinp
-    #pragma omp parallel for
-    for (int n = 0; n < N; n++) {
-        const float* dout_n = dout + (size_t)n * OC;
-        float* dinp_n = dinp + (size_t)n * C;
-        for (int o = 0; o < OC; o++) {
-            const float* w = weight + (size_t)o * C;
-            float d = dout_n[o];
-            for (int i = 0; i < C; i++) dinp_n[i] += w[i] * d;
-        }
-    }
-    // parallel over output channels: each thread owns its rows of dweight and entries of dbias
-    #pragma omp parallel for
-    for (int o = 0; o < OC; o++) {
-        float* dw = dweight + (size_t)o * C;
-        float db = 0.0f;
-        for (int n = 0; n < N; n++) {
-            const float* inp_n = inp + (size_t)n * C;
-            float d = dout[(size_t)n * OC + o];
-            db += d;
-            for (int i = 0; i < C; i++) dw[i] += inp_n[i] * d;
-        }
-        if (dbias) dbias[o] += db;
-    }
-#endif
 }
 
 // Causal self-attention with the per-head entropy measured in the same pass.
@@ -402,8 +402,10 @@ void softmax_forward(float* probs, const float* logits, int B, int T, int V, int
         const float* x = logits + (size_t)bt * Vp;
         float* p = probs + (size_t)bt * Vp;
         float maxval = -INFINITY;
+        // a compare rather than fmaxf, which the compiler leaves as a library call per element;
+        // NaN logits are skipped either way
         #pragma omp simd reduction(max : maxval)
-        for (int i = 0; i < V; i++) maxval = fmaxf(maxval, x[i]);
+        for (int i = 0; i < V; i++) maxval = x[i] > maxval ? x[i] : maxval;
         float sum = 0.0f;
         #pragma omp simd reduction(+ : sum)
         for (int i = 0; i < V; i++) {
