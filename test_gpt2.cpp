@@ -4,8 +4,8 @@ test_gpt2.cpp: checks the fp32 CPU trainer (train_gpt2.cpp) against the PyTorch 
 For every variant's debug state written by `train_gpt2.py --write-debug-states DIR` it compares
 the logits, the loss, the per-head attention entropies, every parameter gradient (learnable
 slopes included), and the losses and gradient norms of 10 AdamW steps. It also tests the parts
-that have no PyTorch twin: the fused entropy on hard rows, the schedulers, the data loader,
-the model file round trip and the flag parsers.
+that have no PyTorch twin: the fused entropy on hard rows, the blocked matrix product, the
+schedulers, the data loader, the model file round trip and the flag parsers.
 
 Usage: ./test_gpt2 [DIR]   (default out/ref). Exit status 0 only if every check passed; the
 last line is "test_gpt2: N passed, M failed".

@@ -10,8 +10,8 @@ forward, backward, AdamW), then the training loop in main() at the bottom. Shape
 comments: B batch, T time, C channels, NH heads, hs = C/NH head size, L layers, V vocab,
 Vp padded vocab.
 
-Build: `make train_gpt2` (plain loops) or `make train_gpt2 USE_BLAS=1` (matrix products via
-OpenBLAS's cblas_sgemm). `#define TESTING` before including this file leaves out main().
+Build: `make train_gpt2` (plain C++ loops; the matrix products in a small blocked GEMM,
+gemm_acc) or `make train_gpt2 USE_BLAS=1` (gemm_acc calls OpenBLAS's cblas_sgemm). `#define TESTING` before including this file leaves out main().
 */
 #include <algorithm>
 #include <cfloat>
