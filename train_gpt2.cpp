@@ -139,7 +139,8 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 // panel of op(B) (GEMM_KC x GEMM_NR) is copied once into a contiguous buffer that stays in
 // cache while it serves GEMM_MB rows of C; each step over k then costs GEMM_MR broadcasts of A
 // and GEMM_MR x GEMM_NR fused multiply-adds on contiguous floats. Each C entry sums over k in
-// order whatever the thread count, so runs are reproducible. ~10x the naive triple loop.
+// order whatever the thread count, so runs are reproducible. 3-10x the simple loops it replaced
+// (dev machine, one core: ~80-90 GFLOP/s).
 #define GEMM_MR 4      // rows of a register tile
 #define GEMM_NR 64     // columns of a register tile (4 AVX-512 or 8 AVX2 vectors)
 #define GEMM_KC 128    // depth of a packed panel of op(B): GEMM_KC x GEMM_NR floats = 32 KB
