@@ -53,11 +53,15 @@ cuda-labs: $(CUDA_LABS)
 dev/cuda/%.out: dev/cuda/%.cu $(CUDA_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) $(NVCC_EXTRA) $(PRECISION_FLAG_$(PRECISION)) $< -o $@ $(NVCC_LDLIBS)
 
-# The attention lab with entropy.cuh's tile loads as a load-then-store loop instead of cp.async
-# (ATTW_SYNC_LOADS): the A/B that scripts/gpu_check.sh times beside the real one.
-$(CUDA_BIN)/attention_entropy_syncloads.out: dev/cuda/attention_entropy.cu $(CUDA_HEADERS)
+# The attention lab built with another way of loading entropy.cuh's tiles, for scripts/gpu_check.sh:
+#   attention_entropy_syncloads.out  a load-then-store loop instead of cp.async (the timing A/B)
+#   attention_entropy_nowait.out     cp.async WITHOUT the wait before the barrier: a planted race,
+#                                    the negative control that racecheck must flag
+ATTW_VARIANT_FLAG_syncloads = -DATTW_SYNC_LOADS
+ATTW_VARIANT_FLAG_nowait = -DATTW_NO_LOAD_WAIT
+$(CUDA_BIN)/attention_entropy_%.out: dev/cuda/attention_entropy.cu $(CUDA_HEADERS)
 	@mkdir -p $(@D)
-	$(NVCC) $(NVCC_FLAGS) $(NVCC_EXTRA) -DATTW_SYNC_LOADS $(PRECISION_FLAG_$(PRECISION)) $< -o $@ $(NVCC_LDLIBS)
+	$(NVCC) $(NVCC_FLAGS) $(NVCC_EXTRA) $(ATTW_VARIANT_FLAG_$*) $(PRECISION_FLAG_$(PRECISION)) $< -o $@ $(NVCC_LDLIBS)
 
 ifneq ($(firstword $(MAKEFILE_LIST)),cuda.mk)
 .DEFAULT_GOAL := $(_CUDA_MK_SAVED_GOAL)

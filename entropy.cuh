@@ -417,8 +417,10 @@ __device__ inline void attw_load_rows(floatX* dst, const floatX* src, size_t src
 }
 
 // Waits for this thread's attw_load_rows copies (the block barrier after it publishes them).
+// ATTW_NO_LOAD_WAIT leaves the wait out: a deliberately racy build (cuda.mk's
+// attention_entropy_nowait.out) that shows whether compute-sanitizer's racecheck sees cp.async.
 __device__ inline void attw_loads_wait() {
-#if !defined(ATTW_SYNC_LOADS)
+#if !defined(ATTW_SYNC_LOADS) && !defined(ATTW_NO_LOAD_WAIT)
     __pipeline_commit();
     __pipeline_wait_prior(0);
 #endif

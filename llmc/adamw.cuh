@@ -16,14 +16,16 @@ struct AdamWArgs {
     float bias2_sqrt;  // (float)sqrt(1 - beta2^t)
 };
 
-// One parameter's update, the same float operations wherever it is used (so results do not
-// depend on which path of the kernel ran).
+// One parameter's update. Every operation is pinned to round-to-nearest with no contraction
+// (__fmul_rn/__fadd_rn never fuse into an FMA): left to itself nvcc contracts `m*b1 + (1-b1)*g`
+// differently in the packed and the scalar path, so results would depend on which path ran and
+// would differ from the CPU trainer (g++ -std=c++17 does not contract either).
 __device__ __forceinline__ float adamw_element(float p, float grad, float& mi, float& vi, float decay, const AdamWArgs& a) {
-    p *= decay;
-    mi = mi * a.beta1 + a.one_minus_beta1 * grad;
-    vi = vi * a.beta2 + a.one_minus_beta2 * grad * grad;
-    float denom = sqrtf(vi) / a.bias2_sqrt + a.eps;
-    return p - a.step_size * (mi / denom);
+    p = __fmul_rn(p, decay);
+    mi = __fadd_rn(__fmul_rn(mi, a.beta1), __fmul_rn(a.one_minus_beta1, grad));
+    vi = __fadd_rn(__fmul_rn(vi, a.beta2), __fmul_rn(__fmul_rn(a.one_minus_beta2, grad), grad));
+    float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), a.bias2_sqrt), a.eps);
+    return __fsub_rn(p, __fmul_rn(a.step_size, __fdiv_rn(mi, denom)));
 }
 
 // A thread per ADAMW_PACK consecutive parameters. The update is a pure stream (34 bytes per
@@ -59,7 +61,7 @@ __global__ void __launch_bounds__(ADAMW_THREADS) adamw_kernel(float* __restrict_
         float mm[4] = {m4.x, m4.y, m4.z, m4.w}, vv[4] = {v4.x, v4.y, v4.z, v4.w};
         PackedX4 px;
         for (int k = 0; k < ADAMW_PACK; k++) {
-            p[k] = adamw_element(p[k], g[k] * grad_scale, mm[k], vv[k], decay, a);
+            p[k] = adamw_element(p[k], __fmul_rn(g[k], grad_scale), mm[k], vv[k], decay, a);
             px.v[k] = from_float<floatX>(p[k]);
         }
         __stcs(reinterpret_cast<float4*>(params + i0), make_float4(p[0], p[1], p[2], p[3]));
@@ -70,7 +72,7 @@ __global__ void __launch_bounds__(ADAMW_THREADS) adamw_kernel(float* __restrict_
     }
     size_t end = i0 + ADAMW_PACK < n ? i0 + ADAMW_PACK : n;
     for (size_t i = i0; i < end; i++) {
-        float grad = grads[i] * grad_scale;
+        float grad = __fmul_rn(grads[i], grad_scale);
         grads[i] = 0.0f;
         if (!apply) continue;
         float mi = m[i], vi = v[i];

@@ -34,7 +34,11 @@ __global__ void __launch_bounds__(256) colsum_partial_kernel(float* __restrict__
                                                              const float* __restrict__ rstd, int N, int C, int rows_per_chunk) {
     constexpr int P = colsum_pack<VEC>();
     constexpr int BLOCK_COLS = 32 * P;
-    __shared__ float s0[8][BLOCK_COLS], s1[8][BLOCK_COLS];
+    // a thread's P partial sums sit S apart from the next thread's: with S = P the stores of a
+    // warp would hit every (32 / P)-th bank only (8-way conflicts in bf16); P + 1 is odd, so the
+    // 32 lanes' stores of one k land in 32 different banks
+    constexpr int S = P == 1 ? 1 : P + 1;
+    __shared__ float s0[8][32 * S], s1[8][32 * S];
     int c0 = blockIdx.x * BLOCK_COLS + threadIdx.x * P;
     int chunk = blockIdx.y;
     int r_begin = chunk * rows_per_chunk;
@@ -67,17 +71,18 @@ __global__ void __launch_bounds__(256) colsum_partial_kernel(float* __restrict__
         }
     }
     for (int k = 0; k < P; k++) {
-        s0[threadIdx.y][threadIdx.x * P + k] = sum0[k];
-        s1[threadIdx.y][threadIdx.x * P + k] = sum1[k];
+        s0[threadIdx.y][threadIdx.x * S + k] = sum0[k];
+        s1[threadIdx.y][threadIdx.x * S + k] = sum1[k];
     }
     __syncthreads();
     for (int col = threadIdx.y * 32 + threadIdx.x; col < BLOCK_COLS; col += 256) {
         int c = blockIdx.x * BLOCK_COLS + col;
         if (c >= C) continue;
+        int slot = (col / P) * S + col % P;
         float t0 = 0.0f, t1 = 0.0f;
         for (int i = 0; i < 8; i++) {  // fixed order
-            t0 += s0[i][col];
-            t1 += s1[i][col];
+            t0 += s0[i][slot];
+            t1 += s1[i][slot];
         }
         partial[((size_t)chunk * 2 + 0) * C + c] = t0;
         partial[((size_t)chunk * 2 + 1) * C + c] = t1;

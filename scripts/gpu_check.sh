@@ -17,8 +17,9 @@
 #   7. where the time goes: dev/cuda/step_profile.out splits one step of each benchmark config
 #      by kind of work (matrix products, attention, LayerNorm, activation, classifier, AdamW...)
 #   8. the kernel labs (dev/cuda): every version validated on random inputs, then timed
-#   9. compute-sanitizer: memcheck over test_gpt2cu (BF16, the head-size-64 states), racecheck
-#      over the attention lab's tensor-core kernels
+#   9. compute-sanitizer: memcheck over test_gpt2cu (BF16, the head-size-64 states); racecheck,
+#      synccheck and initcheck over the attention lab (whole and ragged tiles), and a negative
+#      control (a build with a planted cp.async race) that racecheck must flag
 #  10. (if time is left) tests/test_cli.sh against the CUDA trainer: bad input, resume, NaN guard
 # PyTorch's compilation is warmed in the background while the builds and tests run (its cache
 # makes the timed runs start in seconds); nothing else uses the GPU while anything is timed.
@@ -134,7 +135,8 @@ fi
 
 if want build; then
     run build 300 make -f cuda.mk -j8 CUDA_BIN=$BIN $BIN/test_gpt2cu_fp32 $BIN/test_gpt2cu_bf16 $BIN/test_gpt2cu_fp16 \
-        $BIN/train_gpt2cu_bf16 $BIN/train_gpt2cu_fp32 $BIN/attention_entropy_syncloads.out cuda-labs
+        $BIN/train_gpt2cu_bf16 $BIN/train_gpt2cu_fp32 $BIN/attention_entropy_syncloads.out $BIN/attention_entropy_nowait.out \
+        cuda-labs
     want cross && run build_cpu 120 make -s train_gpt2
 fi
 
@@ -290,10 +292,28 @@ if want sanitize; then
     SANITIZER=${SANITIZER:-$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)}
     if [ -x "$SANITIZER" ]; then
         run sanitize 100 "$SANITIZER" --tool memcheck --error-exitcode 9 --print-limit 20 $BIN/test_gpt2cu_bf16 $W/ref64
-        # shared-memory races in the tensor-core attention (cp.async tiles, 8-warp backward):
-        # the lab's version 4 at T = 64 (racecheck slows shared-memory code a lot), B = 2
-        # (validation) and B = 1 (timing)
-        run racecheck 60 "$SANITIZER" --tool racecheck --error-exitcode 9 --print-limit 20 dev/cuda/attention_entropy.out 4 1 64
+        # shared-memory races, barrier misuse and reads of unwritten memory in the attention
+        # kernels (validation only: B = 2, no timing): every version at T = 64 (whole 16-row
+        # tiles) and at T = 40 (ragged: the tile rows past T are zero-filled, not copied), so both
+        # tensor-core backwards (4 and 8 warps) and the cp.async edge cases are covered
+        for T in 64 40; do
+            run racecheck_T$T 60 "$SANITIZER" --tool racecheck --error-exitcode 9 --print-limit 20 dev/cuda/attention_entropy.out 0 0 $T
+        done
+        run synccheck 60 "$SANITIZER" --tool synccheck --error-exitcode 9 --print-limit 20 dev/cuda/attention_entropy.out 0 0 40
+        run initcheck 60 "$SANITIZER" --tool initcheck --error-exitcode 9 --print-limit 20 dev/cuda/attention_entropy.out 0 0 40
+        # negative control: the same lab with the cp.async wait left out (a planted race). A clean
+        # racecheck above means something only if racecheck flags this one.
+        left=$((DEADLINE - $(elapsed)))
+        [ $left -gt 60 ] && left=60
+        echo "== racecheck_nowait (negative control: must be flagged; limit ${left}s)"
+        timeout --kill-after=5 $left "$SANITIZER" --tool racecheck --print-limit 5 $BIN/attention_entropy_nowait.out 4 0 64 \
+            >$W/racecheck_nowait.log 2>&1
+        if grep -qiE "race reported|hazard" $W/racecheck_nowait.log && ! grep -qE "RACECHECK SUMMARY: 0 hazards" $W/racecheck_nowait.log; then
+            SUMMARY+=("ok   racecheck flags the planted cp.async race (negative control): $(grep -m1 'RACECHECK SUMMARY' $W/racecheck_nowait.log)")
+        else
+            SUMMARY+=("FAIL racecheck did not flag the planted cp.async race: its clean runs say nothing about cp.async")
+            FAILED=$((FAILED + 1))
+        fi
     else
         SUMMARY+=("SKIP sanitize (no compute-sanitizer)")
     fi

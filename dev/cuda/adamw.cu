@@ -26,7 +26,7 @@ __global__ void adamw_v1(float* params, floatX* params_x, float* grads, float* m
     bool apply = h->apply != 0;
     float grad_scale = h->grad_scale;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float grad = grads[i] * grad_scale;
+        float grad = __fmul_rn(grads[i], grad_scale);
         grads[i] = 0.0f;
         if (!apply) continue;
         float mi = m[i], vi = v[i];

@@ -39,6 +39,12 @@ inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z,
 template <class T> T __ldcs(const T* p) { return *p; }
 template <class T> void __stcs(T* p, T v) { *p = v; }
 inline float __expf(float x) { return expf(x); }
+// the round-to-nearest, never-contracted arithmetic intrinsics (the host compiler does not contract)
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float __fsqrt_rn(float a) { return sqrtf(a); }
 
 enum { F_RUN = 0, F_WAIT_BLOCK = 1, F_WAIT_WARP = 2, F_DONE = 3 };
 struct EmuFiber { ucontext_t ctx; int state; dim3 tid; };
