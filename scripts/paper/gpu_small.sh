@@ -8,7 +8,8 @@
 #
 # 1. the corpus: data/pycode_* as they are, else unpacked from .gpudata/ (written on a machine
 #    that has the corpus by scripts/paper/pack_gpu_data.sh, for machines that cannot build it)
-# 2. builds ./train_gpt2cu (bf16) unless it is there
+# 2. builds ./train_gpt2cu (bf16) unless it is there; copies the runs committed under
+#    results/<scale>/ into out/paper-<scale>/ (never over a run already there)
 # 3. `scripts/paper/run.sh small EXPERIMENT` for each experiment in turn while time is left
 #    (run.sh skips finished runs and resumes from checkpoints, so a second call carries on
 #    where a first one was cut off)
@@ -46,6 +47,15 @@ if [ "$TRAINER" = ./train_gpt2cu ] && [ ! -x ./train_gpt2cu ]; then
     make -s -f cuda.mk train_gpt2cu PRECISION=BF16 || { echo "gpu_small.sh: error: the CUDA build failed"; exit 1; }
 fi
 
+# runs committed from earlier sessions (results/<scale>/<experiment>/<tag>/: logs and status, no
+# checkpoints): copied in without overwriting, so run.sh skips the finished ones
+if [ -d results/$SCALE ]; then
+    for d in results/$SCALE/*/*/; do
+        [ -f "$d/run.info" ] || continue
+        dst=$ROOT/${d#results/$SCALE/}
+        [ -e "$dst" ] || { mkdir -p "$(dirname "$dst")" && cp -r "$d" "$dst"; }
+    done
+fi
 export CKPT_EVERY=${CKPT_EVERY:-500}
 for exp in $EXPERIMENTS; do
     t=$(left)

@@ -115,13 +115,13 @@ if [ "$DRY" = 0 ] && [ ! -x "$TRAINER" ]; then
     exit 1
 fi
 case $TRAINER in
-    *cu) DEVICE="GPU: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo unknown)" ;;
+    *gpt2cu*) DEVICE="GPU: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo unknown)" ;;
     *)   DEVICE="CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) cores" ;;
 esac
 # On a shared CPU, OpenMP threads that spin while OpenBLAS works (or while another process runs)
 # cost up to 2x: let idle threads sleep (measured on 2 cores: 290 -> 190 ms per tiny step).
-case $TRAINER in *cu) ;; *) export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} ;; esac
-if [ "$DRY" = 0 ] && [[ $TRAINER != *cu ]] && command -v ldd >/dev/null && ! ldd "$TRAINER" 2>/dev/null | grep -q openblas; then
+case $TRAINER in *gpt2cu*) ;; *) export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} ;; esac
+if [ "$DRY" = 0 ] && [[ $TRAINER != *gpt2cu* ]] && command -v ldd >/dev/null && ! ldd "$TRAINER" 2>/dev/null | grep -q openblas; then
     echo "run.sh: warning: $TRAINER is the loops-only build, ~4x slower here: make -B train_gpt2 USE_BLAS=1" >&2
 fi
 if [ "$SCALE" = full ] && [ "$TRAINER" = ./train_gpt2 ] && [ "$DRY" = 0 ]; then
