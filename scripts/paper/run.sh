@@ -26,7 +26,9 @@
 # out/paper-<scale>-<corpus> for a corpus other than the default): the trainer's logs
 # (main.log, entropy.tsv, slopes.tsv, nonfinite.tsv), its console output (train.out), run.info
 # (the settings, trainer, device and commit, read by plots.py) and status (complete / stopped /
-# failed, with the wall time). A second invocation skips runs whose status is complete or stopped,
+# nonfinite / failed, with the wall time; nonfinite: it ran all its steps under --on-nan log, but
+# some were non-finite and their updates applied, so its parameters may be too). A second
+# invocation skips runs whose status is complete, stopped or nonfinite,
 # resumes (-y 1) runs that have a checkpoint, and moves a run that died before its first
 # checkpoint aside (<tag>.partial-DATE) and starts it again.
 #
@@ -121,7 +123,7 @@ esac
 # On a shared CPU, OpenMP threads that spin while OpenBLAS works (or while another process runs)
 # cost up to 2x: let idle threads sleep (measured on 2 cores: 290 -> 190 ms per tiny step).
 case $TRAINER in *gpt2cu*) ;; *) export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} ;; esac
-if [ "$DRY" = 0 ] && [[ $TRAINER != *gpt2cu* ]] && command -v ldd >/dev/null && ! ldd "$TRAINER" 2>/dev/null | grep -q openblas; then
+if [ "$DRY" = 0 ] && [[ $TRAINER != *gpt2cu* ]] && command -v ldd >/dev/null && ! ldd "$TRAINER" 2>/dev/null | grep openblas >/dev/null; then
     echo "run.sh: warning: $TRAINER is the loops-only build, ~4x slower here: make -B train_gpt2 USE_BLAS=1" >&2
 fi
 if [ "$SCALE" = full ] && [ "$TRAINER" = ./train_gpt2 ] && [ "$DRY" = 0 ]; then
@@ -163,7 +165,7 @@ run_one() {  # run_one EXPERIMENT TAG NORM ACT ON_NAN
     # shellcheck disable=SC2206  # EXTRA_FLAGS is split on purpose
     local cmd=("$TRAINER" "${COMMON[@]}" --norm "$norm" --act "$act" --on-nan "$on_nan" -o "$dir" $EXTRA_FLAGS)
     if [ "$DRY" = 1 ]; then printf '%q ' "${cmd[@]}"; echo; return; fi
-    if [ -f "$dir/status" ] && grep -qE '^(complete|stopped)' "$dir/status"; then
+    if [ -f "$dir/status" ] && grep -qE '^(complete|stopped|nonfinite)' "$dir/status"; then
         echo "== $exp/$tag: $(head -1 "$dir/status") (skipped; delete $dir to run it again)"
         return
     fi
@@ -213,8 +215,16 @@ run_one() {  # run_one EXPERIMENT TAG NORM ACT ON_NAN
     wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
     local last_val
     last_val=$(grep -E '^s:[0-9]+ tel:' "$dir/main.log" 2>/dev/null | tail -1 || true)
+    local bad
+    bad=$(nonfinite_steps "$dir")
     case $rc in
-        0) echo "complete wall_s=$wall device=$DEVICE" > "$dir/status" ;;
+        0) if [ "$on_nan" = log ] && [ "$bad" -gt 0 ]; then
+               echo "nonfinite wall_s=$wall device=$DEVICE non-finite values in $bad steps, their updates applied (--on-nan log; see nonfinite.tsv)" > "$dir/status"
+           elif [ "$bad" -gt 0 ]; then
+               echo "complete wall_s=$wall device=$DEVICE skipped=$bad (non-finite steps, --on-nan $on_nan)" > "$dir/status"
+           else
+               echo "complete wall_s=$wall device=$DEVICE" > "$dir/status"
+           fi ;;
         3) echo "stopped wall_s=$wall non-finite value under --on-nan stop (see train.out)" > "$dir/status" ;;
         *) echo "failed wall_s=$wall exit=$rc (see train.out)" > "$dir/status"; FAILED_RUNS+=("$exp/$tag") ;;
     esac
@@ -224,6 +234,14 @@ run_one() {  # run_one EXPERIMENT TAG NORM ACT ON_NAN
         last) prune_checkpoints "$dir" newest ;;
         none) if [ "$rc" = 0 ]; then prune_checkpoints "$dir" all; else prune_checkpoints "$dir" newest; fi ;;
     esac
+}
+
+# nonfinite_steps DIR: how many steps the run's logs show a non-finite value in (a nan/inf loss or
+# gradient norm in main.log, a non-zero count in nonfinite.tsv). The trainer exits 0 under
+# --on-nan log and skip whatever happened, so the status is decided from the logs.
+nonfinite_steps() {
+    { awk '/^s:[0-9]+ trl:/ && /(nan|inf)/ { sub(/^s:/, "", $1); print $1 }' "$1/main.log"
+      awk 'NR > 1 && ($3 > 0 || $4 > 0) { print $1 }' "$1/nonfinite.tsv"; } 2>/dev/null | sort -un | wc -l
 }
 
 # prune_checkpoints DIR newest|all: deletes the checkpoints (DONE_, model_, state_ files) older than

@@ -4,9 +4,10 @@
 # hand-made logs with known answers); a shortened tiny set (every experiment, 12 steps per run)
 # through run.sh, then plots.py: every figure as a non-empty PNG and PDF, a results.md row with
 # a finite perplexity per model, head shares summing to 100%; a second run.sh skips finished
-# runs; resume from a checkpoint (logs identical to an uninterrupted run); a run that died
-# before its first checkpoint is moved aside; plots.py with experiments missing; the full
-# recipe's flags (dry run). Uses the default corpus when it is built (make data), else the
+# runs; forced failures (LR 50 under --on-nan stop and log, a run killed mid-way): their status
+# and how results.md reports them (banner, empty change cells, states); resume from a checkpoint
+# (logs identical to an uninterrupted run); a run that died before its first checkpoint is moved
+# aside; plots.py with experiments missing; the full recipe's flags (dry run). Uses the default corpus when it is built (make data), else the
 # sample corpus (dev/data/prepare.sh --sample; TEST_DATA=sample forces it). Last line:
 # "N passed, M failed".
 set -u
@@ -101,7 +102,7 @@ ppl = {r[0]: r[3] for r in rows("Eval perplexity")}
 models = ["LN + GELU", "LN + ReLU", "LN-free GELU", "LN-free ReLU", "LN-free, learnable slope per layer", "LN-free, learnable global slope"]
 bad = [m for m in models if m not in ppl or not math.isfinite(float(ppl[m]))]
 fixed = rows("Fixed slopes")
-if len(fixed) != 4 or any(not math.isfinite(float(r[4])) for r in fixed):
+if len(fixed) != 4 or any(not math.isfinite(float(r[6])) for r in fixed):
     bad.append("fixed slopes")
 for r in rows("Head share"):
     for col in (3, 5):
@@ -116,6 +117,54 @@ EOF
 }
 check "results.md: a finite perplexity per model (4 main, 2 slopes, 4 fixed slopes), shares sum to 100%" table_check
 check "figures are labelled with scale, tokens, trainer and commit" grep -q "scale tiny | L2H2C64T128, T=128 | 6.14K tokens per run" "$ROOT/results.md"
+
+echo "== forced failures: LR 50 under --on-nan stop and log, a run killed after a few steps"
+F=$W/failures
+mkdir -p "$F/main" "$F/fixed-slopes"
+cp -r "$ROOT/main/ln-gelu" "$ROOT/main/none-relu" "$F/main/"
+cp -r "$ROOT/fixed-slopes/none-lrelu-0.01" "$F/fixed-slopes/"
+env "${SHORT[@]}" OUT_ROOT=$F LR=50 ONLY=none-gelu bash scripts/paper/run.sh tiny main > "$W/fail_stop.log" 2>&1
+check "LR 50 under --on-nan stop: run.sh exits 0, status stopped" test $? -eq 0 -a "$(cut -d' ' -f1 "$F/main/none-gelu/status")" = stopped
+env "${SHORT[@]}" OUT_ROOT=$F LR=50 FIXED_SLOPES=0.2 bash scripts/paper/run.sh tiny fixed-slopes > "$W/fail_log.log" 2>&1
+D=$F/fixed-slopes/none-lrelu-0.2
+check "LR 50 under --on-nan log: the trainer ran all 12 steps (exit 0) with NaN losses" \
+    test $? -eq 0 -a -n "$(grep -m1 'trl:nan' "$D/main.log")" -a -n "$(grep '^s:12 tel:' "$D/main.log")"
+check "... and run.sh's status says nonfinite, not complete" grep -q '^nonfinite wall_s=.* non-finite values in [0-9]* steps' "$D/status"
+# a run killed (TERM to run.sh, which stops the trainer) once a few steps are logged: no status
+env "${SHORT[@]}" OUT_ROOT=$F ONLY=ln-relu bash scripts/paper/run.sh tiny main > "$W/fail_kill.log" 2>&1 &
+kpid=$!
+for _ in $(seq 300); do grep -q '^s:2 trl:' "$F/main/ln-relu/main.log" 2>/dev/null && break; sleep 0.1; done
+kill "$kpid"; wait "$kpid"
+check "a run killed after step 2: no status, fewer than 12 steps logged" \
+    test ! -e "$F/main/ln-relu/status" -a -z "$(grep '^s:11 trl:' "$F/main/ln-relu/main.log")"
+$PYTHON scripts/paper/plots.py "$F" > "$W/plots_fail.log" 2>&1
+check "plots.py on the failures exits 0, figures 1, 2, 4, 5 drawn" test $? -eq 0 -a -s "$F/fig1_entropy_heatmaps.png" \
+    -a -s "$F/fig2_entropy_bins_eval.png" -a -s "$F/fig4_layer_entropy.png" -a -s "$F/fig5_fixed_slopes.png"
+failures_table() {
+    $PYTHON - "$F/results.md" <<'EOF'
+import sys
+md = open(sys.argv[1]).read()
+sec = lambda t: next((s for s in md.split("\n## ") if s.startswith(t)), "")
+rows = lambda t: {c[0]: c for c in ([x.strip() for x in l.strip().strip("|").split("|")] for l in sec(t).splitlines()
+                                    if l.startswith("| ") and not l.startswith("| model"))}
+ppl, fixed, bad = rows("Eval perplexity"), rows("Fixed slopes"), []
+want = {"LN-free GELU": ("", "stopped"), "LN + ReLU": ("", "unfinished")}
+for name, (change, state) in want.items():
+    if (ppl[name][4], ppl[name][7]) != (change, state):
+        bad.append(f"{name}: change '{ppl[name][4]}', run '{ppl[name][7]}'")
+if not ppl["LN-free ReLU"][4].endswith("%") or ppl["LN-free ReLU"][7] != "complete":
+    bad.append("LN-free ReLU lost its change")
+if fixed["LN-free, fixed slope 0.2"][7] != "non-finite" or not fixed["LN-free, fixed slope 0.2"][2].isdigit():
+    bad.append("fixed slope 0.2: " + " | ".join(fixed["LN-free, fixed slope 0.2"]))
+if "versus LN-free GELU's: not computed (LN-free GELU: stopped)" not in md:
+    bad.append("the ReLU vs GELU line")
+if not md.split("\n")[2].startswith("> **Scale tiny: a pipeline test only.**") or "3 of 6 runs did not finish cleanly" not in md:
+    bad.append("banner: " + md.split("\n")[2][:120])
+print("     " + ("; ".join(bad) if bad else "banner; stopped, unfinished: empty change; non-finite run marked"))
+sys.exit(1 if bad else 0)
+EOF
+}
+check "results.md: the tiny banner; no change for the stopped and unfinished runs; the log run non-finite" failures_table
 
 echo "== plots.py with experiments missing"
 mkdir -p "$W/partial"
