@@ -368,6 +368,27 @@ __global__ void entropy_reduce_kernel(double* ent_sum, const float* partial, int
 // loads the warps never wait for each other. The backward holds Q, K, V, dO, P and dS of one
 // (b, h) in shared memory (~207 KB): phase 1 recomputes S and dP = dO V^T per 16-row strip and
 // writes P and dS = P (dP - D); phase 2 forms dQ = dS K, dK = dS^T Q and dV = P^T dO by wmma.
+//
+// D is the row's p-weighted mean of the very dp it is subtracted from, D_t = sum_j p~ dp / sum_j
+// p~ with p~ = p rounded to floatX (the P that dV uses), not dO_t . O_t from the saved output.
+// Why: softmax is invariant to adding a constant to a row's scores, and its exact gradient
+// respects that, sum_j ds_tj = 0: dq_t sees the keys only through their differences, and the
+// keys' gradients sum to zero, so a component that every key shares (large in an LN-free model:
+// one direction of the residual stream) neither scales dq nor gets a gradient. With D =
+// dO . O and O rounded to floatX (and formed from P rounded to floatX), sum_j ds_tj = dO . (P V -
+// O) ~ u |dO| |O|, an error that does not shrink with the row's true ds; dq_t = sum_j ds_tj k_j /
+// sqrt(hs) and dk then carry it times |k| and |q|. Where attention has collapsed (one-hot rows,
+// scores of hundreds to thousands) the true dq and dk are ~0 and this spurious part dominates: in
+// test_gpt2.cu's hard rows it was up to 21x the gradient's own rounding bound in dq (max error 55%
+// of the largest |dq|). It is the suspected cause (not yet confirmed on a GPU) of a bf16 LN-free
+// ReLU GPT-2 124M run whose last layers had collapsed seeing its gradient norm go 0.29, 7, 3e5,
+// ... inf within 5 steps, where the fp32 build (fp32 O, the SIMT path) did not. With D formed
+// here, sum_j ds_tj = 0 to fp32 rounding, every error of dS is relative to dS, and the output is
+// no longer read by this backward. The normalisation by sum p~ also absorbs the rounding of lse =
+// m + ln l at large scores (lse ~ 1e4: half an ulp is 5e-4, so sum_j p = 1 +- 5e-4 before it).
+// (The SIMT path still forms D from O: accurate to fp32 rounding in the fp32 build; in bf16/fp16
+// builds, where it runs only for head sizes other than 64 or T > 128, it keeps the conditioning
+// described above, which FlashAttention-2's backward, D = rowsum(dO * O) from the rounded O, shares.)
 // SPEED WORK REMAINS: wgmma (sm_90a) instead of wmma's mma.sync, more warps per block in the
 // backward (it runs 4 warps, one block per SM), and K/V reuse across the heads' query tiles.
 #if !defined(ENABLE_FP32)
@@ -557,21 +578,26 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel
 
 // The backward's shared memory for one (b, h): the Q, K, V and dO tiles (TMAX, LDX), P and dS
 // (TMAX, LDP), `nbuf` fp32 scratch buffers of `buf_bytes` (a few per warp), then each row's lse
-// and D (TMAX each).
+// and D (TMAX each); with `tiled`, also dP of every causal 16x16 tile (fp32, tile after tile)
+// and each row's partial sums for D per key strip ((TMAX / 16, TMAX) twice).
+#define ATTW_NCAUSAL ((ATTW_TMAX / 16) * (ATTW_TMAX / 16 + 1) / 2)
 struct AttwBackwardTiles {
     floatX *Qs, *Ks, *Vs, *dOs, *Ps, *dSs;
     unsigned char* scratch;  // buffer k at scratch + k * align128(buf_bytes)
     float *lse_s, *D_s;
+    float *dPt, *Dnum, *Dden;  // with `tiled` only
 };
 
-__host__ __device__ inline size_t attw_backward_smem_bytes(int nbuf, size_t buf_bytes) {
+__host__ __device__ inline size_t attw_backward_smem_bytes(int nbuf, size_t buf_bytes, bool tiled) {
     return 4 * align128(ATTW_TMAX * ATTW_LDX * sizeof(floatX)) + 2 * align128(ATTW_TMAX * ATTW_LDP * sizeof(floatX)) +
-           nbuf * align128(buf_bytes) + 2 * align128(ATTW_TMAX * sizeof(float));
+           nbuf * align128(buf_bytes) + 2 * align128(ATTW_TMAX * sizeof(float)) +
+           (tiled ? align128(ATTW_NCAUSAL * 256 * sizeof(float)) + 2 * align128(ATTW_TMAX / 16 * ATTW_TMAX * sizeof(float)) : 0);
 }
 
-__device__ inline AttwBackwardTiles attw_backward_carve(unsigned char* smem, int nbuf, size_t buf_bytes) {
+__device__ inline AttwBackwardTiles attw_backward_carve(unsigned char* smem, int nbuf, size_t buf_bytes, bool tiled) {
     const size_t tile_bytes = align128(ATTW_TMAX * ATTW_LDX * sizeof(floatX));
     const size_t p_bytes = align128(ATTW_TMAX * ATTW_LDP * sizeof(floatX));
+    const size_t row_bytes = align128(ATTW_TMAX * sizeof(float));
     AttwBackwardTiles s;
     s.Qs = (floatX*)smem;
     s.Ks = (floatX*)(smem + tile_bytes);
@@ -581,16 +607,20 @@ __device__ inline AttwBackwardTiles attw_backward_carve(unsigned char* smem, int
     s.dSs = (floatX*)(smem + 4 * tile_bytes + p_bytes);
     s.scratch = smem + 4 * tile_bytes + 2 * p_bytes;
     s.lse_s = (float*)(s.scratch + nbuf * align128(buf_bytes));
-    s.D_s = s.lse_s + align128(ATTW_TMAX * sizeof(float)) / sizeof(float);
+    s.D_s = (float*)((unsigned char*)s.lse_s + row_bytes);
+    s.dPt = s.Dnum = s.Dden = NULL;
+    if (tiled) {
+        s.dPt = (float*)((unsigned char*)s.D_s + row_bytes);
+        s.Dnum = (float*)((unsigned char*)s.dPt + align128(ATTW_NCAUSAL * 256 * sizeof(float)));
+        s.Dden = (float*)((unsigned char*)s.Dnum + align128(ATTW_TMAX / 16 * ATTW_TMAX * sizeof(float)));
+    }
     return s;
 }
 
-// Loads Q, K, V and dO of (b, h), rows past T zeroed, then each row's lse (saved by the
-// forward) and D_t = dO_t . O_t (O staged in the P tile); ends with the block synchronised. nwarps: the block's warps.
+// Loads Q, K, V and dO of (b, h), rows past T zeroed, and each row's lse (saved by the forward);
+// ends with the block synchronised.
 __device__ inline void attw_backward_load(const AttwBackwardTiles& s, const floatX* dout, const floatX* qkv,
-                                          const floatX* out, const float* lse, int b, int h, int T, int C, int NH,
-                                          int nwarps) {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+                                          const float* lse, int b, int h, int T, int C, int NH) {
     const size_t C3 = 3 * (size_t)C;
     const floatX* base = qkv + (size_t)b * T * C3 + (size_t)h * ATTW_HS;
     const int Tpad = round16(T);
@@ -598,23 +628,8 @@ __device__ inline void attw_backward_load(const AttwBackwardTiles& s, const floa
     attw_load_rows(s.Ks, base + C, C3, 0, Tpad, T);
     attw_load_rows(s.Vs, base + 2 * C, C3, 0, Tpad, T);
     attw_load_rows(s.dOs, dout + (size_t)b * T * C + (size_t)h * ATTW_HS, C, 0, Tpad, T);
-    // O is staged in the P tile (free until the first strip's probabilities; (Tpad, LDX) fits
-    // in its (TMAX, LDP)), so that D reads shared memory instead of one row per warp in turn
-    floatX* Os = s.Ps;
-    attw_load_rows(Os, out + (size_t)b * T * C + (size_t)h * ATTW_HS, C, 0, Tpad, T);
+    for (int t = threadIdx.x; t < Tpad; t += blockDim.x) s.lse_s[t] = t < T ? lse[((size_t)b * NH + h) * T + t] : 0.0f;
     attw_loads_wait();
-    __syncthreads();
-    for (int t = warp; t < Tpad; t += nwarps) {
-        float dsum = 0.0f;
-        if (t < T) {
-            for (int d = lane; d < ATTW_HS; d += 32) dsum += to_float(s.dOs[t * ATTW_LDX + d]) * to_float(Os[t * ATTW_LDX + d]);
-        }
-        dsum = warp_sum(dsum);
-        if (lane == 0) {
-            s.D_s[t] = dsum;
-            s.lse_s[t] = t < T ? lse[((size_t)b * NH + h) * T + t] : 0.0f;
-        }
-    }
     __syncthreads();
 }
 
@@ -664,28 +679,58 @@ __device__ inline void attw_tile_dkdv(FragC& acc_k, FragC& acc_v, const AttwBack
     }
 }
 
-// p and dS = p (dP - D) of query row t, key j, from the unscaled score and dP; zero above the
-// diagonal and on padding rows.
-__device__ inline void attw_p_ds(float score, float dp, int t, int j, int T, float scale, const AttwBackwardTiles& s,
-                                 float* p, float* ds) {
-    *p = 0.0f;
-    *ds = 0.0f;
-    if (j <= t && t < T) {
-        *p = expf(score * scale - s.lse_s[t]);
-        *ds = *p * (dp - s.D_s[t]);
+// Phase 1 works on the causal 16x16 tiles (query strip i, key strip n <= i), one warp per tile,
+// lane l on column l % 16 of rows l / 16 + 2 m, m = 0 .. 7 (the same elements in both kernels, so
+// that they agree bit for bit). First attw_tile_p: p = exp(score * scale - lse) rounded to floatX
+// into P (zero above the diagonal and on padding rows), and per row the sums of p~ dp and of p~
+// over the tile's 16 keys (a butterfly over the row's 16 lanes: every lane of the half-warp ends
+// with the same bits). S: the unscaled scores, dP: dO V^T, row strides lds and ldp.
+__device__ inline void attw_tile_p(const float* S, int lds, const float* dP, int ldp, const AttwBackwardTiles& s, int i,
+                                   int n, int T, float scale, float num[8], float den[8]) {
+    const int lane = threadIdx.x % 32, cc = lane % 16;
+#pragma unroll
+    for (int m = 0; m < 8; m++) {
+        const int rr = lane / 16 + 2 * m, t = 16 * i + rr, j = 16 * n + cc;
+        const bool valid = j <= t && t < T;
+        const floatX p = from_float<floatX>(valid ? expf(S[rr * lds + cc] * scale - s.lse_s[t]) : 0.0f);
+        s.Ps[t * ATTW_LDP + j] = p;
+        float a = valid ? to_float(p) * dP[rr * ldp + cc] : 0.0f, c = to_float(p);
+#pragma unroll
+        for (int off = 8; off > 0; off >>= 1) {
+            a += __shfl_xor_sync(0xffffffffu, a, off);
+            c += __shfl_xor_sync(0xffffffffu, c, off);
+        }
+        num[m] = a;
+        den[m] = c;
     }
 }
 
-inline size_t attw_backward_smem() { return attw_backward_smem_bytes(2 * ATTW_WARPS, 16 * ATTW_LDS * sizeof(float)); }
+// Row t's D = sum_j p~ dp / sum_j p~ from its summed partials (0 on padding rows).
+__device__ inline float attw_row_D(float num, float den) { return den > 0.0f ? num / den : 0.0f; }
+
+// Then attw_tile_ds, once the rows' D are known (D[m]: row l / 16 + 2 m of the tile): dS = p~ (dP -
+// D) into dS, from this lane's own P elements.
+__device__ inline void attw_tile_ds(const float* dP, int ldp, const AttwBackwardTiles& s, int i, int n, int T,
+                                    const float D[8]) {
+    const int lane = threadIdx.x % 32, cc = lane % 16;
+#pragma unroll
+    for (int m = 0; m < 8; m++) {
+        const int rr = lane / 16 + 2 * m, t = 16 * i + rr, j = 16 * n + cc;
+        const float ds = j <= t && t < T ? to_float(s.Ps[t * ATTW_LDP + j]) * (dP[rr * ldp + cc] - D[m]) : 0.0f;
+        s.dSs[t * ATTW_LDP + j] = from_float<floatX>(ds);
+    }
+}
+
+inline size_t attw_backward_smem() { return attw_backward_smem_bytes(2 * ATTW_WARPS, 16 * ATTW_LDS * sizeof(float), false); }
 
 // Grid (NH, B), 128 threads; one block holds one (b, h). Writes all of dqkv's (b, h) slice.
 // Each warp owns 16-row strips end to end, with two (16, T) fp32 strips of scratch.
 __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_backward_wmma_kernel(floatX* dqkv, const floatX* dout,
-                                                                                 const floatX* qkv, const floatX* out,
-                                                                                 const float* lse, int B, int T, int C, int NH) {
+                                                                                 const floatX* qkv, const float* lse, int B,
+                                                                                 int T, int C, int NH) {
     extern __shared__ __align__(128) unsigned char smem_w[];
     const size_t strip_bytes = 16 * ATTW_LDS * sizeof(float);
-    const AttwBackwardTiles s = attw_backward_carve(smem_w, 2 * ATTW_WARPS, strip_bytes);
+    const AttwBackwardTiles s = attw_backward_carve(smem_w, 2 * ATTW_WARPS, strip_bytes, false);
     const int h = blockIdx.x, b = blockIdx.y;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     float* S1 = (float*)(s.scratch + (2 * warp) * align128(strip_bytes));  // (16, LDS) this warp's scratch
@@ -693,10 +738,10 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_backward_wmma_kerne
     const size_t C3 = 3 * (size_t)C;
     const float scale = 1.0f / sqrtf((float)ATTW_HS);
     const int ntiles = round16(T) / 16;
-    attw_backward_load(s, dout, qkv, out, lse, b, h, T, C, NH, ATTW_WARPS);
-    // phase 1: per 16-row query strip i, the tiles n <= i of S, P, dP and dS
+    attw_backward_load(s, dout, qkv, lse, b, h, T, C, NH);
+    // phase 1: per 16-row query strip i, the tiles n <= i of S, P, dP, then the rows' D, then dS
     for (int i = warp; i < ntiles; i += ATTW_WARPS) {
-        const int r0 = 16 * i, nk = i + 1;
+        const int nk = i + 1;
         for (int n = 0; n < nk; n++) {
             FragC acc_s, acc_p;
             attw_tile_scores(acc_s, acc_p, s, i, n);
@@ -704,15 +749,19 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_backward_wmma_kerne
             wmma::store_matrix_sync(S2 + n * 16, acc_p, ATTW_LDS, wmma::mem_row_major);
         }
         __syncwarp();
-        for (int rr = 0; rr < 16; rr++) {
-            const int t = r0 + rr;
-            for (int j = lane; j < nk * 16; j += 32) {
-                float p, ds;
-                attw_p_ds(S1[rr * ATTW_LDS + j], S2[rr * ATTW_LDS + j], t, j, T, scale, s, &p, &ds);
-                s.Ps[t * ATTW_LDP + j] = from_float<floatX>(p);
-                s.dSs[t * ATTW_LDP + j] = from_float<floatX>(ds);
+        float num[8] = {}, den[8] = {}, D[8];
+        for (int n = 0; n < nk; n++) {
+            float a[8], c[8];
+            attw_tile_p(S1 + n * 16, ATTW_LDS, S2 + n * 16, ATTW_LDS, s, i, n, T, scale, a, c);
+#pragma unroll
+            for (int m = 0; m < 8; m++) {  // over the tiles in order, as attention_backward_wmma8_kernel sums
+                num[m] += a[m];
+                den[m] += c[m];
             }
         }
+#pragma unroll
+        for (int m = 0; m < 8; m++) D[m] = attw_row_D(num[m], den[m]);
+        for (int n = 0; n < nk; n++) attw_tile_ds(S2 + n * 16, ATTW_LDS, s, i, n, T, D);
         __syncwarp();
     }
     __syncthreads();
@@ -756,23 +805,26 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_backward_wmma_kerne
 }
 
 // A second tensor-core backward, for the lab to race against the one above: 8 warps per block
-// instead of 4, and no per-warp (16, T) fp32 strips. Since the forward saved each row's lse,
-// P and dS of a 16x16 tile depend on that tile alone, so phase 1 runs over the causal tiles
-// (i, n <= i) one at a time through a 16x16 fp32 scratch, and phase 2 stages each 16x16 output
-// tile the same way: ~165 KB of shared memory instead of ~207 KB, and twice the warps in flight
-// on each SM. Same inputs, outputs and numerics (fp32 p for dS) as attention_backward_wmma_kernel.
+// instead of 4, and no per-warp (16, T) fp32 strips. Since the forward saved each row's lse, P of
+// a 16x16 tile depends on that tile alone, so phase 1 runs over the causal tiles (i, n <= i) one
+// at a time through a 16x16 fp32 scratch, keeping each tile's dP (fp32, 36 KB at T = 128) and its
+// rows' partial sums for D; after a block barrier each row's D is summed over its tiles in order,
+// and after another each tile's dS is formed. Phase 2 stages each 16x16 output tile through the
+// scratch. ~205 KB of shared memory (the 4-warp kernel: ~207 KB), so one block per SM either way,
+// with twice the warps in flight. Same inputs and outputs, bit for bit, as
+// attention_backward_wmma_kernel (the same per-element arithmetic and summation orders).
 #define ATTW8_WARPS 8
 #define ATTW8_LDT 20                  // fp32 row stride of a 16x16 scratch tile (a multiple of 4)
 
-inline size_t attw8_backward_smem() { return attw_backward_smem_bytes(2 * ATTW8_WARPS, 16 * ATTW8_LDT * sizeof(float)); }
+inline size_t attw8_backward_smem() { return attw_backward_smem_bytes(2 * ATTW8_WARPS, 16 * ATTW8_LDT * sizeof(float), true); }
 
 // Grid (NH, B), 256 threads; one block holds one (b, h). Writes all of dqkv's (b, h) slice.
 __global__ void __launch_bounds__(ATTW8_WARPS * 32) attention_backward_wmma8_kernel(floatX* dqkv, const floatX* dout,
-                                                                                   const floatX* qkv, const floatX* out,
-                                                                                   const float* lse, int B, int T, int C, int NH) {
+                                                                                   const floatX* qkv, const float* lse, int B,
+                                                                                   int T, int C, int NH) {
     extern __shared__ __align__(128) unsigned char smem_w[];
     const size_t scratch_bytes = 16 * ATTW8_LDT * sizeof(float);
-    const AttwBackwardTiles s = attw_backward_carve(smem_w, 2 * ATTW8_WARPS, scratch_bytes);
+    const AttwBackwardTiles s = attw_backward_carve(smem_w, 2 * ATTW8_WARPS, scratch_bytes, true);
     const int h = blockIdx.x, b = blockIdx.y;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     float* X1 = (float*)(s.scratch + (2 * warp) * align128(scratch_bytes));  // (16, LDT) this warp's scratch
@@ -780,8 +832,9 @@ __global__ void __launch_bounds__(ATTW8_WARPS * 32) attention_backward_wmma8_ker
     const size_t C3 = 3 * (size_t)C;
     const float scale = 1.0f / sqrtf((float)ATTW_HS);
     const int ntiles = round16(T) / 16;
-    attw_backward_load(s, dout, qkv, out, lse, b, h, T, C, NH, ATTW8_WARPS);
-    // phase 1: the causal tiles (i, n <= i), numbered row by row, dealt to the warps in turn
+    attw_backward_load(s, dout, qkv, lse, b, h, T, C, NH);
+    // phase 1: the causal tiles (i, n <= i), numbered row by row, dealt to the warps in turn:
+    // S, dP (kept, tile `item` at dPt + 256 item), P and the rows' partial sums for D
     const int ncausal = ntiles * (ntiles + 1) / 2;
     for (int item = warp; item < ncausal; item += ATTW8_WARPS) {
         int i = 0;
@@ -790,16 +843,40 @@ __global__ void __launch_bounds__(ATTW8_WARPS * 32) attention_backward_wmma8_ker
         FragC acc_s, acc_p;
         attw_tile_scores(acc_s, acc_p, s, i, n);
         wmma::store_matrix_sync(X1, acc_s, ATTW8_LDT, wmma::mem_row_major);
-        wmma::store_matrix_sync(X2, acc_p, ATTW8_LDT, wmma::mem_row_major);
+        wmma::store_matrix_sync(s.dPt + 256 * item, acc_p, 16, wmma::mem_row_major);
         __syncwarp();
-        for (int e = lane; e < 256; e += 32) {
-            const int rr = e / 16, cc = e % 16, t = 16 * i + rr, j = 16 * n + cc;
-            float p, ds;
-            attw_p_ds(X1[rr * ATTW8_LDT + cc], X2[rr * ATTW8_LDT + cc], t, j, T, scale, s, &p, &ds);
-            s.Ps[t * ATTW_LDP + j] = from_float<floatX>(p);
-            s.dSs[t * ATTW_LDP + j] = from_float<floatX>(ds);
+        float a[8], c[8];
+        attw_tile_p(X1, ATTW8_LDT, s.dPt + 256 * item, 16, s, i, n, T, scale, a, c);
+        if (lane % 16 == 0) {
+#pragma unroll
+            for (int m = 0; m < 8; m++) {
+                const int t = 16 * i + lane / 16 + 2 * m;
+                s.Dnum[n * ATTW_TMAX + t] = a[m];
+                s.Dden[n * ATTW_TMAX + t] = c[m];
+            }
         }
         __syncwarp();  // the scratch is rewritten by this warp's next tile
+    }
+    __syncthreads();
+    // each row's D, its partials summed over the key strips in order
+    for (int t = threadIdx.x; t < 16 * ntiles; t += blockDim.x) {
+        float num = 0.0f, den = 0.0f;
+        for (int n = 0; n <= t / 16; n++) {
+            num += s.Dnum[n * ATTW_TMAX + t];
+            den += s.Dden[n * ATTW_TMAX + t];
+        }
+        s.D_s[t] = attw_row_D(num, den);
+    }
+    __syncthreads();
+    // dS of each causal tile, dealt as before
+    for (int item = warp; item < ncausal; item += ATTW8_WARPS) {
+        int i = 0;
+        while ((i + 1) * (i + 2) / 2 <= item) i++;
+        const int n = item - i * (i + 1) / 2;
+        float D[8];
+#pragma unroll
+        for (int m = 0; m < 8; m++) D[m] = s.D_s[16 * i + lane / 16 + 2 * m];
+        attw_tile_ds(s.dPt + 256 * item, 16, s, i, n, T, D);
     }
     __syncthreads();
     // phase 2: 4 * ntiles dQ tiles (strip i, columns nt), then 4 * ntiles dK/dV tiles (key
@@ -842,7 +919,8 @@ __global__ void __launch_bounds__(ATTW8_WARPS * 32) attention_backward_wmma8_ker
 static bool g_attention_force_simt = false;
 // Which tensor-core backward runs: the 8-warp one (attention_backward_wmma8_kernel, the default:
 // on an H200 at GPT-2 124M's shape, B = 128, it took 0.48 ms per layer against the 4-warp
-// kernel's 0.82, dev/cuda/attention_entropy.cu versions 4 and 3) or, if false, the 4-warp one.
+// kernel's 0.82, dev/cuda/attention_entropy.cu versions 4 and 3; timed before both formed D
+// themselves, not re-timed since) or, if false, the 4-warp one.
 static bool g_attention_bwd_wmma8 = true;
 
 // Whether the tensor-core path handles this call: bf16/fp16, head size 64, T <= 128, and
@@ -906,14 +984,14 @@ inline void attention_forward(floatX* out, float* lse, float* ent_partial, unsig
 }
 
 // dqkv (B, T, 3C) = the gradient (overwritten) from dout (B, T, C); qkv, out and lse as saved by
-// the forward; Dbuf: (B, NH, T) floats of scratch.
+// the forward (out is read by the SIMT path only); Dbuf: (B, NH, T) floats of scratch.
 inline void attention_backward(floatX* dqkv, float* Dbuf, const floatX* dout, const floatX* qkv, const floatX* out,
                                const float* lse, int B, int T, int C, int NH) {
 #if !defined(ENABLE_FP32)
     if (attention_use_wmma(qkv, out, T, C, NH) && aligned16(dqkv) && aligned16(dout) && g_attention_bwd_wmma8) {
         size_t smem = attw8_backward_smem();
         att_set_smem(attention_backward_wmma8_kernel, smem);
-        attention_backward_wmma8_kernel<<<dim3(NH, B), ATTW8_WARPS * 32, smem, g_stream>>>(dqkv, dout, qkv, out, lse, B, T, C, NH);
+        attention_backward_wmma8_kernel<<<dim3(NH, B), ATTW8_WARPS * 32, smem, g_stream>>>(dqkv, dout, qkv, lse, B, T, C, NH);
         cudaCheckLaunch();
         return;
     }
@@ -921,7 +999,7 @@ inline void attention_backward(floatX* dqkv, float* Dbuf, const floatX* dout, co
         size_t smem = attw_backward_smem();
         att_set_smem(attention_backward_wmma_kernel, smem);
         dim3 grid(NH, B);
-        attention_backward_wmma_kernel<<<grid, ATTW_WARPS * 32, smem, g_stream>>>(dqkv, dout, qkv, out, lse, B, T, C, NH);
+        attention_backward_wmma_kernel<<<grid, ATTW_WARPS * 32, smem, g_stream>>>(dqkv, dout, qkv, lse, B, T, C, NH);
         cudaCheckLaunch();
         return;
     }

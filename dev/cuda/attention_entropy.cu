@@ -8,9 +8,10 @@ per-head entropy (entropy.cuh), forward and backward.
   version 3  the tensor-core kernels (wmma; bf16/fp16, hs = 64, T <= 128) with the 4-warp
              backward (32x64 scratch tiles, ~207 KB of shared memory)
   version 4  the trainer's: version 3's forward with the 8-warp tensor-core backward (16x16
-             scratch tiles, ~165 KB, twice the warps per SM). On an H200 (B = 128) the
-             backward took 0.48 ms per layer here against version 3's 0.82, so the trainer
-             runs it (g_attention_bwd_wmma8)
+             scratch tiles, ~205 KB with each causal tile's dP kept for D, twice the warps per
+             SM). On an H200 (B = 128) the backward took 0.48 ms per layer here against
+             version 3's 0.82, so the trainer runs it (g_attention_bwd_wmma8); those times are
+             from before versions 3 and 4 formed D from P and dP (entropy.cuh), not re-timed
 
 Each version is validated against a double-precision CPU reference on random inputs (one
 sequence with 4x larger queries, so peaked rows sit beside flat ones), then timed with CUDA
