@@ -8,12 +8,7 @@ set -u
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-/usr/bin/python3}
 W=out/test_bench_torch_minimal
-rm -rf "$W"
-mkdir -p "$W"
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "  ok   $*"; }
-bad() { failed=$((failed + 1)); echo "  FAIL $*"; }
+source tests/test_lib.sh
 
 $PYTHON tests/make_shard.py $W/tiny_train_000000.bin 3000 512 --seed 1
 B=4
@@ -48,5 +43,4 @@ check_run() {
 
 check_run shards_none_relu -i "$W/tiny_train_*.bin" --norm none --act relu
 check_run random_ln_gelu --norm ln --act gelu
-echo "$passed passed, $failed failed"
-[ $failed -eq 0 ]
+test_summary

@@ -10,14 +10,7 @@ cd "$(dirname "$0")/.."
 TRAINER=${TRAINER:-./train_gpt2}
 PYTHON=${PYTHON:-/usr/bin/python3}
 W=out/test_cli
-rm -rf "$W"
-mkdir -p "$W"
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); echo "  ok   $*"; }
-bad() { failed=$((failed + 1)); echo "  FAIL $*"; }
-check() { local what="$1"; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+source tests/test_lib.sh
 
 # Small model and data: vocabulary 512, maxT 32.
 MODEL_DESC=L2H2C32T32V512
@@ -189,5 +182,4 @@ rows=$(($(wc -l <$W/learn/entropy.tsv) - 1))
 check "entropy.tsv has 4 logged steps x 2 layers x 2 heads = 16 rows ($rows)" test "$rows" -eq 16
 check "main.log has validation lines" grep -q '^s:40 tel:' $W/learn/main.log
 
-echo "$passed passed, $failed failed"
-[ $failed -eq 0 ]
+test_summary

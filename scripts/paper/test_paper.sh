@@ -15,13 +15,7 @@ cd "$(dirname "$0")/../.." || exit 1
 PYTHON=${PYTHON:-/usr/bin/python3}
 export PYTHON
 W=out/test_paper
-rm -rf "$W"
-mkdir -p "$W"
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "  ok   $*"; }
-bad() { failed=$((failed + 1)); echo "  FAIL $*"; }
-check() { local what="$1"; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+source tests/test_lib.sh
 T0=$(date +%s)
 
 echo "== plots.py unit tests (test_plots.py)"
@@ -233,5 +227,4 @@ bash scripts/paper/run.sh tiny nonsense > /dev/null 2>&1
 check "an unknown experiment is an error" test $? -eq 1
 
 echo "   ($(($(date +%s) - T0)) s)"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+test_summary
