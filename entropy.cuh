@@ -818,6 +818,15 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_backward_wmma_kerne
 
 inline size_t attw8_backward_smem() { return attw_backward_smem_bytes(2 * ATTW8_WARPS, 16 * ATTW8_LDT * sizeof(float), true); }
 
+// The causal tile numbered `item` when the tiles (i, n <= i) are numbered row by row:
+// (0,0), (1,0), (1,1), (2,0), ...
+__device__ inline void attw_causal_tile(int item, int* i, int* n) {
+    int r = 0;
+    while ((r + 1) * (r + 2) / 2 <= item) r++;
+    *i = r;
+    *n = item - r * (r + 1) / 2;
+}
+
 // Grid (NH, B), 256 threads; one block holds one (b, h). Writes all of dqkv's (b, h) slice.
 __global__ void __launch_bounds__(ATTW8_WARPS * 32) attention_backward_wmma8_kernel(floatX* dqkv, const floatX* dout,
                                                                                    const floatX* qkv, const float* lse, int B,
@@ -837,9 +846,8 @@ __global__ void __launch_bounds__(ATTW8_WARPS * 32) attention_backward_wmma8_ker
     // S, dP (kept, tile `item` at dPt + 256 item), P and the rows' partial sums for D
     const int ncausal = ntiles * (ntiles + 1) / 2;
     for (int item = warp; item < ncausal; item += ATTW8_WARPS) {
-        int i = 0;
-        while ((i + 1) * (i + 2) / 2 <= item) i++;
-        const int n = item - i * (i + 1) / 2;
+        int i, n;
+        attw_causal_tile(item, &i, &n);
         FragC acc_s, acc_p;
         attw_tile_scores(acc_s, acc_p, s, i, n);
         wmma::store_matrix_sync(X1, acc_s, ATTW8_LDT, wmma::mem_row_major);
@@ -870,9 +878,8 @@ __global__ void __launch_bounds__(ATTW8_WARPS * 32) attention_backward_wmma8_ker
     __syncthreads();
     // dS of each causal tile, dealt as before
     for (int item = warp; item < ncausal; item += ATTW8_WARPS) {
-        int i = 0;
-        while ((i + 1) * (i + 2) / 2 <= item) i++;
-        const int n = item - i * (i + 1) / 2;
+        int i, n;
+        attw_causal_tile(item, &i, &n);
         float D[8];
 #pragma unroll
         for (int m = 0; m < 8; m++) D[m] = s.D_s[16 * i + lane / 16 + 2 * m];

@@ -497,6 +497,48 @@ void test_entropy_rows() {
 // D from the rounded output, the conditioning this test exposes; design note in entropy.cuh).
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b);
 
+// The worst error / bound of each part of dqkv (dq, dk, dv) over sequence b, with the largest
+// error and |ref| per part. Bound per element: u times its condition sum and its own size
+// (AttRef::cond), plus a floor of u * 2^-10 times the sequence's magnitude scale for the
+// part (|dp| <= W = max_t sum |dO_t|; |dq| <= |k| W |v| / sqrt(hs) per unit of ds mass).
+struct HardRowErrors {
+    double worst[3], err[3], mag[3];
+};
+
+HardRowErrors hard_row_errors(const std::vector<float>& dqkv, const AttRef& ref, const std::vector<float>& qkv,
+                              const std::vector<float>& dout, int b, int T, int C, double u, double scale) {
+    const size_t C3 = 3 * (size_t)C;
+    double mq = 0.0, mk = 0.0, mv = 0.0, mdo = 0.0, wdo = 0.0;
+    for (int t = 0; t < T; t++) {
+        const float* row = &qkv[((size_t)b * T + t) * C3];
+        const float* g = &dout[((size_t)b * T + t) * C];
+        double sum = 0.0;
+        for (int d = 0; d < C; d++) {
+            mq = fmax(mq, fabs(row[d]));
+            mk = fmax(mk, fabs(row[C + d]));
+            mv = fmax(mv, fabs(row[2 * C + d]));
+            mdo = fmax(mdo, fabs(g[d]));
+            sum += fabs(g[d]);
+        }
+        wdo = fmax(wdo, sum);
+    }
+    const double floor_scale[3] = {scale * mk * wdo * mv, scale * mq * wdo * mv, mdo};  // dq, dk, dv
+    HardRowErrors r = {{0.0, 0.0, 0.0}, {0.0, 0.0, 0.0}, {0.0, 0.0, 0.0}};
+    for (int t = 0; t < T; t++) {
+        for (size_t i = 0; i < C3; i++) {
+            const size_t idx = ((size_t)b * T + t) * C3 + i;
+            const int part = (int)(i / C);
+            const double e = fabs((double)dqkv[idx] - ref.dqkv[idx]);
+            const double bound = u * (ref.cond[idx] + fabs(ref.dqkv[idx])) + u / 1024.0 * floor_scale[part];
+            const double ratio = std::isnan(e) ? INFINITY : e / bound;
+            r.worst[part] = fmax(r.worst[part], ratio);
+            r.err[part] = fmax(r.err[part], e);
+            r.mag[part] = fmax(r.mag[part], fabs(ref.dqkv[idx]));
+        }
+    }
+    return r;
+}
+
 void test_attention_hard_rows() {
     printf("attention on hard rows (large scores; near-one-hot, one-hot and tied rows)\n");
 #if defined(ENABLE_FP32)
@@ -504,8 +546,8 @@ void test_attention_hard_rows() {
 #else
     const int B = 3, Tfull = 128, C = 64, NH = 1, hs = 64;
     const size_t C3 = 3 * (size_t)C;
-    #if defined(ENABLE_FP16)
-    const double u = 1.0 / 2048.0;  // floatX's unit roundoff x 2
+#if defined(ENABLE_FP16)
+    const double u = 1.0 / 2048.0;  // floatX's unit roundoff: 2^-11 (fp16), 2^-8 (bf16)
 #else
     const double u = 1.0 / 256.0;
 #endif
@@ -562,35 +604,8 @@ void test_attention_hard_rows() {
                       "%s, hard rows, T=%d: output max diff %.2e (tol %.1e), entropy diff %.2e (tol 2e-5), %llu non-finite",
                       path, T, d_out, TOL_ATT * s_out, d_ent, gpu.bad);
             for (int b = 0; b < B; b++) {
-                // the sequence's magnitude scales: |dp| <= W; |dq| <= |k| W / sqrt(hs) per unit of ds mass
-                double mq = 0.0, mk = 0.0, mv = 0.0, mdo = 0.0, wdo = 0.0;
-                for (int t = 0; t < T; t++) {
-                    const float* row = &q_T[((size_t)b * T + t) * C3];
-                    const float* g = &d_T[((size_t)b * T + t) * C];
-                    double sum = 0.0;
-                    for (int d = 0; d < C; d++) {
-                        mq = fmax(mq, fabs(row[d]));
-                        mk = fmax(mk, fabs(row[C + d]));
-                        mv = fmax(mv, fabs(row[2 * C + d]));
-                        mdo = fmax(mdo, fabs(g[d]));
-                        sum += fabs(g[d]);
-                    }
-                    wdo = fmax(wdo, sum);
-                }
-                const double floor_scale[3] = {scale * mk * wdo * mv, scale * mq * wdo * mv, mdo};  // dq, dk, dv
-                double worst[3] = {0.0, 0.0, 0.0}, err[3] = {0.0, 0.0, 0.0}, mag[3] = {0.0, 0.0, 0.0};
-                for (int t = 0; t < T; t++) {
-                    for (size_t i = 0; i < C3; i++) {
-                        const size_t idx = ((size_t)b * T + t) * C3 + i;
-                        const int part = (int)(i / C);
-                        const double e = fabs((double)gpu.dqkv[idx] - ref.dqkv[idx]);
-                        const double bound = u * (ref.cond[idx] + fabs(ref.dqkv[idx])) + u / 1024.0 * floor_scale[part];
-                        const double ratio = std::isnan(e) ? INFINITY : e / bound;
-                        worst[part] = fmax(worst[part], ratio);
-                        err[part] = fmax(err[part], e);
-                        mag[part] = fmax(mag[part], fabs(ref.dqkv[idx]));
-                    }
-                }
+                HardRowErrors r = hard_row_errors(gpu.dqkv, ref, q_T, d_T, b, T, C, u, scale);
+                const double *worst = r.worst, *err = r.err, *mag = r.mag;
                 const bool ok = worst[0] <= 2.0 && worst[1] <= 2.0 && worst[2] <= 2.0;
                 const char* fmt = "%s, T=%d, %s: worst error / bound dq %.2f, dk %.2f, dv %.2f (tol 2); max err dq %.1e, dk %.1e, "
                                   "dv %.1e (max |ref| %.1e, %.1e, %.1e)";

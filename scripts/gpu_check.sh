@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # gpu_check.sh: everything that needs a GPU, in one command, for a machine with an NVIDIA GPU
-# (written for one H100/H200, under 6 minutes):
+# (written for one H100/H200; on 2026-11-30 stages build..profile took 243 s and sanitize + labs
+# 36 s; the minimal PyTorch peer since adds four runs to the benchmark, ~25 s each if they
+# take what the train_gpt2.py runs took, 22-28 s):
 #   1. build the CUDA trainer and its test in every precision (cuda.mk, in parallel)
 #   2. the PyTorch reference states (out/ref: the 16 tiny variants; out/gpu_check/ref64: head
 #      size 64 at T = 128, the shapes of the tensor-core attention)

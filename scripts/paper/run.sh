@@ -116,14 +116,17 @@ if [ "$DRY" = 0 ] && [ ! -x "$TRAINER" ]; then
     echo "run.sh: error: trainer '$TRAINER' not found: build it (make train_gpt2 USE_BLAS=1, or make train_gpt2cu)" >&2
     exit 1
 fi
-case $TRAINER in
-    *gpt2cu*) DEVICE="GPU: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo unknown)" ;;
-    *)   DEVICE="CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) cores" ;;
-esac
+# a CUDA trainer is any build of train_gpt2cu (./train_gpt2cu, out/bin/train_gpt2cu_bf16, ...)
+case $TRAINER in *gpt2cu*) ON_GPU=1 ;; *) ON_GPU=0 ;; esac
+if [ $ON_GPU = 1 ]; then
+    DEVICE="GPU: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo unknown)"
+else
+    DEVICE="CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) cores"
+fi
 # On a shared CPU, OpenMP threads that spin while OpenBLAS works (or while another process runs)
 # cost up to 2x: let idle threads sleep (measured on 2 cores: 290 -> 190 ms per tiny step).
-case $TRAINER in *gpt2cu*) ;; *) export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} ;; esac
-if [ "$DRY" = 0 ] && [[ $TRAINER != *gpt2cu* ]] && command -v ldd >/dev/null && ! ldd "$TRAINER" 2>/dev/null | grep openblas >/dev/null; then
+if [ $ON_GPU = 0 ]; then export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}; fi
+if [ "$DRY" = 0 ] && [ $ON_GPU = 0 ] && command -v ldd >/dev/null && ! ldd "$TRAINER" 2>/dev/null | grep openblas >/dev/null; then
     echo "run.sh: warning: $TRAINER is the loops-only build, ~4x slower here: make -B train_gpt2 USE_BLAS=1" >&2
 fi
 if [ "$SCALE" = full ] && [ "$TRAINER" = ./train_gpt2 ] && [ "$DRY" = 0 ]; then
