@@ -7,7 +7,7 @@
 //   m  = running max,   l = sum e^(s_j - m),   u' = sum e^(s_j - m) (s_j - m)
 // and when the max moves from m0 to m1 rescales both (u' <- e^(m0-m1) (u' + (m0 - m1) l) before
 // adding the new terms), so that the entropy H_t = -sum p ln p = ln l - u'/l is one more running
-// sum, centred on m (no cancellation for large scores; design-notes.md). Saved for the backward:
+// sum, centred on m (no cancellation for large scores; doc/attention-entropy.md). Saved for the backward:
 // the row's log-sum-exp lse = m + ln l (B, NH, T), and the output itself. Entropy is a
 // measurement, not part of the loss: it has no backward.
 //
@@ -17,7 +17,7 @@
 // per thread, summed per warp, and added with one integer atomicAdd per warp to the layer's
 // counter, only when non-zero.
 //
-// Backward with P recomputed from lse (design-notes): D_t = dO_t . O_t, dp_tj = dO_t . v_j,
+// Backward with P recomputed from lse (doc/backward.md, attention): D_t = dO_t . O_t, dp_tj = dO_t . v_j,
 // ds_tj = p_tj (dp_tj - D_t); dq_t = sum_j ds_tj k_j / sqrt(hs), dk_j = sum_t ds_tj q_t / sqrt(hs),
 // dv_j = sum_t p_tj dO_t. Two kernels, query-major (dq, and D) then key-major (dk, dv), so each
 // output has one writer: deterministic, no atomics, at the price of computing the scores twice.
@@ -361,7 +361,7 @@ __global__ void entropy_reduce_kernel(double* ent_sum, const float* partial, int
 
 // ----------------------------------------------------------------------------
 // Tensor-core path (bf16/fp16 builds; head size 64 and T <= 128: GPT-2 at the paper's T).
-// The whole key range of a (b, h) fits in shared memory (design-notes), so there is no online
+// The whole key range of a (b, h) fits in shared memory (T <= 128), so there is no online
 // rescaling: S = Q K^T by wmma (fp32 accumulation) into shared memory, the masked softmax with
 // the centred entropy sum on each full row in fp32 (SIMT, one warp per row, 4 keys per lane),
 // P rounded to floatX, O = P V by wmma. Each warp owns 16 query rows end to end, so after the

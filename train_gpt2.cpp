@@ -215,7 +215,7 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
 // out (B,T,C). If entropy_sum is given, entropy_sum[h] += sum over b and t of the row entropy
 // H_t = -sum_j p_tj ln p_tj (nats). The softmax keeps m = max s_j, l = sum e^(s_j - m) and one
 // more sum u = sum e^(s_j - m) (s_j - m), and then H = ln l - u / l: no log per element, and
-// centred on m so that large scores do not cancel (see README, "Attention entropy").
+// centred on m so that large scores do not cancel (derived in doc/attention-entropy.md).
 // Returns the number of non-finite attention scores (the NaN guard's count for this layer).
 long attention_forward(float* out, float* preatt, float* att, double* entropy_sum, const float* inp,
                        int B, int T, int C, int NH) {
