@@ -21,7 +21,8 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && [ -
     echo "== GPU found: building the CUDA trainer"
     make -s train_gpt2cu
     echo "== training on the GPU: L6H6C384T128, --norm none --act relu, $STEPS steps -> $OUT-gpu"
-    # LN-free at a 3e-4 peak with a 10% warm-up: the paper's 1e-3 diverges this early (shared/paper.md)
+    # LN-free at a 3e-4 peak with a 10% warm-up: at the paper's 1e-3 with a short warm-up an LN-free
+    # model diverged in a small trial (doc/reproduce.md, the small scale)
     if ./train_gpt2cu "${DATA[@]}" -e L6H6C384T128 --norm none --act relu -b 64 -t 128 \
         -l 3e-4 -u 40 -k linear -q 0.1 -c 0.1 -x "$STEPS" "${LOGGING[@]}" -o "$OUT-gpu"; then
         echo "== done: logs and the final checkpoint are in $OUT-gpu"
