@@ -36,6 +36,7 @@ if [ -f dev/data/test_data.sh ]; then
     run_suite "dev/data/test_data.sh: corpus preparation (sample mode)" bash dev/data/test_data.sh
 fi
 run_suite "tests/test_cuda_build.sh: the CUDA trainer compiles for sm_90 (no GPU needed)" bash tests/test_cuda_build.sh
+run_suite "tests/test_docs.sh: the tutorials' commands, numbers and links" env PYTHON="$PYTHON" bash tests/test_docs.sh
 run_suite "tests/test_bench_torch_minimal.sh: the minimal PyTorch speed peer on the CPU" \
     env PYTHON="$PYTHON" bash tests/test_bench_torch_minimal.sh
 run_suite "scripts/paper/test_paper.sh: paper runs, plots, table" \
