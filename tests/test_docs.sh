@@ -7,6 +7,7 @@
 # README.md and doc/*.md resolves; nothing refers to files outside the repository.
 # Last line: "N passed, M failed". Needs the built CPU trainer, test_gpt2 and out/ref (make test).
 set -u
+export OMP_WAIT_POLICY=passive  # idle OpenMP threads sleep: the suite shares a loaded machine
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 W=$ROOT/out/test_docs
@@ -33,10 +34,11 @@ for page in $PAGES; do
     while IFS= read -r cmd; do
         [ -z "$cmd" ] && continue
         log=$W/last.log
+        t0=$SECONDS
         if (cd "$W" && timeout 300 bash -c "$cmd") >"$log" 2>&1; then
-            ok "$page: $cmd"
+            ok "$page ($((SECONDS - t0)) s): $cmd"
         else
-            bad "$page: $cmd (exit $?): $(tail -c 600 "$log")"
+            bad "$page: $cmd (exit $?): $(tail -c 600 "$log" | tr '\n' ' ')"
         fi
         cp "$log" "$W/$(log_name "$cmd")"
     done < <(sh_commands "$page")
