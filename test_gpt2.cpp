@@ -365,7 +365,7 @@ void test_state_file(const std::string& scratch) {
     std::string path = scratch + "/state_roundtrip.bin";
     write_state_file(path.c_str(), s, 2, 1, m, v);
     TrainState r = {};
-    read_state_file(path.c_str(), &r, 2, 1, rm, rv);
+    read_state_file(path.c_str(), 7, &r, 2, 1, rm, rv);
     check(r.step == 7 && r.adam_t == 6 && r.skipped == 1 && r.loader.shard == 1 && r.loader.position == 5 &&
           r.loader.epoch == 2 && r.loader.shard_rng.s[1] == 12 && r.sample_rng.s[0] == 13 &&
           memcmp(rm, m, sizeof(m)) == 0 && memcmp(rv, v, sizeof(v)) == 0, "the training state survives the round trip");
@@ -378,7 +378,7 @@ void test_state_file(const std::string& scratch) {
     FILE* f = fopen_or_fail(path.c_str(), "rb", "test scratch");
     fread_or_fail(h, sizeof(int32_t), HEADER_INTS, f, path.c_str());
     fclose(f);
-    read_state_file(path.c_str(), &r, 2, 1, rm, rv);
+    read_state_file(path.c_str(), 7, &r, 2, 1, rm, rv);
     check(h[18] == 0 && h[19] == 0 && h[20] == 0 && h[21] == 0 && r.scaler.present == 0 && r.step == 7,
           "no scaler: header slots 18..21 are 0 and read back as absent");
 }

@@ -236,6 +236,7 @@ T* gpt2_pinned(GPT2* model, size_t count, const char* what) {
 }
 
 void gpt2_allocate(GPT2* model, const GPT2Config& c) {
+    validate_config_or_fail(c, "model");  // every way of building a model passes here
     attention_check_shape(c.channels, c.num_heads);
     model->config = c;
     fill_param_sizes(model->param_sizes, c);
@@ -845,7 +846,9 @@ int main(int argc, char** argv) {
     if (resume_step >= 0) {
         std::string path = checkpoint_path(cfg.output_dir, "state", resume_step, ".bin");
         std::vector<float> m(model.num_params), v(model.num_params);
-        read_state_file(path.c_str(), &state, model.num_params - model.num_slopes, model.num_slopes, m.data(), v.data());
+        read_state_file(path.c_str(), resume_step, &state, model.num_params - model.num_slopes, model.num_slopes, m.data(),
+                        v.data());
+        check_resume_step(plan, state.step, path.c_str());
         cudaCheck(cudaMemcpy(model.d_m, m.data(), model.num_params * sizeof(float), cudaMemcpyHostToDevice));
         cudaCheck(cudaMemcpy(model.d_v, v.data(), model.num_params * sizeof(float), cudaMemcpyHostToDevice));
         // fp16: the loss scale goes on from the checkpoint's (a state without one, from another

@@ -32,6 +32,7 @@ run_suite() {
 
 run_suite "test_gpt2: CPU trainer vs the PyTorch reference" ./test_gpt2 out/ref
 run_suite "tests/test_cli.sh: command line, bad input, resume, NaN guard" env PYTHON="$PYTHON" bash tests/test_cli.sh
+run_suite "tests/test_reliability.sh: hostile input, issue 12's classes 1-7" env PYTHON="$PYTHON" bash tests/test_reliability.sh
 if [ -f dev/data/test_data.sh ]; then
     run_suite "dev/data/test_data.sh: corpus preparation (sample mode)" bash dev/data/test_data.sh
 fi
