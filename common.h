@@ -48,10 +48,10 @@ struct FailError : std::runtime_error { using std::runtime_error::runtime_error;
 // it: such a request comes from an input that cannot be served, and would otherwise end in a
 // crash, the OOM killer or an overcommitted buffer that fails later.
 inline void check_allocation_or_fail(size_t count, size_t size, const char* what) {
-    static const double ram = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
 #ifdef FUZZING
     const double limit = 1073741824.0;
 #else
+    static const double ram = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
     const double limit = ram > 0 ? ram : 1e300;
 #endif
     double bytes = (double)count * (double)size;
