@@ -793,6 +793,13 @@ void save_checkpoint(GPT2* model, const std::string& dir, TrainState state) {
     std::string model_path = checkpoint_path(dir, "model", state.step, ".bin");
     std::string state_path = checkpoint_path(dir, "state", state.step, ".bin");
     gpt2_download_params(model);
+    // never a complete checkpoint of non-finite parameters (one its own resume would refuse)
+    for (size_t i = 0; i < model->num_params; i++) {
+        if (!std::isfinite(model->params_memory[i])) {
+            fprintf(stderr, "error: non-finite parameter %zu at step %d: checkpoint not written, stopped\n", i, state.step);
+            exit(EXIT_NONFINITE);
+        }
+    }
     std::vector<float> m(model->num_params), v(model->num_params);
     cudaCheck(cudaMemcpy(m.data(), model->d_m, model->num_params * sizeof(float), cudaMemcpyDeviceToHost));
     cudaCheck(cudaMemcpy(v.data(), model->d_v, model->num_params * sizeof(float), cudaMemcpyDeviceToHost));
