@@ -19,10 +19,12 @@ $PYTHON tests/make_shard.py $W/data/val_000000.bin 2000 512 --seed 3
 BASE=(-i "$W/data/train_*.bin" -j "$W/data/val_*.bin" -b 4 -t 16 -v 0 -s 0 -e $MODEL_DESC)
 
 # expect_error NAME REGEX ARGS...: exit 1, exactly one stderr line "error: ..." matching REGEX,
-# and done within 10 s (a hang or a runaway loop is a failure, not a wait).
+# and done within CASE_TIMEOUT s (10; a hang or a runaway loop is a failure, not a wait; more
+# under a slow wrapper such as scripts/gpu_check.sh's memcheck stage).
+CASE_TIMEOUT=${CASE_TIMEOUT:-10}
 expect_error() {
     local name="$1" pattern="$2"; shift 2
-    timeout 10 $TRAINER "$@" >$W/stdout 2>$W/stderr
+    timeout $CASE_TIMEOUT $TRAINER "$@" >$W/stdout 2>$W/stderr
     local rc=$?
     local lines
     lines=$(wc -l <$W/stderr)
@@ -113,7 +115,7 @@ EOF
 }
 TOK=(-i "$W/tok/train_*.bin" -j "$W/data/val_*.bin" -b 4 -t 16 -v 0 -s 1 -g 4 -e $MODEL_DESC -x 1)
 write_tokenizer 2 16000000 0 100
-/usr/bin/time -f "%M" -o $W/tok.rss timeout 10 $TRAINER "${TOK[@]}" >$W/stdout 2>$W/stderr
+/usr/bin/time -f "%M" -o $W/tok.rss timeout $CASE_TIMEOUT $TRAINER "${TOK[@]}" >$W/stdout 2>$W/stderr
 rc=$?
 rss=$(tail -1 $W/tok.rss)
 named=$(grep -cE "^error: tokenizer '.*gpt2_tokenizer.bin' has an impossible vocabulary size 16000000" $W/stderr)
@@ -124,7 +126,7 @@ write_tokenizer 2 512 9999 512
 expect_error "class 5: end-of-text id past the tokenizer, at load" "tokenizer '.*gpt2_tokenizer.bin' has end-of-text id 9999" "${TOK[@]}"
 check "class 5: ... found before any training step" test -z "$(grep '^step' $W/stdout)"
 write_tokenizer 2 512 511 512
-timeout 20 $TRAINER "${TOK[@]}" >$W/stdout 2>$W/stderr
+timeout $((2 * CASE_TIMEOUT)) $TRAINER "${TOK[@]}" >$W/stdout 2>$W/stderr
 check "class 5: a good tokenizer decodes the sample (exit $?)" grep -qE '^sample: [a-z]{4}$' $W/stdout
 
 # 6. stray and malformed DONE_ markers: -y 1 falls back to the newest complete checkpoint
@@ -135,7 +137,7 @@ cp $W/run/main.log $W/stray/
 : >"$W/stray/DONE_ 0000005"          # malformed names
 : >$W/stray/DONE_abc
 mkdir -p $W/stray/DONE_00000050      # a directory, with its files missing
-timeout 20 $TRAINER "${BASE[@]}" -x 3 -n 1 -y 1 -o $W/stray >$W/stray.out 2>&1
+timeout $((2 * CASE_TIMEOUT)) $TRAINER "${BASE[@]}" -x 3 -n 1 -y 1 -o $W/stray >$W/stray.out 2>&1
 rc=$?
 check "class 6: stray markers: -y 1 resumes from the newest complete checkpoint, step 2 (exit $rc)" \
     grep -q "resumed from .*state_00000002.bin (step 2)" $W/stray.out
@@ -155,7 +157,7 @@ expect_error "class 7: trailing blank in a float" "flag -l wants a number" "${BA
 expect_error "class 7: blank inside a descriptor" "cannot open 'L2H2C 32T32V512'" "${BASE[@]}" -x 1 -e 'L2H2C 32T32V512'
 expect_error "class 7: -x below the checkpoint's step" "-x 2 is below the step 3 of the checkpoint" \
     "${BASE[@]}" -x 2 -y 1 -o $W/run
-timeout 20 $TRAINER "${BASE[@]}" -x 1 -l 1.5e-3 >/dev/null 2>&1
+timeout $((2 * CASE_TIMEOUT)) $TRAINER "${BASE[@]}" -x 1 -l 1.5e-3 >/dev/null 2>&1
 check "class 7: plain decimals still parse (-l 1.5e-3, exit $?)" test $? -eq 0
 
 sums_after=$(sums)
