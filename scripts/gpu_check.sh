@@ -27,7 +27,7 @@
 #  10. (if time is left) tests/test_cli.sh against the CUDA trainer: bad input, resume, NaN guard
 #  11. reliability (not in the default STAGES; STAGES=reliability): tests/test_reliability.sh's
 #      hostile inputs (issue 12) against the CUDA trainer (BF16) under compute-sanitizer memcheck
-#      (leak check on): every case must end as on the CPU, with no memcheck error
+#      (CUDA API errors and device memory access): every case must end as on the CPU
 # PyTorch's compilation is warmed in the background while the builds and tests run (its cache
 # makes the timed runs start in seconds); nothing else uses the GPU while anything is timed.
 # Every stage has a time limit and the whole script a deadline; a summary table is printed at
@@ -367,7 +367,7 @@ stage_reliability() {
     mkdir -p $W/memcheck
     cat >$W/memcheck_trainer.sh <<WRAP
 #!/usr/bin/env bash
-exec "$sanitizer" --tool memcheck --leak-check full --error-exitcode 86 \\
+exec "$sanitizer" --tool memcheck --error-exitcode 86 \\
     --log-file "$PWD/$W/memcheck/run_%p.log" "$PWD/$BIN/train_gpt2cu_bf16" "\$@"
 WRAP
     chmod +x $W/memcheck_trainer.sh
