@@ -351,6 +351,13 @@ void test_model_file(const std::string& scratch) {
     check(!parse_act("lrelu", &act, &slope) && !parse_act("relu:0.1", &act, &slope) && !parse_act("lrelu:x", &act, &slope) &&
           !parse_act("swish", &act, &slope), "rejects lrelu without slope, relu with one, bad numbers, unknown names");
     check(parse_norm("none-all", &norm) && norm == NORM_NONE_ALL && !parse_norm("rms", &norm), "--norm none-all; rejects rms");
+    long iv;
+    float fv;
+    check(parse_int("-1", &iv) && iv == -1 && parse_float("1.5e-3", &fv) && fv == 1.5e-3f && parse_float(".5", &fv) &&
+          !parse_int(" 1", &iv) && !parse_int("+5", &iv) && !parse_int("0x10", &iv) && !parse_int("1 ", &iv) &&
+          !parse_float("0x1p-3", &fv) && !parse_float(" 1", &fv) && !parse_float("+1", &fv) && !parse_float("inf", &fv) &&
+          !parse_float("nan", &fv) && !parse_float("1e", &fv) && !parse_float("", &fv),
+          "numbers are plain decimal: ' 1', '+5', '0x10', '0x1p-3', inf, nan refused");
     Variant v = {NORM_NONE, ACT_LRELU, 0.1f};
     check(variant_tag(v) == "none_lrelu0.1", "variant tag of none + lrelu:0.1: %s", variant_tag(v).c_str());
 }
