@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # fuzz/run.sh: runs every libFuzzer harness (built by `make fuzz-build` into out/fuzz/) from its
-# checked-in seed corpus fuzz/corpus/<target> with a fixed seed, FUZZ_SECONDS each (default 25).
+# checked-in seed corpus fuzz/corpus/<target> with a fixed seed, FUZZ_SECONDS each (default 25),
+# FUZZ_JOBS targets at a time (default 2).
 # New inputs go to out/fuzz/work/<target> (the checked-in corpus is never changed); a finding
 # (crash, sanitizer report, hang over 10 s, broken invariant) is saved under out/fuzz/findings/
 # and fails its target. Last line: "N passed, M failed".
@@ -14,19 +15,33 @@ TARGETS=${FUZZ_TARGETS:-"model_file state_file shard tokenizer debug_state descr
 mkdir -p out/fuzz/findings
 passed=0
 failed=0
-for t in $TARGETS; do
-    bin=out/fuzz/fuzz_$t
-    if [ ! -x "$bin" ]; then echo "  FAIL $t: $bin is not built (make fuzz-build)"; failed=$((failed + 1)); continue; fi
+# fuzz_one TARGET: one campaign, its log in out/fuzz/TARGET.log, its exit code in .rc
+fuzz_one() {
+    local t=$1
     rm -rf out/fuzz/work/$t
     mkdir -p out/fuzz/work/$t
-    log=out/fuzz/$t.log
     # -seed fixes the mutation sequence; time-limited runs still differ a little in how far they get
-    "$bin" -seed=1 -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        -artifact_prefix="$ROOT/out/fuzz/findings/$t-" "$ROOT/out/fuzz/work/$t" "$ROOT/fuzz/corpus/$t" >"$log" 2>&1
-    rc=$?
+    out/fuzz/fuzz_$t -seed=1 -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -artifact_prefix="$ROOT/out/fuzz/findings/$t-" "$ROOT/out/fuzz/work/$t" "$ROOT/fuzz/corpus/$t" >out/fuzz/$t.log 2>&1
+    echo $? >out/fuzz/$t.rc
+}
+# FUZZ_JOBS campaigns at a time (default 2: one per core of the 2-core CI machine)
+running=0
+for t in $TARGETS; do
+    if [ -x out/fuzz/fuzz_$t ]; then
+        fuzz_one $t &
+        running=$((running + 1))
+        if [ $running -ge "${FUZZ_JOBS:-2}" ]; then wait -n; running=$((running - 1)); fi
+    fi
+done
+wait
+for t in $TARGETS; do
+    log=out/fuzz/$t.log
+    if [ ! -x out/fuzz/fuzz_$t ]; then echo "  FAIL $t: out/fuzz/fuzz_$t is not built (make fuzz-build)"; failed=$((failed + 1)); continue; fi
+    rc=$(cat out/fuzz/$t.rc 2>/dev/null || echo "?")
     runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$')
     cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1)
-    if [ $rc -eq 0 ] && [ -n "$runs" ]; then
+    if [ "$rc" = 0 ] && [ -n "$runs" ]; then
         echo "  ok   $t: ${runs} inputs in ${SECONDS_EACH} s, ${cov:-cov: ?}, no finding"
         passed=$((passed + 1))
     else

@@ -13,10 +13,12 @@ if [ "${1:-}" = "--ci" ]; then CI=1; fi
 run_suite() {
     local name="$1"; shift
     echo "== $name"
+    local t0=$SECONDS
     local log
     log=$(mktemp)
     "$@" 2>&1 | tee "$log"
     local rc=${PIPESTATUS[0]}
+    echo "   ($((SECONDS - t0)) s)"
     local summary
     summary=$(grep -oE '[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
     rm -f "$log"
