@@ -66,6 +66,8 @@ if value == "m-nan":
     struct.pack_into("<f", d, 1024 + 4 * 5, float("nan"))
 elif value == "v-neg":
     struct.pack_into("<f", d, 1024 + 4 * (n + 7), -1.0)
+elif value == "m-big":  # wpe row 16 (unused at -t 16: no gradient, v stays 0)
+    struct.pack_into("<f", d, 1024 + 4 * (512 * 32 + 16 * 32), 1e30)
 elif value == "scale-inf":
     struct.pack_into("<i", d, 4 * 18, 1)
     struct.pack_into("<f", d, 4 * 19, float("inf"))
@@ -95,6 +97,16 @@ expect_error "class 3: infinite loss scale" "impossible loss-scaler record" \
 # 4. no setting may write non-finite parameters as a checkpoint: --eps 0 made the never-updated
 # rows of wpe 0/0 = NaN, written as a complete checkpoint that its own resume refused
 expect_error "class 4: --eps 0 refused" "--eps must be at least 1e-30" "${BASE[@]}" -x 1 --eps 0
+BIGM=$(corrupt_state bigm 0 m-big)
+timeout $CASE_TIMEOUT $TRAINER "${BASE[@]}" -x 4 -n 1 --eps 1e-30 -y 1 -o $BIGM >$W/bigm.out 2>$W/bigm.err
+rc=$?
+check "class 4: parameters made infinite by a step (loss finite) stop --on-nan stop: exit 3 (got $rc), one error line" \
+    test $rc -eq 3 -a "$(grep -c '^error: non-finite parameters at step 4; .*last good checkpoint: .*model_00000003.bin' $W/bigm.err)" -eq 1
+check "class 4: ... and no checkpoint of step 4 is written" test ! -e $BIGM/DONE_00000004 -a ! -e $BIGM/model_00000004.bin
+rm -rf $BIGM && BIGM=$(corrupt_state bigm 0 m-big)
+timeout $CASE_TIMEOUT $TRAINER "${BASE[@]}" -x 4 -n 1 --eps 1e-30 --on-nan skip -y 1 -o $BIGM >$W/bigm.out 2>&1
+check "class 4: under --on-nan skip the run ends (exit $?) and says the checkpoint was not written" \
+    grep -q "checkpoint at step 4 not written: the parameters are non-finite" $W/bigm.out
 $TRAINER "${BASE[@]}" -x 2 -n 1 --eps 1e-30 -o $W/eps_tiny >/dev/null 2>&1
 $TRAINER "${BASE[@]}" -x 3 -y 1 -o $W/eps_tiny >$W/eps_tiny.out 2>&1
 check "class 4: a run at --eps 1e-30 writes checkpoints its resume accepts (exit $?)" grep -q "resumed from" $W/eps_tiny.out
