@@ -24,7 +24,7 @@ endif
 HEADERS = common.h config.h model_file.h flags.h dataloader.h schedulers.h logger.h checkpoint.h rng.h tokenizer.h \
           train_common.h debug_state.h test_util.h
 
-.PHONY: all test clean refs deps data data-sample quickstart bench-cpu paper-tiny
+.PHONY: all test clean refs deps data data-sample quickstart bench-cpu paper-tiny fuzz fuzz-build test-sanitize ci
 
 all: train_gpt2 test_gpt2
 
@@ -48,6 +48,36 @@ $(REF_DIR)/.stamp: train_gpt2.py
 
 test: deps train_gpt2 test_gpt2 out/bin/train_gpt2_blas refs
 	PYTHON=$(PYTHON) bash scripts/run_tests.sh
+
+# Reliability (doc/reliability.md). fuzz: every libFuzzer harness in fuzz/ for FUZZ_SECONDS
+# (default 25) each from its seed corpus. test-sanitize: test_gpt2 and the CLI suites on an
+# ASan + UBSan + LeakSanitizer build. ci: test, test-sanitize and fuzz, with one final total.
+FUZZ_CXX ?= clang++
+FUZZ_FLAGS = -g -O1 -std=c++17 -DFUZZING -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+             -Wall -Wextra -Wno-unused-parameter -Werror
+FUZZ_TARGETS = model_file state_file shard tokenizer debug_state descriptor flags setup
+FUZZ_BINS = $(addprefix out/fuzz/fuzz_,$(FUZZ_TARGETS))
+fuzz-build: $(FUZZ_BINS)
+out/fuzz/fuzz_%: fuzz/fuzz_%.cpp fuzz/fuzz_util.h fuzz/fuzz_flags.cpp $(HEADERS)
+	@mkdir -p out/fuzz
+	$(FUZZ_CXX) $(FUZZ_FLAGS) $< -o $@
+fuzz: deps fuzz-build
+	bash fuzz/run.sh
+
+SAN_CXX ?= clang++
+SAN_FLAGS = -g -O1 -std=c++17 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
+            -fno-finite-math-only -Wall -Wextra -Wno-unused-parameter
+out/san/train_gpt2: train_gpt2.cpp $(HEADERS)
+	@mkdir -p out/san
+	$(SAN_CXX) $(SAN_FLAGS) $< -o $@ -lm
+out/san/test_gpt2: test_gpt2.cpp train_gpt2.cpp $(HEADERS)
+	@mkdir -p out/san
+	$(SAN_CXX) $(SAN_FLAGS) $< -o $@ -lm
+test-sanitize: deps out/san/train_gpt2 out/san/test_gpt2 refs
+	PYTHON=$(PYTHON) bash tests/test_sanitize.sh
+
+ci: deps train_gpt2 test_gpt2 out/bin/train_gpt2_blas refs fuzz-build out/san/train_gpt2 out/san/test_gpt2
+	PYTHON=$(PYTHON) bash scripts/run_tests.sh --ci
 
 # The CUDA trainer and its test (train_gpt2cu, test_gpt2cu, PRECISION=BF16|FP32|FP16): cuda.mk
 include cuda.mk
@@ -78,4 +108,4 @@ paper-tiny: deps data out/bin/train_gpt2_blas
 
 clean:
 	rm -f train_gpt2 test_gpt2 train_gpt2cu test_gpt2cu
-	rm -rf out/ref out/bin out/cuda_build
+	rm -rf out/ref out/bin out/cuda_build out/fuzz out/san

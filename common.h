@@ -3,6 +3,7 @@
 // file and memory access goes through these helpers, which name the file and say how to fix it.
 #pragma once
 
+#include <cctype>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdint>
@@ -17,35 +18,91 @@
 #define EXIT_BAD_INPUT 1   // usage error, bad flag value, missing/corrupt file, shapes that do not fit
 #define EXIT_NONFINITE 3   // training stopped on a non-finite value under --on-nan stop
 
+// Fuzz builds (-DFUZZING) turn fail() into a C++ exception, so a harness can treat a clean
+// "error:" as an ordinary return and go on to the next input; every other build exits.
+#ifdef FUZZING
+#include <stdexcept>
+struct FailError : std::runtime_error { using std::runtime_error::runtime_error; };
+#endif
+
 // Prints "error: <message>" as one line on stderr and exits with EXIT_BAD_INPUT.
 [[noreturn]] __attribute__((format(printf, 1, 2))) inline void fail(const char* fmt, ...) {
     va_list args;
     va_start(args, fmt);
+#ifdef FUZZING
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, args);
+    va_end(args);
+    throw FailError(msg);
+#else
     fputs("error: ", stderr);
     vfprintf(stderr, fmt, args);
     fputc('\n', stderr);
     va_end(args);
     fflush(stdout);
     exit(EXIT_BAD_INPUT);
+#endif
+}
+
+// Refuses an allocation larger than the machine's memory (1 GiB in fuzz builds) before trying
+// it: such a request comes from an input that cannot be served, and would otherwise end in a
+// crash, the OOM killer or an overcommitted buffer that fails later.
+inline void check_allocation_or_fail(size_t count, size_t size, const char* what) {
+#ifdef FUZZING
+    const double limit = 1073741824.0;
+#else
+    static const double ram = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    const double limit = ram > 0 ? ram : 1e300;
+#endif
+    double bytes = (double)count * (double)size;
+    if (bytes > limit)
+        fail("%s would need %.3g GB, more than this machine's %.3g GB of memory (try a smaller -b, -t, -d or model)",
+             what, bytes / 1e9, limit / 1e9);
 }
 
 inline void* malloc_or_fail(size_t bytes, const char* what) {
+    check_allocation_or_fail(bytes, 1, what);
     void* p = malloc(bytes > 0 ? bytes : 1);
     if (p == NULL) fail("out of memory allocating %zu bytes for %s (try a smaller -b, -t or model)", bytes, what);
     return p;
 }
 
 inline void* calloc_or_fail(size_t count, size_t size, const char* what) {
+    check_allocation_or_fail(count, size, what);
     void* p = calloc(count > 0 ? count : 1, size);
     if (p == NULL) fail("out of memory allocating %zu bytes for %s (try a smaller -b, -t or model)", count * size, what);
     return p;
 }
 
+#ifdef FUZZING
+// The files the readers hold open: a fail() (an exception here) skips their fclose, so the
+// harness closes what is left after each input (fuzz_close_open_files).
+#include <vector>
+inline std::vector<FILE*>& fuzz_open_files() { static std::vector<FILE*> files; return files; }
+inline void fuzz_close_open_files() {
+    for (FILE* f : fuzz_open_files()) fclose(f);
+    fuzz_open_files().clear();
+}
+#endif
+
 // Opens a file; `fix` says what the user should do if it is missing (e.g. "run make data").
 inline FILE* fopen_or_fail(const char* path, const char* mode, const char* fix) {
     FILE* f = fopen(path, mode);
     if (f == NULL) fail("cannot open '%s': %s (%s)", path, strerror(errno), fix);
+#ifdef FUZZING
+    fuzz_open_files().push_back(f);
+#endif
     return f;
+}
+
+// Closes a file fopen_or_fail opened (for reading: a close error loses nothing).
+inline void close_file(FILE* f) {
+#ifdef FUZZING
+    auto& open = fuzz_open_files();
+    for (size_t i = 0; i < open.size(); i++)
+        if (open[i] == f) { open.erase(open.begin() + i); break; }
+#endif
+    fclose(f);
 }
 
 // Reads exactly count items or fails naming the file: a short read means a truncated file.
@@ -109,9 +166,26 @@ inline void finish_atomic_write(FILE* f, const std::string& tmp_path, const char
     if (rename(tmp_path.c_str(), path) != 0) fail("cannot rename '%s' to '%s': %s", tmp_path.c_str(), path, strerror(errno));
 }
 
-// Strict number parsing for flags and descriptors: the whole string must be the number.
+// Strict number parsing for flags and descriptors: the whole string must be the number, in
+// plain decimal: no leading blank or '+', no hex ("0x10", "0x1p-3"), no inf or nan.
+inline bool is_plain_decimal(const char* s, bool allow_fraction) {
+    const char* p = s + (*s == '-');
+    if (!isdigit((unsigned char)*p) && !(allow_fraction && *p == '.' && isdigit((unsigned char)p[1]))) return false;
+    for (; *p; p++) {
+        if (isdigit((unsigned char)*p)) continue;
+        if (!allow_fraction) return false;
+        if (*p == '.') continue;
+        if ((*p == 'e' || *p == 'E') && (isdigit((unsigned char)p[1]) || ((p[1] == '-' || p[1] == '+') && isdigit((unsigned char)p[2])))) {
+            p += (p[1] == '-' || p[1] == '+');
+            continue;
+        }
+        return false;
+    }
+    return true;
+}
+
 inline bool parse_int(const char* s, long* out) {
-    if (s == NULL || *s == '\0') return false;
+    if (s == NULL || !is_plain_decimal(s, false)) return false;
     char* end;
     errno = 0;
     long v = strtol(s, &end, 10);
@@ -121,7 +195,7 @@ inline bool parse_int(const char* s, long* out) {
 }
 
 inline bool parse_float(const char* s, float* out) {
-    if (s == NULL || *s == '\0') return false;
+    if (s == NULL || !is_plain_decimal(s, true)) return false;
     char* end;
     errno = 0;
     float v = strtof(s, &end);

@@ -151,6 +151,7 @@ inline void validate_config_or_fail(const GPT2Config& c, const char* source) {
 // Model descriptors for -e: llm.c's "d12" family, or "L4H4C128[T256][V50257]" for small models.
 // Returns false if `s` is not a descriptor (then -e names a file).
 inline bool parse_descriptor(const char* s, GPT2Config* c) {
+    if (s == NULL || s[0] == '\0') return false;
     c->max_seq_len = 1024;
     c->vocab_size = 50257;
     c->variant = {NORM_LN, ACT_GELU_TANH, 0.0f};
@@ -173,6 +174,7 @@ inline bool parse_descriptor(const char* s, GPT2Config* c) {
     const char* p = s;
     while (*p) {
         char key = *p++;
+        if (!isdigit((unsigned char)*p)) return false;  // plain digits only: no sign, blank or hex
         char* end;
         errno = 0;
         long v = strtol(p, &end, 10);

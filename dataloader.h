@@ -73,7 +73,7 @@ inline int64_t validate_shard_or_fail(const char* path, int B, int T, int vocab_
         }
         done += want;
     }
-    fclose(f);
+    close_file(f);
     return n;
 }
 
@@ -126,7 +126,7 @@ inline void dataloader_next_batch(DataLoader* d) {
     }
     const char* path = d->files[d->state.shard].c_str();
     if (d->open_shard != d->state.shard) {
-        if (d->fp) fclose(d->fp);
+        if (d->fp) close_file(d->fp);
         d->fp = fopen_or_fail(path, "rb", "the file disappeared during training");
         d->open_shard = d->state.shard;
     }
@@ -163,7 +163,7 @@ inline void dataloader_restore(DataLoader* d, const DataLoaderState& saved) {
 }
 
 inline void dataloader_free(DataLoader* d) {
-    if (d->fp) fclose(d->fp);
+    if (d->fp) close_file(d->fp);
     free(d->buffer);
     free(d->inputs);
     free(d->targets);

@@ -24,6 +24,8 @@ struct DebugState {
 // num_params: the model's parameters with slopes (count_params(c, true)).
 inline void read_debug_state(const char* path, const GPT2Config& c, size_t num_params, DebugState* s) {
     FILE* f = fopen_or_fail(path, "rb", "run 'make refs' to write the reference states");
+    long size = file_size_or_fail(f, path);
+    if (size < (long)HEADER_BYTES) fail("debug state '%s' is truncated: %ld bytes (run 'make refs')", path, size);
     int32_t h[HEADER_INTS];
     fread_or_fail(h, sizeof(int32_t), HEADER_INTS, f, path);
     if (h[0] != DEBUG_STATE_MAGIC || h[1] != DEBUG_STATE_VERSION)
@@ -40,6 +42,11 @@ inline void read_debug_state(const char* path, const GPT2Config& c, size_t num_p
     if (s->B < 1 || s->T < 1 || s->T > c.max_seq_len || s->num_steps < 1 || s->num_steps > 1000)
         fail("debug state '%s' has impossible sizes (B %d, T %d, steps %d)", path, s->B, s->T, s->num_steps);
     size_t BT = (size_t)s->B * s->T;
+    // the length the header and the model describe, checked before anything is allocated for it
+    double want = (double)HEADER_BYTES + 4.0 * (2.0 * BT + (double)BT * c.vocab_size + 1.0 + (double)num_params +
+                                               (double)c.num_layers * c.num_heads + 2.0 * s->num_steps);
+    if (want != (double)size)
+        fail("debug state '%s' has %ld bytes, but its header and the model describe %.0f (run 'make refs')", path, size, want);
     s->x.resize(BT);
     s->y.resize(BT);
     s->logits.resize(BT * c.vocab_size);
@@ -55,7 +62,5 @@ inline void read_debug_state(const char* path, const GPT2Config& c, size_t num_p
     fread_or_fail(s->entropy.data(), sizeof(float), s->entropy.size(), f, path);
     fread_or_fail(s->step_losses.data(), sizeof(float), s->num_steps, f, path);
     fread_or_fail(s->step_norms.data(), sizeof(float), s->num_steps, f, path);
-    char extra;
-    if (fread(&extra, 1, 1, f) != 0) fail("'%s' is longer than its header and the model describe", path);
-    fclose(f);
+    close_file(f);
 }

@@ -105,10 +105,10 @@ inline void parse_flags(int argc, char** argv, TrainConfig* cfg) {
             return x;
         };
         const long BIG = 1L << 40;
-        if (strcmp(flag, "-i") == 0) cfg->train_pattern = val;
-        else if (strcmp(flag, "-j") == 0) cfg->val_pattern = val;
-        else if (strcmp(flag, "-e") == 0) cfg->model = val;
-        else if (strcmp(flag, "-o") == 0) cfg->output_dir = val;
+        if (strcmp(flag, "-i") == 0) { if (!*val) fail("flag -i wants a file pattern, got ''"); cfg->train_pattern = val; }
+        else if (strcmp(flag, "-j") == 0) { if (!*val) fail("flag -j wants a file pattern, got ''"); cfg->val_pattern = val; }
+        else if (strcmp(flag, "-e") == 0) { if (!*val) fail("flag -e wants a model file or descriptor, got ''"); cfg->model = val; }
+        else if (strcmp(flag, "-o") == 0) { if (!*val) fail("flag -o wants a directory, got ''"); cfg->output_dir = val; }
         else if (strcmp(flag, "-b") == 0) cfg->B = (int)need_int(1, 1 << 20);
         else if (strcmp(flag, "-t") == 0) cfg->T = (int)need_int(1, 1 << 20);
         else if (strcmp(flag, "-d") == 0) { cfg->total_batch = need_int(-1, BIG); if (n == 0) fail("flag -d must be positive or -1"); }
@@ -134,7 +134,11 @@ inline void parse_flags(int argc, char** argv, TrainConfig* cfg) {
         }
         else if (strcmp(flag, "--beta1") == 0) { cfg->beta1 = need_float(0.0f, 1.0f); if (x >= 1.0f) fail("--beta1 must be below 1"); }
         else if (strcmp(flag, "--beta2") == 0) { cfg->beta2 = need_float(0.0f, 1.0f); if (x >= 1.0f) fail("--beta2 must be below 1"); }
-        else if (strcmp(flag, "--eps") == 0) cfg->eps = need_float(0.0f, 1.0f);
+        else if (strcmp(flag, "--eps") == 0) {
+            // eps 0 divides 0 by 0 for parameters whose gradient is always 0 (padded vocabulary rows)
+            cfg->eps = need_float(0.0f, 1.0f);
+            if (x < 1e-30f) fail("--eps must be at least 1e-30 (0 makes never-updated parameters NaN), got '%s'", val);
+        }
         else if (strcmp(flag, "--grad-clip") == 0) cfg->grad_clip = need_float(0.0f, 1e30f);
         else if (strcmp(flag, "--entropy-every") == 0) cfg->entropy_every = (int)need_int(0, 1L << 30);
         else if (strcmp(flag, "--on-nan") == 0) {

@@ -351,6 +351,13 @@ void test_model_file(const std::string& scratch) {
     check(!parse_act("lrelu", &act, &slope) && !parse_act("relu:0.1", &act, &slope) && !parse_act("lrelu:x", &act, &slope) &&
           !parse_act("swish", &act, &slope), "rejects lrelu without slope, relu with one, bad numbers, unknown names");
     check(parse_norm("none-all", &norm) && norm == NORM_NONE_ALL && !parse_norm("rms", &norm), "--norm none-all; rejects rms");
+    long iv;
+    float fv;
+    check(parse_int("-1", &iv) && iv == -1 && parse_float("1.5e-3", &fv) && fv == 1.5e-3f && parse_float(".5", &fv) &&
+          !parse_int(" 1", &iv) && !parse_int("+5", &iv) && !parse_int("0x10", &iv) && !parse_int("1 ", &iv) &&
+          !parse_float("0x1p-3", &fv) && !parse_float(" 1", &fv) && !parse_float("+1", &fv) && !parse_float("inf", &fv) &&
+          !parse_float("nan", &fv) && !parse_float("1e", &fv) && !parse_float("", &fv),
+          "numbers are plain decimal: ' 1', '+5', '0x10', '0x1p-3', inf, nan refused");
     Variant v = {NORM_NONE, ACT_LRELU, 0.1f};
     check(variant_tag(v) == "none_lrelu0.1", "variant tag of none + lrelu:0.1: %s", variant_tag(v).c_str());
 }
@@ -365,7 +372,7 @@ void test_state_file(const std::string& scratch) {
     std::string path = scratch + "/state_roundtrip.bin";
     write_state_file(path.c_str(), s, 2, 1, m, v);
     TrainState r = {};
-    read_state_file(path.c_str(), &r, 2, 1, rm, rv);
+    read_state_file(path.c_str(), 7, &r, 2, 1, rm, rv);
     check(r.step == 7 && r.adam_t == 6 && r.skipped == 1 && r.loader.shard == 1 && r.loader.position == 5 &&
           r.loader.epoch == 2 && r.loader.shard_rng.s[1] == 12 && r.sample_rng.s[0] == 13 &&
           memcmp(rm, m, sizeof(m)) == 0 && memcmp(rv, v, sizeof(v)) == 0, "the training state survives the round trip");
@@ -378,7 +385,7 @@ void test_state_file(const std::string& scratch) {
     FILE* f = fopen_or_fail(path.c_str(), "rb", "test scratch");
     fread_or_fail(h, sizeof(int32_t), HEADER_INTS, f, path.c_str());
     fclose(f);
-    read_state_file(path.c_str(), &r, 2, 1, rm, rv);
+    read_state_file(path.c_str(), 7, &r, 2, 1, rm, rv);
     check(h[18] == 0 && h[19] == 0 && h[20] == 0 && h[21] == 0 && r.scaler.present == 0 && r.step == 7,
           "no scaler: header slots 18..21 are 0 and read back as absent");
 }

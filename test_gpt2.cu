@@ -817,7 +817,7 @@ void test_resume(const std::string& scratch) {
     gpt2_build_from_file(&r, model_path.c_str(), NULL);
     TrainState rs;
     std::vector<float> rm(r.num_params), rv(r.num_params);
-    read_state_file(state_path.c_str(), &rs, r.num_params - r.num_slopes, r.num_slopes, rm.data(), rv.data());
+    read_state_file(state_path.c_str(), 3, &rs, r.num_params - r.num_slopes, r.num_slopes, rm.data(), rv.data());
     cudaCheck(cudaMemcpy(r.d_m, rm.data(), rm.size() * sizeof(float), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(r.d_v, rv.data(), rv.size() * sizeof(float), cudaMemcpyHostToDevice));
     if (rs.scaler.present) gpt2_set_scaler(&r, ScalerState{rs.scaler.scale, rs.scaler.clean_steps, rs.scaler.overflows, 0});

@@ -39,10 +39,14 @@ inline ModelSource model_source(const TrainConfig& cfg) {
         apply_variant_flags(cfg, &src.config.variant);
         validate_config_or_fail(src.config, cfg.model.c_str());
     } else {
+        if (cfg.model.empty()) fail("-e wants a model file or descriptor, got ''");  // empty path means "random"
         src.path = cfg.model;
     }
     return src;
 }
+
+#define MAX_GRAD_ACCUM 65536   // micro-batches per optimizer step (-d / (B*T))
+#define MAX_STEPS (1L << 30)   // optimizer steps (as -x allows): the loop counts them in an int
 
 // The run's shape: how many micro-batches of B x T tokens make an optimizer step, and how many
 // steps make the run.
@@ -64,7 +68,11 @@ inline RunPlan open_data(const TrainConfig& cfg, const GPT2Config& mc, DataLoade
     plan.total_batch = cfg.total_batch == -1 ? tokens_per_micro : cfg.total_batch;
     if (plan.total_batch % tokens_per_micro != 0)
         fail("-d %ld is not a multiple of B*T = %ld", plan.total_batch, tokens_per_micro);
-    plan.grad_accum = (int)(plan.total_batch / tokens_per_micro);
+    long accum = plan.total_batch / tokens_per_micro;  // 64-bit, bounded before it becomes an int
+    if (accum > MAX_GRAD_ACCUM)
+        fail("-d %ld asks for %ld micro-batches of B*T = %ld tokens per step, more than %d: use a smaller -d or a larger -b/-t",
+             plan.total_batch, accum, tokens_per_micro, MAX_GRAD_ACCUM);
+    plan.grad_accum = (int)accum;
     dataloader_init(train, cfg.train_pattern.c_str(), B, T, mc.vocab_size, cfg.shuffle != 0, (uint64_t)cfg.seed, "-i");
     plan.validating = cfg.val_every > 0;
     if (plan.validating) dataloader_init(val, cfg.val_pattern.c_str(), B, T, mc.vocab_size, false, 0, "-j");
@@ -73,8 +81,17 @@ inline RunPlan open_data(const TrainConfig& cfg, const GPT2Config& mc, DataLoade
         if (cfg.overfit_single_batch) fail("-a 1 needs a step count -x");
         plan.steps = dataloader_batches_per_epoch(train) / plan.grad_accum;
         if (plan.steps == 0) fail("the training data holds fewer tokens than one optimizer step (-d %ld)", plan.total_batch);
+        if (plan.steps > MAX_STEPS) fail("one epoch is %ld optimizer steps, more than %ld: pass -x", plan.steps, MAX_STEPS);
     }
     return plan;
+}
+
+// After a resume: the checkpoint's step must not lie past the run's end (a run asked to end
+// before it would otherwise exit 0 having done nothing).
+inline void check_resume_step(const RunPlan& plan, int checkpoint_step, const char* state_path) {
+    if (checkpoint_step > plan.steps)
+        fail("-x %ld is below the step %d of the checkpoint being resumed ('%s'): pass -x %d or more", plan.steps,
+             checkpoint_step, state_path, checkpoint_step);
 }
 
 // The tokenizer beside the training data, else in the working directory.

@@ -579,6 +579,7 @@ struct GPT2 {
 };
 
 void gpt2_allocate(GPT2* model, const GPT2Config& c) {
+    validate_config_or_fail(c, "model");  // every way of building a model passes here
     model->config = c;
     fill_param_sizes(model->param_sizes, c);
     model->num_slopes = (int)model->param_sizes[SLOPE_TENSOR];
@@ -994,7 +995,9 @@ int main(int argc, char** argv) {
         std::string path = checkpoint_path(cfg.output_dir, "state", resume_step, ".bin");
         model.m_memory = (float*)calloc_or_fail(model.num_params, sizeof(float), "AdamW state");
         model.v_memory = (float*)calloc_or_fail(model.num_params, sizeof(float), "AdamW state");
-        read_state_file(path.c_str(), &state, model.num_params - model.num_slopes, model.num_slopes, model.m_memory, model.v_memory);
+        read_state_file(path.c_str(), resume_step, &state, model.num_params - model.num_slopes, model.num_slopes,
+                        model.m_memory, model.v_memory);
+        check_resume_step(plan, state.step, path.c_str());
         state.scaler.present = 0;  // a CUDA FP16 run's loss scaler: fp32 has none, its checkpoints say so
         dataloader_restore(&train, state.loader);
         printf("resumed from %s (step %d)\n", path.c_str(), state.step);
@@ -1013,6 +1016,7 @@ int main(int argc, char** argv) {
     int last_checkpoint = resume_step;
     double total_time = 0.0;  // excludes the run's first step (warm-up)
     int timed_steps = 0, first_step = state.step;
+    int exit_code = 0;
     gpt2_allocate_activations(&model, B, T);
     if (cfg.overfit_single_batch) load_overfit_batch(&train);
     for (int step = state.step; step <= steps; step++) {
@@ -1025,13 +1029,23 @@ int main(int argc, char** argv) {
         }
         if (!cfg.output_dir.empty() && step > 0 && step != last_checkpoint &&
             ((cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0) || last)) {
+            if (params_ok && !params_finite(&model)) {
+                params_ok = false;  // e.g. an update too large for fp32: the guard's loss and norm were finite
+                printf("step %d: the parameters are non-finite after the update\n", step);
+            }
             if (params_ok) {
                 state.step = step;
                 state.loader = train.state;
                 save_checkpoint(&model, cfg.output_dir, state);
                 last_checkpoint = step;
             } else {
-                printf("checkpoint at step %d not written: the parameters are non-finite (--on-nan log)\n", step);
+                printf("checkpoint at step %d not written: the parameters are non-finite\n", step);
+                if (cfg.on_nan == ON_NAN_STOP) {
+                    fprintf(stderr, "error: non-finite parameters at step %d; stopped with --on-nan stop, last good checkpoint: %s\n",
+                            step, last_checkpoint >= 0 ? checkpoint_path(cfg.output_dir, "model", last_checkpoint, ".bin").c_str() : "none");
+                    exit_code = EXIT_NONFINITE;
+                    break;
+                }
             }
         }
         if (cfg.sample_every > 0 && step > 0 && (step % cfg.sample_every == 0 || last)) {
@@ -1061,8 +1075,10 @@ int main(int argc, char** argv) {
         for (int l = 0; l < L; l++) bad_values += model.nonfinite_att[l] + model.nonfinite_ffn[l];
         bool finite = std::isfinite(loss) && std::isfinite(norm) && bad_values == 0;
         if (!finite && report_nonfinite(&logger, cfg, step, L, model.nonfinite_att.data(), model.nonfinite_ffn.data(),
-                                        loss, lr, norm, last_checkpoint))
-            return EXIT_NONFINITE;  // --on-nan stop
+                                        loss, lr, norm, last_checkpoint)) {
+            exit_code = EXIT_NONFINITE;  // --on-nan stop: free everything on the way out
+            break;
+        }
         if (finite || cfg.on_nan == ON_NAN_LOG) {
             state.adam_t++;
             gpt2_update(&model, lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, state.adam_t, clip_scale(norm, cfg.grad_clip));
@@ -1084,11 +1100,12 @@ int main(int argc, char** argv) {
         print_step_line(step, steps, loss, lr, norm, dt, total_batch, state.skipped, "");
         if (log_entropy) print_entropy_summary(L, NH, entropy.data(), T);
     }
-    if (timed_steps > 0) printf("average: %.2f ms/step, %.0f tok/s\n", total_time / timed_steps * 1000, total_batch * timed_steps / total_time);
+    if (exit_code == 0 && timed_steps > 0)
+        printf("average: %.2f ms/step, %.0f tok/s\n", total_time / timed_steps * 1000, total_batch * timed_steps / total_time);
     logger_close(&logger);
     dataloader_free(&train);
     if (validating) dataloader_free(&val);
     gpt2_free(&model);
-    return 0;
+    return exit_code;
 }
 #endif

@@ -236,6 +236,7 @@ T* gpt2_pinned(GPT2* model, size_t count, const char* what) {
 }
 
 void gpt2_allocate(GPT2* model, const GPT2Config& c) {
+    validate_config_or_fail(c, "model");  // every way of building a model passes here
     attention_check_shape(c.channels, c.num_heads);
     model->config = c;
     fill_param_sizes(model->param_sizes, c);
@@ -792,6 +793,13 @@ void save_checkpoint(GPT2* model, const std::string& dir, TrainState state) {
     std::string model_path = checkpoint_path(dir, "model", state.step, ".bin");
     std::string state_path = checkpoint_path(dir, "state", state.step, ".bin");
     gpt2_download_params(model);
+    // never a complete checkpoint of non-finite parameters (one its own resume would refuse)
+    for (size_t i = 0; i < model->num_params; i++) {
+        if (!std::isfinite(model->params_memory[i])) {
+            fprintf(stderr, "error: non-finite parameter %zu at step %d: checkpoint not written, stopped\n", i, state.step);
+            exit(EXIT_NONFINITE);
+        }
+    }
     std::vector<float> m(model->num_params), v(model->num_params);
     cudaCheck(cudaMemcpy(m.data(), model->d_m, model->num_params * sizeof(float), cudaMemcpyDeviceToHost));
     cudaCheck(cudaMemcpy(v.data(), model->d_v, model->num_params * sizeof(float), cudaMemcpyDeviceToHost));
@@ -845,7 +853,9 @@ int main(int argc, char** argv) {
     if (resume_step >= 0) {
         std::string path = checkpoint_path(cfg.output_dir, "state", resume_step, ".bin");
         std::vector<float> m(model.num_params), v(model.num_params);
-        read_state_file(path.c_str(), &state, model.num_params - model.num_slopes, model.num_slopes, m.data(), v.data());
+        read_state_file(path.c_str(), resume_step, &state, model.num_params - model.num_slopes, model.num_slopes, m.data(),
+                        v.data());
+        check_resume_step(plan, state.step, path.c_str());
         cudaCheck(cudaMemcpy(model.d_m, m.data(), model.num_params * sizeof(float), cudaMemcpyHostToDevice));
         cudaCheck(cudaMemcpy(model.d_v, v.data(), model.num_params * sizeof(float), cudaMemcpyHostToDevice));
         // fp16: the loss scale goes on from the checkpoint's (a state without one, from another

@@ -25,6 +25,9 @@
 #      synccheck and initcheck over the attention lab (whole and ragged tiles), and a negative
 #      control (a build with a planted cp.async race) that racecheck must flag
 #  10. (if time is left) tests/test_cli.sh against the CUDA trainer: bad input, resume, NaN guard
+#  11. reliability (not in the default STAGES; STAGES=reliability): tests/test_reliability.sh's
+#      hostile inputs (issue 12) against the CUDA trainer (BF16) under compute-sanitizer memcheck
+#      (CUDA API errors and device memory access): every case must end as on the CPU
 # PyTorch's compilation is warmed in the background while the builds and tests run (its cache
 # makes the timed runs start in seconds); nothing else uses the GPU while anything is timed.
 # Every stage has a time limit and the whole script a deadline; a summary table is printed at
@@ -350,5 +353,30 @@ fi
 if want cli; then
     run cli 240 env TRAINER=$BIN/train_gpt2cu_bf16 PYTHON=$PYTHON bash tests/test_cli.sh
 fi
+
+# Stage 11: the CUDA trainer's host paths (its own setup, the shared readers) under memcheck with
+# the bad inputs of tests/test_reliability.sh. The trainer is wrapped so that a memcheck error
+# turns the case's exit code into 86, which every expectation of that suite rejects; memcheck's
+# own report goes to a log file, keeping the trainer's stderr to its one "error:" line.
+stage_reliability() {
+    local sanitizer=${SANITIZER:-$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)}
+    if [ ! -x "$sanitizer" ] || [ ! -x $BIN/train_gpt2cu_bf16 ]; then
+        SUMMARY+=("SKIP reliability (no compute-sanitizer or no $BIN/train_gpt2cu_bf16)")
+        return
+    fi
+    mkdir -p $W/memcheck
+    cat >$W/memcheck_trainer.sh <<WRAP
+#!/usr/bin/env bash
+exec "$sanitizer" --tool memcheck --error-exitcode 86 \\
+    --log-file "$PWD/$W/memcheck/run_%p.log" "$PWD/$BIN/train_gpt2cu_bf16" "\$@"
+WRAP
+    chmod +x $W/memcheck_trainer.sh
+    rm -f $W/memcheck/run_*.log
+    run reliability 400 env TRAINER=$PWD/$W/memcheck_trainer.sh PYTHON=$PYTHON CASE_TIMEOUT=120 bash tests/test_reliability.sh
+    local dirty
+    dirty=$(grep -lE "ERROR SUMMARY: [1-9]" $W/memcheck/run_*.log 2>/dev/null | wc -l)
+    SUMMARY+=("info reliability: $(ls $W/memcheck/run_*.log 2>/dev/null | wc -l) trainer runs under memcheck, $dirty with errors")
+}
+if want reliability; then stage_reliability; fi
 
 [ $FAILED -eq 0 ]

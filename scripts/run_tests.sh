@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# run_tests.sh: every CPU test of the project, as `make test` runs it. Each suite prints its own
-# "N passed, M failed"; this adds them up into the final line.
+# run_tests.sh: every CPU test of the project, as `make test` runs it; with --ci (`make ci`) also
+# the sanitizer build's suites (tests/test_sanitize.sh) and every fuzz target (fuzz/run.sh).
+# Each suite prints its own "N passed, M failed"; this adds them up into the final line.
 set -u
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-/usr/bin/python3}
 total_passed=0
 total_failed=0
+CI=0
+if [ "${1:-}" = "--ci" ]; then CI=1; fi
 
 run_suite() {
     local name="$1"; shift
     echo "== $name"
+    local t0=$SECONDS
     local log
     log=$(mktemp)
     "$@" 2>&1 | tee "$log"
     local rc=${PIPESTATUS[0]}
+    echo "   ($((SECONDS - t0)) s)"
     local summary
     summary=$(grep -oE '[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
     rm -f "$log"
@@ -32,6 +37,7 @@ run_suite() {
 
 run_suite "test_gpt2: CPU trainer vs the PyTorch reference" ./test_gpt2 out/ref
 run_suite "tests/test_cli.sh: command line, bad input, resume, NaN guard" env PYTHON="$PYTHON" bash tests/test_cli.sh
+run_suite "tests/test_reliability.sh: hostile input, issue 12's classes 1-7" env PYTHON="$PYTHON" bash tests/test_reliability.sh
 if [ -f dev/data/test_data.sh ]; then
     run_suite "dev/data/test_data.sh: corpus preparation (sample mode)" bash dev/data/test_data.sh
 fi
@@ -41,5 +47,10 @@ run_suite "tests/test_bench_torch_minimal.sh: the minimal PyTorch speed peer on 
     env PYTHON="$PYTHON" bash tests/test_bench_torch_minimal.sh
 run_suite "scripts/paper/test_paper.sh: paper runs, plots, table" \
     env PYTHON="$PYTHON" TRAINER=out/bin/train_gpt2_blas bash scripts/paper/test_paper.sh
+if [ $CI -eq 1 ]; then
+    run_suite "tests/test_sanitize.sh: test_gpt2 and the CLI suites under ASan + UBSan + LeakSanitizer" \
+        env PYTHON="$PYTHON" bash tests/test_sanitize.sh
+    run_suite "fuzz/run.sh: every libFuzzer harness, ${FUZZ_SECONDS:-25} s each from its seed corpus" bash fuzz/run.sh
+fi
 echo "$total_passed passed, $total_failed failed"
 [ "$total_failed" -eq 0 ]
