@@ -28,6 +28,9 @@ const float TOL_ENTROPY = 1e-5f;     // absolute, nats (the issue's bar)
 const float TOL_GRAD_ABS = 1e-6f;    // gradients: |ours - ref| <= ABS + REL * max|ref of tensor|
 const float TOL_GRAD_REL = 1e-4f;
 const float TOL_STEP_LOSS = 1e-4f;   // absolute, losses over 10 AdamW steps (the bar)
+const float TOL_DIAG_REL = 1e-5f;    // diagnostics (diag.h): x max(1e-3, |ref|) for the RMS, std and max
+const float TOL_DIAG_NEG = 2.5e-4f;  // absolute, share of negative FFN pre-activations: two of the
+                                     // 8192 values of a layer may sit within rounding of 0
 const float TOL_STEP_NORM = 1e-3f;   // relative, gradient norms over the 10 steps: looser, because
                                      // a ReLU input within rounding of 0 can flip its kink after a
                                      // few updates (measured: 1.8e-4 for ln_relu, <1e-6 elsewhere)
@@ -42,6 +45,31 @@ float max_abs(const float* a, size_t n) {
 // ----------------------------------------------------------------------------
 // Against the PyTorch reference
 
+
+// The diagnostics of the forward just run (diag.h) against the reference's, column by column.
+void check_diag(const std::string& tag, const GPT2& model, const DebugState& ref, int B, int T) {
+    const GPT2Config& c = model.config;
+    int L = c.num_layers;
+    if (ref.diag.empty()) {
+        check(false, "%s: the debug state has no diagnostics (written before them: run 'make refs')", tag.c_str());
+        return;
+    }
+    std::vector<float> cols((size_t)L * DIAG_COLS);
+    diag_finalize(model.diag_sums.data(), L, B, T, c.channels, c.num_heads, model.diag_passes, cols.data());
+    const char* names[DIAG_COLS] = {"resid_rms", "score_std", "score_max", "ffn_rms", "ffn_neg"};
+    for (int k = 0; k < DIAG_COLS; k++) {
+        float worst = 0.0f, tol = 1.0f, ratio = -1.0f;  // the layer furthest from its tolerance
+        int at = 0;
+        for (int l = 0; l < L; l++) {
+            float ours = cols[l * DIAG_COLS + k], theirs = ref.diag[l * DIAG_COLS + k];
+            float t = k == DIAG_COL_FFN_NEG ? TOL_DIAG_NEG : TOL_DIAG_REL * fmaxf(1e-3f, fabsf(theirs));
+            float d = fabsf(ours - theirs), r = std::isnan(d) ? INFINITY : d / t;
+            if (r > ratio) { ratio = r; worst = d; tol = t; at = l; }
+        }
+        check(ratio <= 1.0f, "%s: diag %-9s max diff %.2e (tol %.1e) at layer %d: %.6g vs %.6g", tag.c_str(), names[k], worst,
+              tol, at, cols[at * DIAG_COLS + k], ref.diag[at * DIAG_COLS + k]);
+    }
+}
 
 void test_variant(const std::string& dir, const std::string& tag) {
     printf("variant %s\n", tag.c_str());
@@ -59,6 +87,7 @@ void test_variant(const std::string& dir, const std::string& tag) {
     // forward: logits, loss, entropies
     model.measure = true;
     model.want_entropy = true;
+    model.want_diag = true;
     gpt2_measurements_reset(&model);
     gpt2_forward(&model, ref.x.data(), ref.y.data(), B, T);
     std::vector<float> logits((size_t)B * T * V);
@@ -74,6 +103,8 @@ void test_variant(const std::string& dir, const std::string& tag) {
     d = max_abs_diff(entropy.data(), ref.entropy.data(), entropy.size(), &at);
     check(d <= TOL_ENTROPY, "%s: per-head entropies max diff %.2e (tol %.0e), layer %zu head %zu: %.6f vs %.6f",
           tag.c_str(), d, TOL_ENTROPY, at / NH, at % NH, entropy[at], ref.entropy[at]);
+
+    check_diag(tag, model, ref, B, T);
 
     // backward: every tensor's gradient
     gpt2_zero_grad(&model);

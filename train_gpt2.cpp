@@ -30,6 +30,7 @@ gemm_acc) or `make train_gpt2 USE_BLAS=1` (gemm_acc calls OpenBLAS's cblas_sgemm
 #include "common.h"
 #include "config.h"
 #include "dataloader.h"
+#include "diag.h"
 #include "flags.h"
 #include "logger.h"
 #include "model_file.h"
@@ -441,6 +442,59 @@ void crossentropy_softmax_backward(float* dlogits, const float* probs, const int
 }
 
 // ----------------------------------------------------------------------------
+// Diagnostics (--diag-every, diag.h): separate read-only passes over tensors the forward keeps
+// anyway, run only on diagnostic steps, so the layers above stay as they are. Both sum in fixed
+// blocks and then in order, so that runs are bit-reproducible.
+
+// sums[0] += sum x^2, and if neg: *neg += count of x < 0, over N values.
+void diag_sumsq(const float* x, size_t N, double* sumsq, double* neg) {
+    const size_t BLOCK = 1 << 14;
+    size_t nblocks = (N + BLOCK - 1) / BLOCK;
+    std::vector<double> sq(nblocks), negs(nblocks);
+    #pragma omp parallel for
+    for (size_t blk = 0; blk < nblocks; blk++) {
+        double s = 0.0;
+        long n = 0;
+        for (size_t i = blk * BLOCK; i < std::min(N, (blk + 1) * BLOCK); i++) {
+            s += (double)x[i] * x[i];
+            n += x[i] < 0.0f;
+        }
+        sq[blk] = s;
+        negs[blk] = (double)n;
+    }
+    for (size_t blk = 0; blk < nblocks; blk++) {
+        *sumsq += sq[blk];
+        if (neg) *neg += negs[blk];
+    }
+}
+
+// The scaled scores of one layer, preatt (B,NH,T,T), causal entries only: sums[DIAG_SCORE_SUM,
+// DIAG_SCORE_SQ] += sum s, sum s^2; sums[DIAG_SCORE_MAX] = max(., max s).
+void diag_scores(const float* preatt, int B, int NH, int T, double* sums) {
+    int rows = B * NH;
+    std::vector<double> sum(rows), sq(rows), mx(rows);
+    #pragma omp parallel for
+    for (int r = 0; r < rows; r++) {
+        double s1 = 0.0, s2 = 0.0;
+        float m = -INFINITY;
+        for (int t = 0; t < T; t++) {
+            const float* s = preatt + ((size_t)r * T + t) * T;
+            for (int j = 0; j <= t; j++) {
+                s1 += s[j];
+                s2 += (double)s[j] * s[j];
+                if (s[j] > m) m = s[j];
+            }
+        }
+        sum[r] = s1; sq[r] = s2; mx[r] = m;
+    }
+    for (int r = 0; r < rows; r++) {
+        sums[DIAG_SCORE_SUM] += sum[r];
+        sums[DIAG_SCORE_SQ] += sq[r];
+        if (mx[r] > sums[DIAG_SCORE_MAX]) sums[DIAG_SCORE_MAX] = mx[r];
+    }
+}
+
+// ----------------------------------------------------------------------------
 // The model
 
 // The 16 tensors of llm.c's file plus the learnable slopes, all views into one block of memory
@@ -576,6 +630,9 @@ struct GPT2 {
     long entropy_rows;                // rows summed per head
     std::vector<long> nonfinite_att;  // (L) non-finite attention scores
     std::vector<long> nonfinite_ffn;  // (L) non-finite FFN activations
+    bool want_diag;                   // diagnostics (diag.h): only on --diag-every steps
+    std::vector<double> diag_sums;    // (L, DIAG_SUMS)
+    long diag_passes;                 // forward passes summed
 };
 
 void gpt2_allocate(GPT2* model, const GPT2Config& c) {
@@ -599,6 +656,10 @@ void gpt2_allocate(GPT2* model, const GPT2Config& c) {
     model->entropy_rows = 0;
     model->nonfinite_att.assign(c.num_layers, 0);
     model->nonfinite_ffn.assign(c.num_layers, 0);
+    model->want_diag = false;
+    model->diag_sums.assign((size_t)c.num_layers * DIAG_SUMS, 0.0);
+    model->diag_passes = 0;
+    diag_reset(model->diag_sums.data(), c.num_layers);
 }
 
 // From a model file; --norm/--act (variant_flags) override what it records.
@@ -641,6 +702,8 @@ void gpt2_measurements_reset(GPT2* model) {
     model->entropy_rows = 0;
     std::fill(model->nonfinite_att.begin(), model->nonfinite_att.end(), 0);
     std::fill(model->nonfinite_ffn.begin(), model->nonfinite_ffn.end(), 0);
+    diag_reset(model->diag_sums.data(), model->config.num_layers);
+    model->diag_passes = 0;
 }
 
 // Per-head mean entropy (L, NH) of the measured passes.
@@ -689,6 +752,7 @@ void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int
     size_t BTC = (size_t)B * T * C;
     bool measuring = model->measure;
     bool entropy = measuring && model->want_entropy;
+    bool diag = measuring && model->want_diag;
 
     encoder_forward(a.encoded, inputs, p.wte, p.wpe, B, T, C);  // (B,T,C)
     for (int l = 0; l < L; l++) {
@@ -729,8 +793,15 @@ void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int
             model->nonfinite_att[l] += bad_att;
             model->nonfinite_ffn[l] += bad_ffn;
         }
+        if (diag) {  // the layer's input, scores and FFN pre-activations, all still in memory
+            double* ds = &model->diag_sums[(size_t)l * DIAG_SUMS];
+            diag_sumsq(residual, BTC, &ds[DIAG_RESID_SQ], NULL);
+            diag_scores(l_preatt, B, NH, T, ds);
+            diag_sumsq(l_fch, BTC * 4, &ds[DIAG_FFN_SQ], &ds[DIAG_FFN_NEG]);
+        }
     }
     if (entropy) model->entropy_rows += (long)B * T;
+    if (diag) model->diag_passes++;
     float* residual = a.residual3 + (L - 1) * BTC;
     float* lnf = residual;
     if (cfg.variant.norm != NORM_NONE_ALL) {
@@ -1009,6 +1080,8 @@ int main(int argc, char** argv) {
 #endif
 
     std::vector<float> entropy((size_t)L * NH);
+    std::vector<float> diag_cols((size_t)L * DIAG_COLS);
+    FILE* diag_file = diag_log_open(cfg.output_dir, cfg.diag_every, resume_step);
     bool params_ok = true;   // false once --on-nan log applied a non-finite update
     int last_checkpoint = resume_step;
     double total_time = 0.0;  // excludes the run's first step (warm-up)
@@ -1045,6 +1118,8 @@ int main(int argc, char** argv) {
         bool log_entropy = cfg.entropy_every > 0 && step % cfg.entropy_every == 0;
         model.measure = true;
         model.want_entropy = log_entropy;
+        bool log_diag = cfg.diag_every > 0 && step % cfg.diag_every == 0;
+        model.want_diag = log_diag;
         gpt2_measurements_reset(&model);
         gpt2_zero_grad(&model);
         double loss_sum = 0.0;
@@ -1083,9 +1158,15 @@ int main(int argc, char** argv) {
         logger_flush(&logger);
         print_step_line(step, steps, loss, lr, norm, dt, total_batch, state.skipped, "");
         if (log_entropy) print_entropy_summary(L, NH, entropy.data(), T);
+        if (log_diag) {
+            diag_finalize(model.diag_sums.data(), L, B, T, mc.channels, NH, model.diag_passes, diag_cols.data());
+            diag_log(diag_file, step, L, diag_cols.data());
+            diag_print(L, diag_cols.data());
+        }
     }
     if (timed_steps > 0) printf("average: %.2f ms/step, %.0f tok/s\n", total_time / timed_steps * 1000, total_batch * timed_steps / total_time);
     logger_close(&logger);
+    diag_log_close(diag_file);
     dataloader_free(&train);
     if (validating) dataloader_free(&val);
     gpt2_free(&model);
