@@ -46,29 +46,16 @@ float max_abs(const float* a, size_t n) {
 // Against the PyTorch reference
 
 
-// The diagnostics of the forward just run (diag.h) against the reference's, column by column.
+// The diagnostics of the forward just run (diag.h) against the reference's.
 void check_diag(const std::string& tag, const GPT2& model, const DebugState& ref, int B, int T) {
     const GPT2Config& c = model.config;
-    int L = c.num_layers;
     if (ref.diag.empty()) {
         check(false, "%s: the debug state has no diagnostics (written before them: run 'make refs')", tag.c_str());
         return;
     }
-    std::vector<float> cols((size_t)L * DIAG_COLS);
-    diag_finalize(model.diag_sums.data(), L, B, T, c.channels, c.num_heads, model.diag_passes, cols.data());
-    const char* names[DIAG_COLS] = {"resid_rms", "score_std", "score_max", "ffn_rms", "ffn_neg"};
-    for (int k = 0; k < DIAG_COLS; k++) {
-        float worst = 0.0f, tol = 1.0f, ratio = -1.0f;  // the layer furthest from its tolerance
-        int at = 0;
-        for (int l = 0; l < L; l++) {
-            float ours = cols[l * DIAG_COLS + k], theirs = ref.diag[l * DIAG_COLS + k];
-            float t = k == DIAG_COL_FFN_NEG ? TOL_DIAG_NEG : TOL_DIAG_REL * fmaxf(1e-3f, fabsf(theirs));
-            float d = fabsf(ours - theirs), r = std::isnan(d) ? INFINITY : d / t;
-            if (r > ratio) { ratio = r; worst = d; tol = t; at = l; }
-        }
-        check(ratio <= 1.0f, "%s: diag %-9s max diff %.2e (tol %.1e) at layer %d: %.6g vs %.6g", tag.c_str(), names[k], worst,
-              tol, at, cols[at * DIAG_COLS + k], ref.diag[at * DIAG_COLS + k]);
-    }
+    std::vector<float> cols((size_t)c.num_layers * DIAG_COLS);
+    diag_finalize(model.diag_sums.data(), c.num_layers, B, T, c.channels, c.num_heads, model.diag_passes, cols.data());
+    check_diag_cols(tag.c_str(), cols.data(), ref.diag.data(), c.num_layers, TOL_DIAG_REL, TOL_DIAG_NEG);
 }
 
 void test_variant(const std::string& dir, const std::string& tag) {
