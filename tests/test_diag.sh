@@ -75,6 +75,18 @@ before=$(stat -c %Y $W/explain/none-gelu/diag.tsv)
 bash scripts/explain/overload.sh --small $W/explain >$W/explain2.out 2>&1
 check "a second overload.sh keeps the finished runs" test $? -eq 0 -a "$(grep -c 'complete, kept' $W/explain2.out)" -eq 5 \
     -a "$(stat -c %Y $W/explain/none-gelu/diag.tsv)" = "$before"
+# scales.py: the closed forms of the page against their Monte Carlo draws
+$PYTHON scripts/explain/scales.py >$W/scales.out 2>&1
+check "scales.py exits 0" test $? -eq 0
+scales_ok() {
+    [ "$(grep -c 'predicted std' $W/scales.out)" -eq 4 ] || return 1
+    # "C = 128 LayerNorm: predicted std 0.0512, sampled 0.0517; deficit std^2/2 = 0.0013 nats, sampled 0.0012"
+    sed -n 's/.*predicted std \([^,]*\), sampled \([^;]*\); deficit std^2\/2 = \([^ ]*\) nats, sampled \(.*\)/\1 \2 \3 \4/p' \
+        $W/scales.out | awk '{ if ($2 < 0.95 * $1 || $2 > 1.05 * $1 || $4 < 0.85 * $3 || $4 > 1.05 * $3) bad = 1 } END { exit bad }'
+}
+check "scales.py: sampled score std within 5% of sigma^2 C r^2, entropy deficit within 15% of std^2/2" scales_ok
+page_numbers() { grep -q "T =   64: M = 3.2058" $W/scales.out && grep -q "rho = 0.0066: 0.0091 " $W/scales.out; }
+check "scales.py: M = 3.2058 at T = 64, GELU's even/odd RMS 0.0091 at rho = 0.0066 (the page's numbers)" page_numbers
 mkdir -p $W/empty
 $PYTHON scripts/explain/plot_overload.py $W/empty >/dev/null 2>$W/empty.err
 check "plot_overload.py on a folder without runs: exit 1, one error line" test $? -eq 1 -a "$(grep -c '^error:' $W/empty.err)" -eq 1
