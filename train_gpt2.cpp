@@ -442,55 +442,76 @@ void crossentropy_softmax_backward(float* dlogits, const float* probs, const int
 }
 
 // ----------------------------------------------------------------------------
-// Diagnostics (--diag-every, diag.h): separate read-only passes over tensors the forward keeps
-// anyway, run only on diagnostic steps, so the layers above stay as they are. Both sum in fixed
-// blocks and then in order, so that runs are bit-reproducible.
+// Diagnostics (--diag-every, diag.h): read-only passes over tensors the forward keeps anyway
+// (each layer's input, its scores preatt, its FFN pre-activations fch), run after the forward of a
+// diagnostic step only, so the layers above stay as they are. The work is cut into pieces (a block
+// of a tensor, or one head's scores) that go through ONE parallel loop: a parallel region per
+// tensor cost more than the sums themselves on a busy machine, as each region's barrier waits for
+// every thread. Partial sums are added in piece order, so runs are bit-reproducible.
+struct DiagPiece {
+    int layer, kind;   // kind DIAG_RESID_SQ or DIAG_FFN_SQ: a block of values; DIAG_SCORE_SUM: one head's (T, T) scores
+    const float* x;
+    size_t n;          // values in the block, or T
+};
 
-// sums[0] += sum x^2, and if neg: *neg += count of x < 0, over N values.
-void diag_sumsq(const float* x, size_t N, double* sumsq, double* neg) {
+struct DiagPartial {
+    double a, b;       // squares and negatives, or sum and squares of the scores
+    float max;         // largest score
+};
+
+void diag_add_blocks(std::vector<DiagPiece>* pieces, int layer, int kind, const float* x, size_t N) {
     const size_t BLOCK = 1 << 14;
-    size_t nblocks = (N + BLOCK - 1) / BLOCK;
-    std::vector<double> sq(nblocks), negs(nblocks);
-    #pragma omp parallel for
-    for (size_t blk = 0; blk < nblocks; blk++) {
-        double s = 0.0;
-        long n = 0;
-        for (size_t i = blk * BLOCK; i < std::min(N, (blk + 1) * BLOCK); i++) {
-            s += (double)x[i] * x[i];
-            n += x[i] < 0.0f;
-        }
-        sq[blk] = s;
-        negs[blk] = (double)n;
-    }
-    for (size_t blk = 0; blk < nblocks; blk++) {
-        *sumsq += sq[blk];
-        if (neg) *neg += negs[blk];
-    }
+    for (size_t i = 0; i < N; i += BLOCK) pieces->push_back({layer, kind, x + i, std::min(BLOCK, N - i)});
 }
 
-// The scaled scores of one layer, preatt (B,NH,T,T), causal entries only: sums[DIAG_SCORE_SUM,
-// DIAG_SCORE_SQ] += sum s, sum s^2; sums[DIAG_SCORE_MAX] = max(., max s).
-void diag_scores(const float* preatt, int B, int NH, int T, double* sums) {
-    int rows = B * NH;
-    std::vector<double> sum(rows), sq(rows), mx(rows);
-    #pragma omp parallel for
-    for (int r = 0; r < rows; r++) {
-        double s1 = 0.0, s2 = 0.0;
-        float m = -INFINITY;
-        for (int t = 0; t < T; t++) {
-            const float* s = preatt + ((size_t)r * T + t) * T;
-            for (int j = 0; j <= t; j++) {
-                s1 += s[j];
-                s2 += (double)s[j] * s[j];
-                if (s[j] > m) m = s[j];
-            }
+DiagPartial diag_piece(const DiagPiece& p) {
+    DiagPartial r = {0.0, 0.0, -INFINITY};
+    if (p.kind != DIAG_SCORE_SUM) {
+        long neg = 0;
+        for (size_t i = 0; i < p.n; i++) {
+            r.a += (double)p.x[i] * p.x[i];
+            neg += p.x[i] < 0.0f;
         }
-        sum[r] = s1; sq[r] = s2; mx[r] = m;
+        r.b = (double)neg;
+        return r;
     }
-    for (int r = 0; r < rows; r++) {
-        sums[DIAG_SCORE_SUM] += sum[r];
-        sums[DIAG_SCORE_SQ] += sq[r];
-        if (mx[r] > sums[DIAG_SCORE_MAX]) sums[DIAG_SCORE_MAX] = mx[r];
+    int T = (int)p.n;
+    for (int t = 0; t < T; t++) {
+        const float* s = p.x + (size_t)t * T;
+        for (int j = 0; j <= t; j++) {  // the causal entries only
+            r.a += s[j];
+            r.b += (double)s[j] * s[j];
+            if (s[j] > r.max) r.max = s[j];
+        }
+    }
+    return r;
+}
+
+// Adds one forward's diagnostics to sums (L, DIAG_SUMS). encoded (B,T,C) and residual3
+// (L,B,T,C) give each layer's input; preatt (L,B,NH,T,T); fch (L,B,T,4C).
+void diag_forward(double* sums, const float* encoded, const float* residual3, const float* preatt, const float* fch, int L,
+                  int B, int T, int C, int NH) {
+    size_t BTC = (size_t)B * T * C;
+    std::vector<DiagPiece> pieces;
+    for (int l = 0; l < L; l++) {
+        diag_add_blocks(&pieces, l, DIAG_RESID_SQ, l == 0 ? encoded : residual3 + (l - 1) * BTC, BTC);
+        for (int bh = 0; bh < B * NH; bh++)
+            pieces.push_back({l, DIAG_SCORE_SUM, preatt + ((size_t)l * B * NH + bh) * T * T, (size_t)T});
+        diag_add_blocks(&pieces, l, DIAG_FFN_SQ, fch + l * 4 * BTC, 4 * BTC);
+    }
+    std::vector<DiagPartial> part(pieces.size());
+    #pragma omp parallel for schedule(dynamic, 4)
+    for (size_t i = 0; i < pieces.size(); i++) part[i] = diag_piece(pieces[i]);
+    for (size_t i = 0; i < pieces.size(); i++) {
+        double* ds = sums + (size_t)pieces[i].layer * DIAG_SUMS;
+        switch (pieces[i].kind) {
+            case DIAG_RESID_SQ: ds[DIAG_RESID_SQ] += part[i].a; break;
+            case DIAG_FFN_SQ: ds[DIAG_FFN_SQ] += part[i].a; ds[DIAG_FFN_NEG] += part[i].b; break;
+            default:
+                ds[DIAG_SCORE_SUM] += part[i].a;
+                ds[DIAG_SCORE_SQ] += part[i].b;
+                if (part[i].max > ds[DIAG_SCORE_MAX]) ds[DIAG_SCORE_MAX] = part[i].max;
+        }
     }
 }
 
@@ -793,15 +814,12 @@ void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int
             model->nonfinite_att[l] += bad_att;
             model->nonfinite_ffn[l] += bad_ffn;
         }
-        if (diag) {  // the layer's input, scores and FFN pre-activations, all still in memory
-            double* ds = &model->diag_sums[(size_t)l * DIAG_SUMS];
-            diag_sumsq(residual, BTC, &ds[DIAG_RESID_SQ], NULL);
-            diag_scores(l_preatt, B, NH, T, ds);
-            diag_sumsq(l_fch, BTC * 4, &ds[DIAG_FFN_SQ], &ds[DIAG_FFN_NEG]);
-        }
     }
     if (entropy) model->entropy_rows += (long)B * T;
-    if (diag) model->diag_passes++;
+    if (diag) {  // every layer's input, scores and FFN pre-activations are still in memory
+        diag_forward(model->diag_sums.data(), a.encoded, a.residual3, a.preatt, a.fch, L, B, T, C, NH);
+        model->diag_passes++;
+    }
     float* residual = a.residual3 + (L - 1) * BTC;
     float* lnf = residual;
     if (cfg.variant.norm != NORM_NONE_ALL) {
