@@ -4,8 +4,8 @@ scripts/explain/overload.sh.
 
     /usr/bin/python3 scripts/explain/plot_overload.py OUT
 
-Reads OUT/<run>/diag.tsv, entropy.tsv, main.log and run.info for every run folder in OUT that
-holds a diag.tsv; writes OUT/overload.png and OUT/overload.md (per layer, at the first and last
+Reads OUT/<run>/diag.tsv, entropy.tsv, main.log and run.info for every finished run in OUT
+(a folder with run.info); writes OUT/overload.png and OUT/overload.md (per layer, at the first and last
 logged step: residual RMS, score std and max, FFN pre-activation RMS and negative share, mean
 head entropy and its share of the maximum M = ln(T!)/T; the init-scale prediction of the score
 std beside the measured one).
@@ -59,6 +59,21 @@ def table(runs):
            "M = ln(T!)/T is the largest mean entropy a causal row can have (uniform attention).",
            "pred. std: the init-scale prediction of the score std, 0.02^2 * C * r^2 with r the RMS of",
            "the attention's input (1 after LayerNorm, resid_rms without); meaningful at step 0 only.", ""]
+    # the summary: every run side by side at its last logged step
+    L = max(len(r["diag"][max(r["diag"])]) for r in runs.values())
+    out += ["## Summary: last logged step, per layer", "",
+            "| run | val loss | " + " | ".join(f"layer {l}: H/M, score_std, resid_rms" for l in range(L)) + " |",
+            "|---|---:|" + "---:|" * L]
+    for name, run in runs.items():
+        last = max(run["diag"])
+        cells = []
+        for l in range(L):
+            d = run["diag"][last].get(l)
+            cells.append("-" if d is None else
+                         f"{mean_entropy(run, last, l) / run['M']:.3f}, {d['score_std']:.3g}, {d['resid_rms']:.3g}")
+        val = f"{run['val'][-1][1]:.3f}" if run["val"] else "-"
+        out.append(f"| {name} (step {last}) | {val} | " + " | ".join(cells) + " |")
+    out.append("")
     for name, run in runs.items():
         steps = sorted(run["diag"])
         last_val = run["val"][-1] if run["val"] else (None, float("nan"))
@@ -70,9 +85,9 @@ def table(runs):
             for layer in sorted(run["diag"][step]):
                 d = run["diag"][step][layer]
                 r_in = 1.0 if name.startswith("ln") else d["resid_rms"]
-                pred = INIT_STD ** 2 * run["C"] * r_in ** 2
+                pred = f"{INIT_STD ** 2 * run['C'] * r_in ** 2:.3g}" if step == steps[0] else "-"
                 h = mean_entropy(run, step, layer)
-                out.append(f"| {step} | {layer} | {d['resid_rms']:.4g} | {pred:.3g} | {d['score_std']:.3g} | "
+                out.append(f"| {step} | {layer} | {d['resid_rms']:.4g} | {pred} | {d['score_std']:.3g} | "
                            f"{d['score_max']:.3g} | {d['ffn_rms']:.3g} | {d['ffn_neg']:.3f} | {h:.4f} | {h / run['M']:.4f} |")
         out.append("")
     return "\n".join(out) + "\n"
@@ -119,11 +134,11 @@ def main(argv):
         print(__doc__.strip(), file=sys.stderr)
         return 1
     out = argv[1]
-    names = [n for n in RUN_ORDER if os.path.isfile(os.path.join(out, n, "diag.tsv"))]
-    names += sorted(n for n in os.listdir(out) if n not in names and "partial" not in n
-                    and os.path.isfile(os.path.join(out, n, "diag.tsv")))
+    # finished runs: overload.sh writes run.info when a run completes
+    done = lambda n: all(os.path.isfile(os.path.join(out, n, f)) for f in ("run.info", "diag.tsv"))  # noqa: E731
+    names = [n for n in RUN_ORDER if done(n)] + sorted(n for n in os.listdir(out) if n not in RUN_ORDER and done(n))
     if not names:
-        print(f"error: no run folders with a diag.tsv in '{out}' (run scripts/explain/overload.sh)", file=sys.stderr)
+        print(f"error: no finished runs (run.info, diag.tsv) in '{out}' (run scripts/explain/overload.sh)", file=sys.stderr)
         return 1
     try:
         runs = {n: read_run(os.path.join(out, n)) for n in names}
