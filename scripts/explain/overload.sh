@@ -10,8 +10,8 @@
 #   OUT       where the runs, overload.png and overload.md go (default out/explain; with --small
 #             out/explain-small)
 #   --small   a 2-layer, 64-wide model for 8 steps: checks the pipeline in seconds (CI), shows nothing
-# Default: 200 steps of 8 x 64 tokens, LR 1e-3 with 20 warm-up steps, diagnostics and entropy
-# every 25 steps, validation every 50 (about 5 minutes in all on 2 idle cores with OpenBLAS).
+# Default: 120 steps of 8 x 64 tokens, LR 1e-3 with 12 warm-up steps, diagnostics and entropy
+# every 20 steps, validation every 40 (4-10 minutes per run on a 2-core machine shared with other jobs).
 # A run whose folder holds `complete` is kept; an unfinished one is moved aside (<tag>.partial-N).
 # Settings (environment): TRAINER (default out/bin/train_gpt2_blas if built, else ./train_gpt2),
 # DATA_TRAIN, DATA_VAL (default data/pycode_{train,val}_*.bin: `make data`), PYTHON.
@@ -36,7 +36,7 @@ if [ $SMALL = 1 ]; then
 else
     OUT=${1:-out/explain}
     T=64; C=128
-    ARGS=(-e L4H4C${C}T128 -b 8 -t $T -x 200 -u 20 -v 50 -m 8 --entropy-every 25 --diag-every 25)
+    ARGS=(-e L4H4C${C}T128 -b 8 -t $T -x 120 -u 12 -v 40 -m 8 --entropy-every 20 --diag-every 20)
 fi
 # llm.c's init and AdamW as the paper's runs (LR 1e-3, clip 1); no checkpoints, no samples
 COMMON=(-i "$DATA_TRAIN" -j "$DATA_VAL" -l 1e-3 -k cosine -q 0.1 -c 0.1 --seed 1337 -s 0 -n 0)
