@@ -44,7 +44,8 @@ check "the console shows a diag/layer line on diagnostic steps (3 of them)" test
 for norm in none ln; do
     $TRAINER "${BASE[@]}" -e L2H4C64T32V512 --norm $norm --act gelu -x 1 --diag-every 1 -o $W/init-$norm >/dev/null 2>&1
     read -r r s < <(awk -F'\t' 'NR == 2 { print $3, $4 }' $W/init-$norm/diag.tsv)
-    pred=$(awk -v r="$r" -v n=$norm 'BEGIN { if (n == "ln") r = 1; printf "%.4g", 0.02 * 0.02 * 64 * r * r }')
+    [ $norm = ln ] && r=1  # LayerNorm's output has RMS 1 whatever the residual's
+    pred=$(awk -v r="$r" 'BEGIN { printf "%.4g", 0.02 * 0.02 * 64 * r * r }')
     check "init, norm $norm, layer 0: score std $s vs 0.02^2 * 64 * r^2 = $pred (r = $r), within 15%" \
         awk -v s="$s" -v p="$pred" 'BEGIN { exit !(s > 0.85 * p && s < 1.15 * p) }'
 done
@@ -69,8 +70,8 @@ runs_ok() {
 }
 check "five runs complete, each with diag rows for steps 0 and 4 x 2 layers" runs_ok
 check "overload.png written (> 20 kB)" test "$(stat -c %s $W/explain/overload.png 2>/dev/null || echo 0)" -gt 20000
-check "overload.md: a table per run, 4 rows each (2 steps x 2 layers)" \
-    test "$(grep -c '^## ' $W/explain/overload.md)" -eq 5 -a "$(grep -cE '^\| [0-9]+ \| [0-9] \|' $W/explain/overload.md)" -eq 20
+check "overload.md: a summary row and a table per run, 4 rows each (2 steps x 2 layers)" \
+    test "$(grep -c '^## [a-z]' $W/explain/overload.md)" -eq 5 -a "$(grep -c '^| [a-z].* (step 4) |' $W/explain/overload.md)" -eq 5 -a "$(grep -cE '^\| [0-9]+ \| [0-9] \|' $W/explain/overload.md)" -eq 20
 before=$(stat -c %Y $W/explain/none-gelu/diag.tsv)
 bash scripts/explain/overload.sh --small $W/explain >$W/explain2.out 2>&1
 check "a second overload.sh keeps the finished runs" test $? -eq 0 -a "$(grep -c 'complete, kept' $W/explain2.out)" -eq 5 \
