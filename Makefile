@@ -22,7 +22,7 @@ ifeq ($(USE_BLAS),1)
 endif
 
 HEADERS = common.h config.h model_file.h flags.h dataloader.h schedulers.h logger.h checkpoint.h rng.h tokenizer.h \
-          train_common.h debug_state.h test_util.h
+          train_common.h debug_state.h diag.h test_util.h
 
 .PHONY: all test clean refs deps data data-sample quickstart bench-cpu paper-tiny fuzz fuzz-build test-sanitize ci
 

@@ -37,6 +37,7 @@ struct TrainConfig {
     float eps = 1e-8f;
     float grad_clip = 1.0f;     // 0: no clipping
     int entropy_every = 100;    // 0: off
+    int diag_every = 0;         // --diag-every: per-layer diagnostics (diag.h) every N steps; 0: off
     int on_nan = ON_NAN_STOP;
     long seed = 1337;
     int shuffle = 0;
@@ -76,6 +77,7 @@ inline void print_usage(const char* prog) {
     printf("  --eps <f>     AdamW epsilon                             default %g\n", d.eps);
     printf("  --grad-clip <f>  clip the global gradient norm (0 = off) default %g\n", d.grad_clip);
     printf("  --entropy-every <int>  log per-head attention entropy every N steps (0 = off) default %d\n", d.entropy_every);
+    printf("  --diag-every <int>  log per-layer diagnostics (diag.tsv) every N steps (0 = off) default %d\n", d.diag_every);
     printf("  --on-nan <m>  stop | skip | log on a non-finite loss, gradient norm or activation; default stop\n");
     printf("                (stop exits with code %d, keeping the last good checkpoint)\n", EXIT_NONFINITE);
     printf("  --seed <int>  seed for initialisation, shuffling and sampling default %ld\n", d.seed);
@@ -141,6 +143,7 @@ inline void parse_flags(int argc, char** argv, TrainConfig* cfg) {
         }
         else if (strcmp(flag, "--grad-clip") == 0) cfg->grad_clip = need_float(0.0f, 1e30f);
         else if (strcmp(flag, "--entropy-every") == 0) cfg->entropy_every = (int)need_int(0, 1L << 30);
+        else if (strcmp(flag, "--diag-every") == 0) cfg->diag_every = (int)need_int(0, 1L << 30);
         else if (strcmp(flag, "--on-nan") == 0) {
             if (strcmp(val, "stop") == 0) cfg->on_nan = ON_NAN_STOP;
             else if (strcmp(val, "skip") == 0) cfg->on_nan = ON_NAN_SKIP;

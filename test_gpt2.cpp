@@ -28,6 +28,9 @@ const float TOL_ENTROPY = 1e-5f;     // absolute, nats (the issue's bar)
 const float TOL_GRAD_ABS = 1e-6f;    // gradients: |ours - ref| <= ABS + REL * max|ref of tensor|
 const float TOL_GRAD_REL = 1e-4f;
 const float TOL_STEP_LOSS = 1e-4f;   // absolute, losses over 10 AdamW steps (the bar)
+const float TOL_DIAG_REL = 1e-5f;    // diagnostics (diag.h): x max(1e-3, |ref|) for the RMS, std and max
+const float TOL_DIAG_NEG = 2.5e-4f;  // absolute, share of negative FFN pre-activations: two of the
+                                     // 8192 values of a layer may sit within rounding of 0
 const float TOL_STEP_NORM = 1e-3f;   // relative, gradient norms over the 10 steps: looser, because
                                      // a ReLU input within rounding of 0 can flip its kink after a
                                      // few updates (measured: 1.8e-4 for ln_relu, <1e-6 elsewhere)
@@ -42,6 +45,18 @@ float max_abs(const float* a, size_t n) {
 // ----------------------------------------------------------------------------
 // Against the PyTorch reference
 
+
+// The diagnostics of the forward just run (diag.h) against the reference's.
+void check_diag(const std::string& tag, const GPT2& model, const DebugState& ref, int B, int T) {
+    const GPT2Config& c = model.config;
+    if (ref.diag.empty()) {
+        check(false, "%s: the debug state has no diagnostics (written before them: run 'make refs')", tag.c_str());
+        return;
+    }
+    std::vector<float> cols((size_t)c.num_layers * DIAG_COLS);
+    diag_finalize(model.diag_sums.data(), c.num_layers, B, T, c.channels, c.num_heads, model.diag_passes, cols.data());
+    check_diag_cols(tag.c_str(), cols.data(), ref.diag.data(), c.num_layers, TOL_DIAG_REL, TOL_DIAG_NEG);
+}
 
 void test_variant(const std::string& dir, const std::string& tag) {
     printf("variant %s\n", tag.c_str());
@@ -59,6 +74,7 @@ void test_variant(const std::string& dir, const std::string& tag) {
     // forward: logits, loss, entropies
     model.measure = true;
     model.want_entropy = true;
+    model.want_diag = true;
     gpt2_measurements_reset(&model);
     gpt2_forward(&model, ref.x.data(), ref.y.data(), B, T);
     std::vector<float> logits((size_t)B * T * V);
@@ -74,6 +90,9 @@ void test_variant(const std::string& dir, const std::string& tag) {
     d = max_abs_diff(entropy.data(), ref.entropy.data(), entropy.size(), &at);
     check(d <= TOL_ENTROPY, "%s: per-head entropies max diff %.2e (tol %.0e), layer %zu head %zu: %.6f vs %.6f",
           tag.c_str(), d, TOL_ENTROPY, at / NH, at % NH, entropy[at], ref.entropy[at]);
+
+    check_diag(tag, model, ref, B, T);
+    model.want_diag = false;
 
     // backward: every tensor's gradient
     gpt2_zero_grad(&model);

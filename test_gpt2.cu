@@ -57,6 +57,8 @@ const float TOL_SLOPE_L2 = 0.0f;
 const float TOL_STEP_LOSS = 1e-4f;   // absolute, losses over the 10 AdamW steps
 const float TOL_STEP_NORM = 1e-3f;   // relative, gradient norms over the 10 steps
 const float TOL_ATT = 1e-4f;         // attention kernels vs double: x max|ref|
+const float TOL_DIAG_REL = 1e-5f;    // diagnostics (diag.h): test_gpt2.cpp's bounds
+const float TOL_DIAG_NEG = 2.5e-4f;
 #else
 const float TOL_LOGITS = 4e-2f;
 const float TOL_LOSS = 1e-2f;
@@ -68,6 +70,8 @@ const float TOL_SLOPE_L2 = 0.35f;    // the same for the learnable slopes
 const float TOL_STEP_LOSS = 2e-2f;
 const float TOL_STEP_NORM = 5e-2f;
 const float TOL_ATT = 2e-2f;
+const float TOL_DIAG_REL = 2e-2f;    // diagnostics: RMS, std, max of rounded activations (~0.4% each, compounded)
+const float TOL_DIAG_NEG = 1e-2f;    // negative share: values within the rounding error of 0 can flip sign
 #endif
 
 
@@ -122,6 +126,21 @@ StepHeader train_step(GPT2* model, const int* x, const int* y, int B, int T, int
     return *result_header(model, 0);
 }
 
+// The diagnostics of the forward just run (llmc/diag.cuh) against the reference's.
+void check_diag(const std::string& tag, const GPT2& model, const DebugState& ref, int B, int T) {
+    const GPT2Config& c = model.config;
+    if (ref.diag.empty()) {
+        check(false, "%s: the debug state has no diagnostics (written before them: run 'make refs')", tag.c_str());
+        return;
+    }
+    int L = c.num_layers;
+    std::vector<double> slots = to_host(model.d_diag, (size_t)L * DIAG_SUMS), sums((size_t)L * DIAG_SUMS);
+    diag_sums_from_device(slots.data(), L, sums.data());
+    std::vector<float> cols((size_t)L * DIAG_COLS);
+    diag_finalize(sums.data(), L, B, T, c.channels, c.num_heads, 1, cols.data());
+    check_diag_cols(tag.c_str(), cols.data(), ref.diag.data(), L, TOL_DIAG_REL, TOL_DIAG_NEG);
+}
+
 void test_variant(const std::string& dir, const std::string& tag) {
     printf("variant %s\n", tag.c_str());
     GPT2 model;
@@ -137,10 +156,12 @@ void test_variant(const std::string& dir, const std::string& tag) {
     if (USE_LOSS_SCALER) gpt2_set_scaler(&model, ScalerState{1.0f, 0, 0, 0});  // compare unscaled values
     gpt2_allocate_activations(&model, B, T);
 
-    // forward: logits, loss, entropies, no non-finite values
+    // forward: logits, loss, entropies, diagnostics, no non-finite values
     gpt2_step_begin(&model);
     gpt2_set_batch(&model, ref.x.data(), ref.y.data(), B, T);
+    model.want_diag = true;
     gpt2_forward(&model, true, true, -1.0f, &model.d_header->loss_sum);
+    model.want_diag = false;
     std::vector<float> all = floatx_to_host(model.acts.logits, (size_t)B * T * Vp);
     std::vector<float> logits((size_t)B * T * V);
     for (int bt = 0; bt < B * T; bt++) memcpy(&logits[(size_t)bt * V], &all[(size_t)bt * Vp], V * sizeof(float));
@@ -158,6 +179,7 @@ void test_variant(const std::string& dir, const std::string& tag) {
     d = max_abs_diff(entropy.data(), ref.entropy.data(), entropy.size(), &at);
     check(d <= TOL_ENTROPY, "%s: per-head entropies max diff %.2e (tol %.0e), layer %zu head %zu: %.6f vs %.6f",
           tag.c_str(), d, TOL_ENTROPY, at / NH, at % NH, entropy[at], ref.entropy[at]);
+    check_diag(tag, model, ref, B, T);
     std::vector<unsigned long long> att_bad = to_host(model.d_att_bad, L), ffn_bad = to_host(model.d_ffn_bad, L);
     unsigned long long bad = 0;
     for (int l = 0; l < L; l++) bad += att_bad[l] + ffn_bad[l];

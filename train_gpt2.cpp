@@ -30,6 +30,7 @@ gemm_acc) or `make train_gpt2 USE_BLAS=1` (gemm_acc calls OpenBLAS's cblas_sgemm
 #include "common.h"
 #include "config.h"
 #include "dataloader.h"
+#include "diag.h"
 #include "flags.h"
 #include "logger.h"
 #include "model_file.h"
@@ -441,6 +442,80 @@ void crossentropy_softmax_backward(float* dlogits, const float* probs, const int
 }
 
 // ----------------------------------------------------------------------------
+// Diagnostics (--diag-every, diag.h): read-only passes over tensors the forward keeps anyway
+// (each layer's input, its scores preatt, its FFN pre-activations fch), run after the forward of a
+// diagnostic step only, so the layers above stay as they are. The work is cut into pieces (a block
+// of a tensor, or one head's scores) that go through ONE parallel loop: a parallel region per
+// tensor cost more than the sums themselves on a busy machine, as each region's barrier waits for
+// every thread. Partial sums are added in piece order, so runs are bit-reproducible.
+struct DiagPiece {
+    int layer, kind;   // kind DIAG_RESID_SQ or DIAG_FFN_SQ: a block of values; DIAG_SCORE_SUM: one head's (T, T) scores
+    const float* x;
+    size_t n;          // values in the block, or T
+};
+
+struct DiagPartial {
+    double a, b;       // squares and negatives, or sum and squares of the scores
+    float max;         // largest score
+};
+
+void diag_add_blocks(std::vector<DiagPiece>* pieces, int layer, int kind, const float* x, size_t N) {
+    const size_t BLOCK = 1 << 14;
+    for (size_t i = 0; i < N; i += BLOCK) pieces->push_back({layer, kind, x + i, std::min(BLOCK, N - i)});
+}
+
+DiagPartial diag_piece(const DiagPiece& p) {
+    DiagPartial r = {0.0, 0.0, -INFINITY};
+    if (p.kind != DIAG_SCORE_SUM) {
+        long neg = 0;
+        for (size_t i = 0; i < p.n; i++) {
+            r.a += (double)p.x[i] * p.x[i];
+            neg += p.x[i] < 0.0f;
+        }
+        r.b = (double)neg;
+        return r;
+    }
+    int T = (int)p.n;
+    for (int t = 0; t < T; t++) {
+        const float* s = p.x + (size_t)t * T;
+        for (int j = 0; j <= t; j++) {  // the causal entries only
+            r.a += s[j];
+            r.b += (double)s[j] * s[j];
+            if (s[j] > r.max) r.max = s[j];
+        }
+    }
+    return r;
+}
+
+// Adds one forward's diagnostics to sums (L, DIAG_SUMS). encoded (B,T,C) and residual3
+// (L,B,T,C) give each layer's input; preatt (L,B,NH,T,T); fch (L,B,T,4C).
+void diag_forward(double* sums, const float* encoded, const float* residual3, const float* preatt, const float* fch, int L,
+                  int B, int T, int C, int NH) {
+    size_t BTC = (size_t)B * T * C;
+    std::vector<DiagPiece> pieces;
+    for (int l = 0; l < L; l++) {
+        diag_add_blocks(&pieces, l, DIAG_RESID_SQ, l == 0 ? encoded : residual3 + (l - 1) * BTC, BTC);
+        for (int bh = 0; bh < B * NH; bh++)
+            pieces.push_back({l, DIAG_SCORE_SUM, preatt + ((size_t)l * B * NH + bh) * T * T, (size_t)T});
+        diag_add_blocks(&pieces, l, DIAG_FFN_SQ, fch + l * 4 * BTC, 4 * BTC);
+    }
+    std::vector<DiagPartial> part(pieces.size());
+    #pragma omp parallel for schedule(dynamic, 4)
+    for (size_t i = 0; i < pieces.size(); i++) part[i] = diag_piece(pieces[i]);
+    for (size_t i = 0; i < pieces.size(); i++) {
+        double* ds = sums + (size_t)pieces[i].layer * DIAG_SUMS;
+        switch (pieces[i].kind) {
+            case DIAG_RESID_SQ: ds[DIAG_RESID_SQ] += part[i].a; break;
+            case DIAG_FFN_SQ: ds[DIAG_FFN_SQ] += part[i].a; ds[DIAG_FFN_NEG] += part[i].b; break;
+            default:
+                ds[DIAG_SCORE_SUM] += part[i].a;
+                ds[DIAG_SCORE_SQ] += part[i].b;
+                if (part[i].max > ds[DIAG_SCORE_MAX]) ds[DIAG_SCORE_MAX] = part[i].max;
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
 // The model
 
 // The 16 tensors of llm.c's file plus the learnable slopes, all views into one block of memory
@@ -576,6 +651,9 @@ struct GPT2 {
     long entropy_rows;                // rows summed per head
     std::vector<long> nonfinite_att;  // (L) non-finite attention scores
     std::vector<long> nonfinite_ffn;  // (L) non-finite FFN activations
+    bool want_diag;                   // diagnostics (diag.h): only on --diag-every steps
+    std::vector<double> diag_sums;    // (L, DIAG_SUMS)
+    long diag_passes;                 // forward passes summed
 };
 
 void gpt2_allocate(GPT2* model, const GPT2Config& c) {
@@ -600,6 +678,10 @@ void gpt2_allocate(GPT2* model, const GPT2Config& c) {
     model->entropy_rows = 0;
     model->nonfinite_att.assign(c.num_layers, 0);
     model->nonfinite_ffn.assign(c.num_layers, 0);
+    model->want_diag = false;
+    model->diag_sums.assign((size_t)c.num_layers * DIAG_SUMS, 0.0);
+    model->diag_passes = 0;
+    diag_reset(model->diag_sums.data(), c.num_layers);
 }
 
 // From a model file; --norm/--act (variant_flags) override what it records.
@@ -642,6 +724,8 @@ void gpt2_measurements_reset(GPT2* model) {
     model->entropy_rows = 0;
     std::fill(model->nonfinite_att.begin(), model->nonfinite_att.end(), 0);
     std::fill(model->nonfinite_ffn.begin(), model->nonfinite_ffn.end(), 0);
+    diag_reset(model->diag_sums.data(), model->config.num_layers);
+    model->diag_passes = 0;
 }
 
 // Per-head mean entropy (L, NH) of the measured passes.
@@ -690,6 +774,7 @@ void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int
     size_t BTC = (size_t)B * T * C;
     bool measuring = model->measure;
     bool entropy = measuring && model->want_entropy;
+    bool diag = measuring && model->want_diag;
 
     encoder_forward(a.encoded, inputs, p.wte, p.wpe, B, T, C);  // (B,T,C)
     for (int l = 0; l < L; l++) {
@@ -732,6 +817,10 @@ void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int
         }
     }
     if (entropy) model->entropy_rows += (long)B * T;
+    if (diag) {  // every layer's input, scores and FFN pre-activations are still in memory
+        diag_forward(model->diag_sums.data(), a.encoded, a.residual3, a.preatt, a.fch, L, B, T, C, NH);
+        model->diag_passes++;
+    }
     float* residual = a.residual3 + (L - 1) * BTC;
     float* lnf = residual;
     if (cfg.variant.norm != NORM_NONE_ALL) {
@@ -1012,6 +1101,8 @@ int main(int argc, char** argv) {
 #endif
 
     std::vector<float> entropy((size_t)L * NH);
+    std::vector<float> diag_cols((size_t)L * DIAG_COLS);
+    FILE* diag_file = diag_log_open(cfg.output_dir, cfg.diag_every, resume_step);
     bool params_ok = true;   // false once --on-nan log applied a non-finite update
     int last_checkpoint = resume_step;
     double total_time = 0.0;  // excludes the run's first step (warm-up)
@@ -1059,6 +1150,8 @@ int main(int argc, char** argv) {
         bool log_entropy = cfg.entropy_every > 0 && step % cfg.entropy_every == 0;
         model.measure = true;
         model.want_entropy = log_entropy;
+        bool log_diag = cfg.diag_every > 0 && step % cfg.diag_every == 0;
+        model.want_diag = log_diag;
         gpt2_measurements_reset(&model);
         gpt2_zero_grad(&model);
         double loss_sum = 0.0;
@@ -1099,10 +1192,16 @@ int main(int argc, char** argv) {
         logger_flush(&logger);
         print_step_line(step, steps, loss, lr, norm, dt, total_batch, state.skipped, "");
         if (log_entropy) print_entropy_summary(L, NH, entropy.data(), T);
+        if (log_diag) {
+            diag_finalize(model.diag_sums.data(), L, B, T, mc.channels, NH, model.diag_passes, diag_cols.data());
+            diag_log(diag_file, step, L, diag_cols.data());
+            diag_print(L, diag_cols.data());
+        }
     }
     if (exit_code == 0 && timed_steps > 0)
         printf("average: %.2f ms/step, %.0f tok/s\n", total_time / timed_steps * 1000, total_batch * timed_steps / total_time);
     logger_close(&logger);
+    diag_log_close(diag_file);
     dataloader_free(&train);
     if (validating) dataloader_free(&val);
     gpt2_free(&model);

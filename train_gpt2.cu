@@ -52,6 +52,7 @@ leaves out main(). Kernels live in the llmc/ headers (one concern each) and entr
 #include "llmc/guard.cuh"
 #include "llmc/adamw.cuh"
 #include "llmc/profile.cuh"
+#include "llmc/diag.cuh"
 #include "entropy.cuh"
 
 // -DRECOMPUTE_FFN_ACT: keep f = act(h) for one layer only and recompute it in the backward
@@ -170,7 +171,7 @@ struct BackwardScratch {
 
 // Byte offsets of the step's measurements in one device block (copied to pinned memory whole).
 struct StepResultLayout {
-    size_t att_bad, ffn_bad, entropy, slopes, total;
+    size_t att_bad, ffn_bad, entropy, slopes, diag, total;
 };
 
 struct GPT2 {
@@ -210,6 +211,8 @@ struct GPT2 {
     unsigned long long* d_att_bad;  // (L)
     unsigned long long* d_ffn_bad;  // (L)
     double* d_entropy_sum;          // (L, NH)
+    double* d_diag;                 // (L, DIAG_SUMS) diagnostics' sums (llmc/diag.cuh)
+    bool want_diag;                 // the next training forwards add to d_diag (--diag-every steps)
     float* d_slopes_out;            // slopes after the step's update
     float* d_ent_partial;           // (L, B, NH, qtiles)
     double* d_norm_partials;        // NORM_BLOCKS
@@ -276,13 +279,16 @@ void gpt2_allocate(GPT2* model, const GPT2Config& c) {
     lay.ffn_bad = lay.att_bad + L * sizeof(unsigned long long);
     lay.entropy = lay.ffn_bad + L * sizeof(unsigned long long);
     lay.slopes = lay.entropy + (size_t)L * NH * sizeof(double);
-    lay.total = align8(lay.slopes + model->num_slopes * sizeof(float));
+    lay.diag = align8(lay.slopes + model->num_slopes * sizeof(float));
+    lay.total = lay.diag + (size_t)L * DIAG_SUMS * sizeof(double);
     model->d_result = gpt2_alloc<char>(model, lay.total, "step results");
     model->d_header = (StepHeader*)model->d_result;
     model->d_att_bad = (unsigned long long*)(model->d_result + lay.att_bad);
     model->d_ffn_bad = (unsigned long long*)(model->d_result + lay.ffn_bad);
     model->d_entropy_sum = (double*)(model->d_result + lay.entropy);
     model->d_slopes_out = (float*)(model->d_result + lay.slopes);
+    model->d_diag = (double*)(model->d_result + lay.diag);
+    model->want_diag = false;
     cudaCheck(cudaMemset(model->d_result, 0, lay.total));
     for (int i = 0; i < 2; i++) {
         model->h_result[i] = gpt2_pinned<char>(model, lay.total, "step results");
@@ -468,6 +474,7 @@ void gpt2_forward(GPT2* model, bool measure, bool entropy, float grad_multiplier
     int qtiles = att_num_qtiles(T);
     const int* inputs = tokens_inputs(model, model->d_tokens);
     entropy = entropy && measure;
+    bool diag = measure && model->want_diag;
 
     prof_mark("encoder fwd");
     encoder_forward(a.encoded, inputs, p.wte, p.wpe, B, T, C);  // (B,T,C)
@@ -509,6 +516,10 @@ void gpt2_forward(GPT2* model, bool measure, bool entropy, float grad_multiplier
         float* slope_grad;
         layer_slope(model, l, &slope, &slope_ptr, &slope_grad);
         floatX* l_fch_act = act_in_place(cfg.variant.act) ? l_fch : a.fch_act + (RECOMPUTE_ACT ? 0 : l * BTC * 4);
+        if (diag) {  // before the activation: ReLU and identity write f over h
+            prof_mark("diagnostics");
+            diag_layer(model->d_diag + (size_t)l * DIAG_SUMS, residual, l_qkv, l_fch, B, T, C, NH);
+        }
         prof_mark("activation fwd");
         activation_forward(l_fch_act, l_fch, BTC * 4, cfg.variant.act, slope, slope_ptr, measure ? model->d_ffn_bad + l : NULL);
         prof_mark("matmul fwd: fc proj + residual");
@@ -694,6 +705,7 @@ inline const unsigned long long* result_att_bad(const GPT2* m, int slot) { retur
 inline const unsigned long long* result_ffn_bad(const GPT2* m, int slot) { return (const unsigned long long*)(m->h_result[slot] + m->layout.ffn_bad); }
 inline const double* result_entropy(const GPT2* m, int slot) { return (const double*)(m->h_result[slot] + m->layout.entropy); }
 inline const float* result_slopes(const GPT2* m, int slot) { return (const float*)(m->h_result[slot] + m->layout.slopes); }
+inline const double* result_diag(const GPT2* m, int slot) { return (const double*)(m->h_result[slot] + m->layout.diag); }
 
 // Per-head mean entropy (L, NH) of a step result whose passes measured `rows` rows per head.
 void result_entropies(const GPT2* model, int slot, long rows, float* out) {
@@ -821,6 +833,7 @@ struct PendingStep {
     int slot;
     float lr;
     bool log_entropy;
+    bool log_diag;
 };
 
 int main(int argc, char** argv) {
@@ -876,6 +889,10 @@ int main(int argc, char** argv) {
     std::vector<float> entropy((size_t)L * NH);
     std::vector<long> att_bad(L), ffn_bad(L);
     std::vector<float> slopes(model.num_slopes);
+    if (cfg.diag_every > 0) diag_check_shape(mc.channels, NH);
+    std::vector<double> diag_sums((size_t)L * DIAG_SUMS);
+    std::vector<float> diag_cols((size_t)L * DIAG_COLS);
+    FILE* diag_file = diag_log_open(cfg.output_dir, cfg.diag_every, resume_step);
     bool params_ok = true;   // false once --on-nan log applied a non-finite update
     int last_checkpoint = resume_step;
     double total_time = 0.0;  // excludes the run's first step (warm-up)
@@ -883,7 +900,7 @@ int main(int argc, char** argv) {
     int overflow_skips = 0;   // fp16: updates skipped because the scaled gradients overflowed
     gpt2_allocate_activations(&model, B, T);
     if (cfg.overfit_single_batch) load_overfit_batch(&train);
-    PendingStep pending = {false, 0, 0, 0.0f, false};
+    PendingStep pending = {false, 0, 0, 0.0f, false, false};
 
     // Reads a finished step's results and does what the CPU trainer does after its update: the
     // NaN guard's report (and exit under stop), the counts, the logs and the progress line.
@@ -930,6 +947,12 @@ int main(int argc, char** argv) {
                      overflow_skips ? (", overflows " + std::to_string(overflow_skips)).c_str() : "");
         print_step_line(step, steps, loss, lr, norm, dt, total_batch, state.skipped, extra);
         if (ps.log_entropy) print_entropy_summary(L, NH, entropy.data(), T);
+        if (ps.log_diag) {
+            diag_sums_from_device(result_diag(&model, slot), L, diag_sums.data());
+            diag_finalize(diag_sums.data(), L, B, T, mc.channels, NH, grad_accum, diag_cols.data());
+            diag_log(diag_file, step, L, diag_cols.data());
+            diag_print(L, diag_cols.data());
+        }
         return -1;
     };
 
@@ -964,6 +987,8 @@ int main(int argc, char** argv) {
         // one optimizer step: grad_accum micro-batches, then the device decides and updates
         int slot = step % 2;
         bool log_entropy = cfg.entropy_every > 0 && step % cfg.entropy_every == 0;
+        bool log_diag = cfg.diag_every > 0 && step % cfg.diag_every == 0;
+        model.want_diag = log_diag;
         cudaCheck(cudaEventRecord(model.step_start[slot], g_stream));
         gpt2_step_begin(&model);
         for (int micro = 0; micro < grad_accum; micro++) {
@@ -980,7 +1005,8 @@ int main(int argc, char** argv) {
         StepOptions opt = {lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, cfg.grad_clip, state.adam_t + 1, grad_accum,
                            cfg.on_nan == ON_NAN_LOG};
         gpt2_step_end(&model, opt, slot);
-        pending = {true, step, slot, lr, log_entropy};
+        model.want_diag = false;
+        pending = {true, step, slot, lr, log_entropy, log_diag};
     }
     if (timed_steps > 0) {
         double ms = total_time / timed_steps * 1000;
@@ -990,6 +1016,7 @@ int main(int argc, char** argv) {
     }
     if (USE_LOSS_SCALER && overflow_skips > 0) printf("fp16 overflow steps skipped: %d\n", overflow_skips);
     logger_close(&logger);
+    diag_log_close(diag_file);
     dataloader_free(&train);
     if (validating) dataloader_free(&val);
     gpt2_free(&model);

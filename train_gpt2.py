@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 MODEL_MAGIC, MODEL_VERSION_FP32, MODEL_VERSION_BF16 = 20240326, 3, 5
 DEBUG_MAGIC, DEBUG_VERSION = 20240327, 3
+DEBUG_DIAG_SLOT = 14                    # header slot: 5 = (L, 5) diag.h columns follow the step norms
 SHARD_MAGIC, SHARD_VERSION = 20240520, 1
 HEADER_INTS = 256                       # every file starts with 256 little-endian int32
 HEADER_BYTES = 4 * HEADER_INTS
@@ -191,7 +192,7 @@ def activation(h, act, slope=None):
 def materialised_attention(q, k, v, measure):
     """Causal attention with the (T, T) probabilities in memory, so that they can be measured.
     q, k, v: (B, NH, T, hd). Returns y (B, NH, T, hd) and, if measure, (entropy (NH,), number of
-    non-finite scores)."""
+    non-finite scores, (std, max) of the scores over the causal entries (diag.h's score_std, score_max))."""
     T, hd = q.size(-2), q.size(-1)
     scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hd))     # (B, NH, T, T)
     causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
@@ -207,7 +208,9 @@ def materialised_attention(q, k, v, measure):
     plogp = torch.where(causal, logp.exp() * logp, torch.zeros_like(logp))
     entropy = -plogp.sum(dim=-1).mean(dim=(0, 2))                   # (NH,): mean over b and t
     nonfinite = (~torch.isfinite(s) & causal).sum()                 # scores that were computed
-    return y, (entropy, nonfinite)
+    s_causal = s.masked_select(causal).double()
+    score_diag = torch.stack([s_causal.std(unbiased=False), s_causal.max()])
+    return y, (entropy, nonfinite, score_diag)
 
 
 class CausalSelfAttention(nn.Module):
@@ -247,8 +250,11 @@ class MLP(nn.Module):
     def forward(self, x, global_slope=None, measure=False):
         h = self.c_fc(x)                                            # (B, T, 4C)
         f = activation(h, self.act, self.slope if self.slope is not None else global_slope)
-        nonfinite = (~torch.isfinite(f.detach())).sum() if measure else None
-        return self.c_proj(f), nonfinite
+        if not measure:
+            return self.c_proj(f), None
+        nonfinite = (~torch.isfinite(f.detach())).sum()
+        hd = h.detach().double()                                    # diag.h's ffn_rms, ffn_neg
+        return self.c_proj(f), (nonfinite, torch.stack([hd.pow(2).mean().sqrt(), (hd < 0).double().mean()]))
 
 
 class Block(nn.Module):
@@ -264,13 +270,18 @@ class Block(nn.Module):
         self.use_norm = cfg.norm == "ln"
 
     def forward(self, x, global_slope=None, measure=False):
+        resid_rms = x.detach().double().pow(2).mean().sqrt() if measure else None  # diag.h's resid_rms
         a = self.ln_1(x) if self.use_norm else x                    # (B, T, C)
         y, att_stats = self.attn(a, measure)
         x = x + y
         m = self.ln_2(x) if self.use_norm else x
-        f, ffn_nonfinite = self.mlp(m, global_slope, measure)
+        f, ffn_stats = self.mlp(m, global_slope, measure)
         x = x + f
-        return x, (att_stats, ffn_nonfinite)
+        if not measure:
+            return x, None
+        # diag: diag.tsv's columns resid_rms, score_std, score_max, ffn_rms, ffn_neg
+        diag = torch.cat([resid_rms.view(1), att_stats[2], ffn_stats[1]])
+        return x, (att_stats[:2], ffn_stats[0], diag)
 
 
 class GPT(nn.Module):
@@ -314,7 +325,8 @@ class GPT(nn.Module):
     def forward(self, idx, targets=None, measure=False):
         """idx, targets: (B, T) int64. Returns logits (B, T, V), the mean cross-entropy loss (or
         None) and, if measure, a dict of per-layer measurements (detached): entropy (L, NH),
-        att_nonfinite (L,) and ffn_nonfinite (L,)."""
+        att_nonfinite (L,), ffn_nonfinite (L,) and diag (L, 5), diag.h's columns for this pass
+        (written to the debug states; the trainer below does not log them)."""
         B, T = idx.shape
         assert T <= self.cfg.maxT, f"sequence length {T} > maxT {self.cfg.maxT}"
         pos = torch.arange(T, dtype=torch.long, device=idx.device)
@@ -332,9 +344,10 @@ class GPT(nn.Module):
         measured = None
         if measure:
             measured = {
-                "entropy": torch.stack([a[0] for a, _ in stats]),        # (L, NH)
-                "att_nonfinite": torch.stack([a[1] for a, _ in stats]),  # (L,)
-                "ffn_nonfinite": torch.stack([f for _, f in stats]),     # (L,)
+                "entropy": torch.stack([a[0] for a, _, _ in stats]),        # (L, NH)
+                "att_nonfinite": torch.stack([a[1] for a, _, _ in stats]),  # (L,)
+                "ffn_nonfinite": torch.stack([f for _, f, _ in stats]),     # (L,)
+                "diag": torch.stack([d for _, _, d in stats]),              # (L, 5)
             }
         return logits, loss, measured
 
@@ -515,13 +528,14 @@ def lr_at(step, lr, warmup, steps, final_frac, schedule):
 # -----------------------------------------------------------------------------
 # Debug states (README "File formats")
 
-def write_debug_state(path, x, y, logits, loss, grads, entropy, losses, norms, hp):
+def write_debug_state(path, x, y, logits, loss, grads, entropy, losses, norms, hp, diag):
     """x, y: (B, T); logits: (B, T, V); grads: flat_values(grads=True); entropy: (L, NH);
-    losses, norms: per step; hp: lr, beta1, beta2, eps, weight_decay, grad_clip."""
+    losses, norms: per step; hp: lr, beta1, beta2, eps, weight_decay, grad_clip; diag: (L, 5)."""
     B, T = x.shape
     header = np.zeros(HEADER_INTS, dtype="<i4")
     header[0:5] = [DEBUG_MAGIC, DEBUG_VERSION, B, T, len(losses)]
     header[8:14] = [f32_bits(v) for v in hp]
+    header[DEBUG_DIAG_SLOT] = diag.shape[1]
     with open(path, "wb") as f:
         f.write(header.tobytes())
         f.write(x.numpy().astype("<i4").tobytes())
@@ -532,6 +546,7 @@ def write_debug_state(path, x, y, logits, loss, grads, entropy, losses, norms, h
         f.write(entropy.detach().cpu().numpy().astype("<f4").tobytes())
         f.write(np.array(losses, dtype="<f4").tobytes())
         f.write(np.array(norms, dtype="<f4").tobytes())
+        f.write(diag.detach().cpu().numpy().astype("<f4").tobytes())
 
 
 def debug_state_for_variant(args, norm, act, B, T, hp, outdir):
@@ -560,15 +575,16 @@ def debug_state_for_variant(args, norm, act, B, T, hp, outdir):
         logits, loss, measured = model(x, y, measure=True)
         loss.backward()
         if step == 0:                   # the reference values are those at the initial weights
-            first = (logits.detach().clone(), loss.item(), flat_values(model, grads=True), measured["entropy"])
+            first = (logits.detach().clone(), loss.item(), flat_values(model, grads=True), measured["entropy"],
+                     measured["diag"])
         clip = grad_clip if grad_clip > 0 else float("inf")              # 0: no clipping
         norm_ = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)  # pre-clip norm
         opt.step()
         losses.append(loss.item())
         norms.append(norm_.item())
-    logits0, loss0, grads0, entropy0 = first
+    logits0, loss0, grads0, entropy0, diag0 = first
     write_debug_state(os.path.join(outdir, f"{tag}_debug_state.bin"), x, y, logits0, loss0, grads0,
-                      entropy0, losses, norms, hp)
+                      entropy0, losses, norms, hp, diag0)
     print(f"{tag:<20} loss {loss0:.6f}  losses " + " ".join(f"{v:.6f}" for v in losses))
 
 

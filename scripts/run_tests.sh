@@ -41,6 +41,8 @@ run_suite "tests/test_reliability.sh: hostile input, issue 12's classes 1-7" env
 if [ -f dev/data/test_data.sh ]; then
     run_suite "dev/data/test_data.sh: corpus preparation (sample mode)" bash dev/data/test_data.sh
 fi
+run_suite "tests/test_diag.sh: --diag-every, diag.tsv, the entropic-overload page's commands (small)" \
+    env PYTHON="$PYTHON" bash tests/test_diag.sh
 run_suite "tests/test_cuda_build.sh: the CUDA trainer compiles for sm_90 (no GPU needed)" bash tests/test_cuda_build.sh
 run_suite "tests/test_docs.sh: the tutorials' commands, numbers and links" env PYTHON="$PYTHON" bash tests/test_docs.sh
 run_suite "tests/test_bench_torch_minimal.sh: the minimal PyTorch speed peer on the CPU" \

@@ -90,6 +90,8 @@ inline unsigned __reduce_add_sync(unsigned, unsigned v) {
 inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) { unsigned long long o = *p; *p += v; return o; }
 inline double atomicAdd(double* p, double v) { double o = *p; *p += v; return o; }
 inline float atomicAdd(float* p, float v) { float o = *p; *p += v; return o; }
+inline unsigned long long atomicMax(unsigned long long* p, unsigned long long v) { unsigned long long o = *p; if (v > o) *p = v; return o; }
+inline unsigned int __float_as_uint(float f) { unsigned int u; memcpy(&u, &f, sizeof(u)); return u; }
 
 inline void emu_fiber_entry() {
     g_body();
