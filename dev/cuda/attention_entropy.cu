@@ -12,19 +12,27 @@ per-head entropy (entropy.cuh), forward and backward.
              SM). On an H200 (B = 128) the backward took 0.48 ms per layer here against
              version 3's 0.82, so the trainer runs it (g_attention_bwd_wmma8); those times are
              from before versions 3 and 4 formed D from P and dP (entropy.cuh), not re-timed
+  version 5  the tiled tensor-core forward (llmc/attention_tiled.cuh; bf16/fp16, hs 64 or 128,
+             any T): 64 query rows per block, an online softmax over 64-key tiles with the
+             centred entropy sum, K/V tiles double-buffered by cp.async; its backward is the
+             trainer's (attention_backward), fed the lse it saved, so dqkv checks lse too
 
 Each version is validated against a double-precision CPU reference on random inputs (one
 sequence with 4x larger queries, so peaked rows sit beside flat ones), then timed with CUDA
-events at GPT-2 124M's attention shape.
+events at GPT-2 124M's attention shape. Then the hard rows (check_hard_rows): scores ~1e4 that
+are exact in fp32, spread, near-uniform and near-one-hot, whose entropy partials must match a
+double reference within a rounding bound; build with -DATTT_UNCENTRED to see an uncentred sum
+(H = lse - sum p s) fail it.
 
 Build: make -f cuda.mk dev/cuda/attention_entropy.out [PRECISION=BF16|FP32|FP16]
 Run:   ./dev/cuda/attention_entropy.out [version (0 = all)] [B for timing (128; 0: validation only,
-       as under compute-sanitizer)] [T (128)]
+       as under compute-sanitizer)] [T (128)] [head size (64; 128: NH = 6)]
 */
 #include <vector>
 #include "../../common.h"
 #include "../../rng.h"
 #include "../../entropy.cuh"
+#include "../../llmc/attention_tiled.cuh"
 
 // ----------------------------------------------------------------------------
 // CPU reference (double): out, per-head mean entropy, dqkv
@@ -142,6 +150,7 @@ void free_buffers(Buffers& x) {
 }
 
 bool version_available(int version, int T, int C, int NH) {
+    if (version == 5) return attention_tiled_supported((void*)16, (void*)16, C, NH);
     if (version == 3 || version == 4) {
         g_attention_force_simt = false;
         return attention_use_wmma((void*)16, (void*)16, T, C, NH);
@@ -158,8 +167,11 @@ void run_version(int version, Buffers& x, int B, int T, int C, int NH, bool back
         return;
     }
     g_attention_force_simt = version == 2;
-    g_attention_bwd_wmma8 = version == 4;
-    attention_forward(x.out, x.lse, x.part, x.bad, x.qkv, B, T, C, NH);
+    g_attention_bwd_wmma8 = version != 3;
+    if (version == 5)
+        attention_forward_tiled(x.out, x.lse, x.part, x.bad, x.qkv, B, T, C, NH);
+    else
+        attention_forward(x.out, x.lse, x.part, x.bad, x.qkv, B, T, C, NH);
     entropy_reduce(x.ent, x.part, 1, B, NH, T);
     if (backward) attention_backward(x.dqkv, x.D, x.dout, x.qkv, x.out, x.lse, B, T, C, NH);
 }
@@ -182,11 +194,104 @@ std::vector<float> random_inputs(size_t n, Rng* rng, float scale) {
     return v;
 }
 
+// ----------------------------------------------------------------------------
+// Hard rows: every score is 1e4 + delta, exact in fp32 (bf16/fp16 inputs with few bits: q_0 k_0
+// = 320 * 250 = 80000, plus terms that are multiples of 1/8; the sums stay exact in fp32, whose
+// ulp at 8e4 is 2^-7), so the only errors are the kernel's own sums. Head h % 3 picks the rows:
+//   0: spread, delta = q_1 k_1 / 8 with q_1 in {0.5, 1, 2} and k_1 a random multiple of 1/4 in [-16, 16]
+//   1: near-uniform, k_1 in {0, +-1/4}: delta in {0, +-1/32, +-1/16}, H ~ ln(t + 1)
+//   2: near-one-hot, key j scores + 16 (j / 32 + 1) for queries t = j (mod 32): the diagonal key
+//      leads the next by 16 (p ratio e^-16)
+// Bound on one row's entropy H = ln l - u'/l, summed in fp32 with unit roundoff eps = 2^-24: l
+// and u' = sum e c (c = s - m exact) are sums of positive (resp. signed) terms through at most
+// d rounding steps (per 32- or 64-key tile: the lane's terms, a 5-step butterfly and the ~4
+// operations of the rescaled update; d = 10 per 32 keys + 10), each term's expf within 2 ulp, so
+// |dl|/l <= (d + 2) eps and |du'| <= (d + 3) eps sum e |c|; then |dH| <= (d + 2) eps + (2 d + 5)
+// eps sum p |c| + (|H| + 2) eps (the log, the division and the subtraction). The row sums of a
+// 32-row partial add <= 20 eps sum |H| (16 rows in sequence, then the warps). The check allows
+// twice that. An uncentred sum loses ~ulp(1e4) / 2 = 4.9e-4 per row (lse = m + ln l rounded
+// at 1e4), about 1e-4 of H's own size, and fails it.
+int check_hard_rows(int version, int T, int C, int NH) {
+    const int hs = C / NH;
+    const size_t C3 = 3 * (size_t)C;
+    Rng rng;
+    rng_seed(&rng, 7);
+    std::vector<float> qkv(T * C3, 0.0f);
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < NH; h++) {
+            float* q = &qkv[t * C3 + h * hs];
+            float* k = q + C;
+            float* v = q + 2 * C;
+            q[0] = 320.0f;
+            k[0] = 250.0f;
+            const int kind = h % 3;
+            if (kind == 2) {
+                q[2 + t % 32] = 8.0f;
+                k[2 + t % 32] = 16.0f * (t / 32 + 1);
+            } else {
+                q[1] = t % 3 == 0 ? 0.5f : t % 3 == 1 ? 1.0f : 2.0f;
+                float r = rng_normal(&rng);
+                k[1] = kind == 0 ? 0.25f * (float)(int)fmaxf(-64.0f, fminf(64.0f, 24.0f * r)) : 0.25f * (float)((t * 7 + h) % 3 - 1);
+            }
+            for (int d = 0; d < hs; d++) v[d] = to_float(from_float<floatX>(rng_normal(&rng)));
+        }
+    // double reference per row, the bound per row, both summed per 32-row tile
+    const int qtiles = (T + 31) / 32;
+    const double eps = ldexp(1.0, -24);
+    std::vector<double> ref(NH * qtiles, 0.0), bound(NH * qtiles, 0.0);
+    std::vector<double> s(T);
+    for (int h = 0; h < NH; h++)
+        for (int t = 0; t < T; t++) {
+            double m = -INFINITY, l = 0.0, u = 0.0, pc = 0.0;
+            for (int j = 0; j <= t; j++) {
+                double dot = 0.0;
+                for (int d = 0; d < hs; d++) dot += (double)qkv[t * C3 + h * hs + d] * qkv[j * C3 + C + h * hs + d];
+                s[j] = dot / sqrt((double)hs);
+                m = fmax(m, s[j]);
+            }
+            for (int j = 0; j <= t; j++) {
+                double e = exp(s[j] - m);
+                l += e;
+                u += e * (s[j] - m);
+                pc += e * fabs(s[j] - m);
+            }
+            const double H = log(l) - u / l, d = 10.0 * ((t + 32) / 32) + 10.0;
+            ref[h * qtiles + t / 32] += H;
+            bound[h * qtiles + t / 32] += 2.0 * eps * ((d + 2) + (2 * d + 5) * pc / l + fabs(H) + 2 + 20 * fabs(H));
+        }
+    Buffers x = alloc_buffers(1, T, C, NH);
+    std::vector<floatX> hq(qkv.size());
+    for (size_t i = 0; i < qkv.size(); i++) hq[i] = from_float<floatX>(qkv[i]);
+    cudaCheck(cudaMemcpy(x.qkv, hq.data(), hq.size() * sizeof(floatX), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemset(x.bad, 0, sizeof(unsigned long long)));
+    run_version(version, x, 1, T, C, NH, false);
+    cudaCheck(cudaStreamSynchronize(g_stream));
+    std::vector<float> part(NH * qtiles);
+    unsigned long long bad = 0;
+    cudaCheck(cudaMemcpy(part.data(), x.part, part.size() * sizeof(float), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(&bad, x.bad, sizeof(bad), cudaMemcpyDeviceToHost));
+    free_buffers(x);
+    double worst = 0.0, worst_err = 0.0, worst_bound = 0.0;
+    for (int i = 0; i < NH * qtiles; i++) {
+        double err = fabs((double)part[i] - ref[i]), ratio = std::isfinite(err) ? err / bound[i] : INFINITY;
+        if (!(ratio <= worst)) { worst = ratio; worst_err = err; worst_bound = bound[i]; }
+    }
+    const bool ok = worst <= 1.0 && bad == 0;
+    printf("version %d: %s  hard rows (scores ~1e4): worst 32-row entropy partial error %.2e = %.2f x its bound %.2e, %llu non-finite\n",
+           version, ok ? "ok  " : "FAIL", worst_err, worst, worst_bound, bad);
+    return ok ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
     int only = argc > 1 ? atoi(argv[1]) : 0;
     int Btime = argc > 2 ? atoi(argv[2]) : 128;
     int T = argc > 3 ? atoi(argv[3]) : 128;
-    const int C = 768, NH = 12, Bval = 2;
+    const int hs = argc > 4 ? atoi(argv[4]) : 64;
+    const int C = 768, NH = C / hs, Bval = 2;
+    if (T < 1 || (hs != 64 && hs != 128)) {
+        fprintf(stderr, "error: T must be >= 1 and the head size 64 or 128 (got T %d, head size %d)\n", T, hs);
+        return 1;
+    }
     cudaCheck(cudaStreamCreate(&g_stream));
     cudaCheck(cudaGetDeviceProperties(&g_device_prop, 0));
     printf("attention + entropy lab: %s, precision %s, C=%d NH=%d T=%d\n", g_device_prop.name, PRECISION_NAME, C, NH, T);
@@ -208,7 +313,7 @@ int main(int argc, char** argv) {
     cudaCheck(cudaMemcpy(v.dout, hd.data(), hd.size() * sizeof(floatX), cudaMemcpyHostToDevice));
     const float tol = sizeof(floatX) == 4 ? 1e-4f : 2e-2f;  // x max|ref|
     int failures = 0;
-    for (int version = 1; version <= 4; version++) {
+    for (int version = 1; version <= 5; version++) {
         if ((only && version != only) || !version_available(version, T, C, NH)) continue;
         cudaCheck(cudaMemset(v.bad, 0, sizeof(unsigned long long)));
         run_version(version, v, Bval, T, C, NH, version > 1);
@@ -231,6 +336,7 @@ int main(int argc, char** argv) {
         if (version > 1) snprintf(grad, sizeof(grad), "dqkv %.2e (scale %.2f)", d_grad, s_grad);
         printf("version %d: %s  out max diff %.2e (scale %.2f), entropy %.2e, %s\n", version, ok ? "ok  " : "FAIL", d_out,
                s_out, d_ent, grad);
+        if (version > 1) failures += check_hard_rows(version, T, C, NH);
     }
     free_buffers(v);
 
@@ -247,7 +353,7 @@ int main(int argc, char** argv) {
     cudaEvent_t e0, e1;
     cudaCheck(cudaEventCreate(&e0));
     cudaCheck(cudaEventCreate(&e1));
-    for (int version = 1; version <= 4; version++) {
+    for (int version = 1; version <= 5; version++) {
         if ((only && version != only) || !version_available(version, T, C, NH)) continue;
         for (int pass = 0; pass < 2; pass++) {  // forward alone, then forward + backward
             bool bwd = pass == 1;
