@@ -16,6 +16,9 @@ per-head entropy (entropy.cuh), forward and backward.
              any T): 64 query rows per block, an online softmax over 64-key tiles with the
              centred entropy sum, K/V tiles double-buffered by cp.async; its backward is the
              trainer's (attention_backward), fed the lse it saved, so dqkv checks lse too
+  version 6  version 5's forward with the tiled tensor-core backward (llmc/attention_tiled_bwd.cuh;
+             any T, hs 64 or 128): a query-major kernel (D from P~ and dP, then dQ) and a
+             key-major one (dK, dV), deterministic, P recomputed from lse
 
 Each version is validated against a double-precision CPU reference on random inputs (one
 sequence with 4x larger queries, so peaked rows sit beside flat ones), then timed with CUDA
@@ -33,6 +36,7 @@ Run:   ./dev/cuda/attention_entropy.out [version (0 = all)] [B for timing (128; 
 #include "../../rng.h"
 #include "../../entropy.cuh"
 #include "../../llmc/attention_tiled.cuh"
+#include "../../llmc/attention_tiled_bwd.cuh"
 
 // ----------------------------------------------------------------------------
 // CPU reference (double): out, per-head mean entropy, dqkv
@@ -150,7 +154,7 @@ void free_buffers(Buffers& x) {
 }
 
 bool version_available(int version, int T, int C, int NH) {
-    if (version == 5) return attention_tiled_supported((void*)16, (void*)16, C, NH);
+    if (version >= 5) return attention_tiled_supported((void*)16, (void*)16, C, NH);
     if (version == 3 || version == 4) {
         g_attention_force_simt = false;
         return attention_use_wmma((void*)16, (void*)16, T, C, NH);
@@ -168,12 +172,15 @@ void run_version(int version, Buffers& x, int B, int T, int C, int NH, bool back
     }
     g_attention_force_simt = version == 2;
     g_attention_bwd_wmma8 = version != 3;
-    if (version == 5)
+    if (version >= 5)
         attention_forward_tiled(x.out, x.lse, x.part, x.bad, x.qkv, B, T, C, NH);
     else
         attention_forward(x.out, x.lse, x.part, x.bad, x.qkv, B, T, C, NH);
     entropy_reduce(x.ent, x.part, 1, B, NH, T);
-    if (backward) attention_backward(x.dqkv, x.D, x.dout, x.qkv, x.out, x.lse, B, T, C, NH);
+    if (backward && version == 6)
+        attention_backward_tiled(x.dqkv, x.D, x.dout, x.qkv, x.lse, B, T, C, NH);
+    else if (backward)
+        attention_backward(x.dqkv, x.D, x.dout, x.qkv, x.out, x.lse, B, T, C, NH);
 }
 
 float max_diff(const std::vector<floatX>& got, const std::vector<double>& ref, float* scale) {
@@ -313,7 +320,7 @@ int main(int argc, char** argv) {
     cudaCheck(cudaMemcpy(v.dout, hd.data(), hd.size() * sizeof(floatX), cudaMemcpyHostToDevice));
     const float tol = sizeof(floatX) == 4 ? 1e-4f : 2e-2f;  // x max|ref|
     int failures = 0;
-    for (int version = 1; version <= 5; version++) {
+    for (int version = 1; version <= 6; version++) {
         if ((only && version != only) || !version_available(version, T, C, NH)) continue;
         cudaCheck(cudaMemset(v.bad, 0, sizeof(unsigned long long)));
         run_version(version, v, Bval, T, C, NH, version > 1);
@@ -353,7 +360,7 @@ int main(int argc, char** argv) {
     cudaEvent_t e0, e1;
     cudaCheck(cudaEventCreate(&e0));
     cudaCheck(cudaEventCreate(&e1));
-    for (int version = 1; version <= 5; version++) {
+    for (int version = 1; version <= 6; version++) {
         if ((only && version != only) || !version_available(version, T, C, NH)) continue;
         for (int pass = 0; pass < 2; pass++) {  // forward alone, then forward + backward
             bool bwd = pass == 1;
