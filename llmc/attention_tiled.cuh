@@ -57,7 +57,7 @@ struct AttTiledLayout {
     static constexpr size_t p_bytes = (16 * LDP * sizeof(floatX) + 127) & ~(size_t)127;
     static constexpr size_t o_bytes = (16 * LDO * sizeof(float) + 127) & ~(size_t)127;
     static constexpr size_t warp_bytes = s_bytes + p_bytes + o_bytes;
-    static constexpr size_t total = q_bytes + 4 * kv_bytes + ATTT_WARPS * warp_bytes;  // 90 KB (hs 64), 147 KB (hs 128)
+    static constexpr size_t total = q_bytes + 4 * kv_bytes + ATTT_WARPS * warp_bytes;  // 88 KiB (hs 64), 144 KiB (hs 128)
 };
 
 // Starts the copies of rows [r0, r0 + n) of one head (HS floatX at src + t * src_stride) into a

@@ -25,35 +25,38 @@
 
 #if !defined(ENABLE_FP32)
 
-// Shared memory of both kernels for head size HS: the block's own 64 rows of two tensors (Q, dO
-// or K, V), two stages of the other two (64 rows each) and 64 floats of lse and D per stage, then
-// per warp two fp32 score strips (S and dP), two floatX strips (P~ and dS) and two fp32
-// accumulators (16, HS). The strips are (16, 64) in the dq kernel and (64, 16) in the dkv kernel:
-// both 1024 elements, strides LDS/LDP by orientation.
-template <int HS>
+// Shared memory of a kernel for head size HS: the block's own 64 rows of two tensors (Q, dO or
+// K, V), two stages of the other two (64 rows each) and 64 floats of lse and D per stage, then per
+// warp two fp32 score scratches (S and dP), two floatX strips (P~ and dS) and the fp32
+// accumulators (16, HS): dQ (query-major), or dK and dV (KEY_MAJOR). The query-major kernel's
+// scores are (16, 64) strips (stride 68; P~, dS stride 72), the key-major kernel's one 16x16
+// tile at a time (stride 20; its P~ and dS (64, 16), stride 24). Totals: query-major 130 KiB
+// (hs 64) and 194 KiB (hs 128), key-major 123 KiB and 203 KiB, under the 227 KiB an H100/H200
+// block may have.
+template <int HS, bool KEY_MAJOR>
 struct AttTiledBwdLayout {
     static constexpr int LDX = HS + 8;
     static constexpr int LDA = HS + 4;                   // fp32 accumulator stride
     static constexpr size_t tile_bytes = (ATTT_QT * LDX * sizeof(floatX) + 127) & ~(size_t)127;
     static constexpr size_t rows_bytes = (2 * ATTT_QT * sizeof(float) + 127) & ~(size_t)127;  // lse, D
-    static constexpr size_t sf_bytes = (64 * 24 * sizeof(float) + 127) & ~(size_t)127;        // (16, 68) or (64, 20) fp32
+    static constexpr size_t sf_bytes = ((KEY_MAJOR ? 16 * 20 : 16 * 68) * sizeof(float) + 127) & ~(size_t)127;
     static constexpr size_t sx_bytes = (64 * 24 * sizeof(floatX) + 127) & ~(size_t)127;       // (16, 72) or (64, 24) floatX
     static constexpr size_t acc_bytes = (16 * LDA * sizeof(float) + 127) & ~(size_t)127;
-    static constexpr size_t warp_bytes = 2 * sf_bytes + 2 * sx_bytes + 2 * acc_bytes;
+    static constexpr size_t warp_bytes = 2 * sf_bytes + 2 * sx_bytes + (KEY_MAJOR ? 2 : 1) * acc_bytes;
     static constexpr size_t stage_bytes = 2 * tile_bytes + rows_bytes;
-    static constexpr size_t total = 2 * tile_bytes + 2 * stage_bytes + ATTT_WARPS * warp_bytes;  // 124 KB (hs 64), 197 KB (hs 128)
+    static constexpr size_t total = 2 * tile_bytes + 2 * stage_bytes + ATTT_WARPS * warp_bytes;
 };
 
-// One warp's scratch: S and dP (fp32), P~ and dS (floatX), two accumulators (16, HS) fp32.
+// One warp's scratch: S and dP (fp32), P~ and dS (floatX), one or two accumulators (16, HS) fp32.
 struct AttTiledBwdWarp {
     float *S, *dP;
     floatX *P, *dS;
     float *acc1, *acc2;
 };
 
-template <int HS>
+template <int HS, bool KEY_MAJOR>
 __device__ inline AttTiledBwdWarp attb_carve(unsigned char* smem) {
-    using L = AttTiledBwdLayout<HS>;
+    using L = AttTiledBwdLayout<HS, KEY_MAJOR>;
     unsigned char* w = smem + 2 * L::tile_bytes + 2 * L::stage_bytes + (threadIdx.x / 32) * L::warp_bytes;
     AttTiledBwdWarp s;
     s.S = (float*)w;
@@ -61,7 +64,7 @@ __device__ inline AttTiledBwdWarp attb_carve(unsigned char* smem) {
     s.P = (floatX*)(w + 2 * L::sf_bytes);
     s.dS = (floatX*)(w + 2 * L::sf_bytes + L::sx_bytes);
     s.acc1 = (float*)(w + 2 * L::sf_bytes + 2 * L::sx_bytes);
-    s.acc2 = (float*)(w + 2 * L::sf_bytes + 2 * L::sx_bytes + L::acc_bytes);
+    s.acc2 = KEY_MAJOR ? (float*)(w + 2 * L::sf_bytes + 2 * L::sx_bytes + L::acc_bytes) : NULL;
     return s;
 }
 
@@ -71,7 +74,7 @@ template <int HS>
 __device__ inline void attb_tile_scores(float* S, float* dP, int ld, const floatX* Qr, const floatX* dOr, const floatX* Kr,
                                         const floatX* Vr) {
     namespace wmma = nvcuda::wmma;
-    constexpr int LDX = AttTiledBwdLayout<HS>::LDX;
+    constexpr int LDX = HS + 8;  // AttTiledBwdLayout's
     wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc_s, acc_p;
     wmma::fill_fragment(acc_s, 0.0f);
     wmma::fill_fragment(acc_p, 0.0f);
@@ -99,7 +102,7 @@ __device__ inline float attb_p(float s, float scale, float lse, bool valid) {
 template <int HS, bool A_T>
 __device__ inline void attb_accumulate(float* acc, const floatX* A, int lda, const floatX* Bm, int n) {
     namespace wmma = nvcuda::wmma;
-    using L = AttTiledBwdLayout<HS>;
+    using L = AttTiledBwdLayout<HS, false>;  // LDX and LDA, the same in both
     typedef typename std::conditional<A_T, wmma::col_major, wmma::row_major>::type ALayout;
     for (int nt = 0; nt < HS / 16; nt++) {
         wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
@@ -120,7 +123,7 @@ __device__ inline void attb_accumulate(float* acc, const floatX* A, int lda, con
 template <int HS>
 __device__ inline void attb_load_stage(unsigned char* stage, const floatX* src1, const floatX* src2, size_t stride, int r0,
                                        int T, const float* lse_bh, const float* D_bh) {
-    using L = AttTiledBwdLayout<HS>;
+    using L = AttTiledBwdLayout<HS, false>;
     attt_load_rows<HS>((floatX*)stage, L::LDX, src1, stride, r0, ATTT_QT, T);
     attt_load_rows<HS>((floatX*)(stage + L::tile_bytes), L::LDX, src2, stride, r0, ATTT_QT, T);
     if (lse_bh != NULL && threadIdx.x < ATTT_QT) {
@@ -138,7 +141,7 @@ __device__ inline void attb_store_rows(floatX* dst, size_t stride, const float* 
     for (int rr = 0; rr < 16; rr++) {
         if (r0 + rr >= T) break;
         for (int d = lane; d < HS; d += 32)
-            dst[(size_t)(r0 + rr) * stride + d] = from_float<floatX>(acc[rr * AttTiledBwdLayout<HS>::LDA + d] * mul);
+            dst[(size_t)(r0 + rr) * stride + d] = from_float<floatX>(acc[rr * AttTiledBwdLayout<HS, false>::LDA + d] * mul);
     }
 }
 
@@ -148,10 +151,10 @@ template <int HS>
 __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_tiled_dq_kernel(floatX* dqkv, float* Dbuf, const floatX* dout,
                                                                                      const floatX* qkv, const float* lse, int B,
                                                                                      int T, int C, int NH) {
-    using L = AttTiledBwdLayout<HS>;
+    using L = AttTiledBwdLayout<HS, false>;
     extern __shared__ __align__(128) unsigned char smem_w[];  // the name the emulator maps (dev/cuda/emu)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const AttTiledBwdWarp w = attb_carve<HS>(smem_w);
+    const AttTiledBwdWarp w = attb_carve<HS, false>(smem_w);
     floatX* Qs = (floatX*)smem_w;                         // (64, LDX) this block's queries
     floatX* dOs = (floatX*)(smem_w + L::tile_bytes);      // (64, LDX)
     unsigned char* stages = smem_w + 2 * L::tile_bytes;   // K, V of a key tile
@@ -229,10 +232,10 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_tiled_dkv_
                                                                                       const floatX* dout, const floatX* qkv,
                                                                                       const float* lse, int B, int T, int C,
                                                                                       int NH) {
-    using L = AttTiledBwdLayout<HS>;
+    using L = AttTiledBwdLayout<HS, true>;
     extern __shared__ __align__(128) unsigned char smem_w[];  // the name the emulator maps (dev/cuda/emu)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const AttTiledBwdWarp w = attb_carve<HS>(smem_w);
+    const AttTiledBwdWarp w = attb_carve<HS, true>(smem_w);
     floatX* Ks = (floatX*)smem_w;                         // (64, LDX) this block's keys
     floatX* Vs = (floatX*)(smem_w + L::tile_bytes);       // (64, LDX)
     unsigned char* stages = smem_w + 2 * L::tile_bytes;   // Q, dO, lse, D of a query tile
@@ -281,18 +284,19 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_tiled_dkv_
         // query strips from the first that reaches this warp's keys (t >= j0 for some t)
         const int i0 = max(0, (j0 - q0) / 16);
         if (j0 < T && i0 < ATTT_QT / 16) {  // warp-uniform
-            for (int i = i0; i < ATTT_QT / 16; i++)
-                attb_tile_scores<HS>(w.S + 16 * i * 20, w.dP + 16 * i * 20, 20, Qt + 16 * i * L::LDX, dOt + 16 * i * L::LDX,
-                                     Ks + 16 * warp * L::LDX, Vs + 16 * warp * L::LDX);
-            __syncwarp();
-            for (int e = 16 * 16 * i0 + lane; e < 64 * 16; e += 32) {  // (query r, key c) of the (64, 16) strips
-                const int r = e / 16, c = e % 16, t = q0 + r, j = j0 + c;
-                const bool valid = j <= t && t < T;
-                const float p = attb_p(w.S[r * 20 + c], scale, lse_s[r], valid);
-                w.P[r * 24 + c] = from_float<floatX>(p);
-                w.dS[r * 24 + c] = from_float<floatX>(valid ? p * (w.dP[r * 20 + c] - D_s[r]) : 0.0f);
+            for (int i = i0; i < ATTT_QT / 16; i++) {  // one 16x16 tile (queries of strip i, this warp's keys) at a time
+                attb_tile_scores<HS>(w.S, w.dP, 20, Qt + 16 * i * L::LDX, dOt + 16 * i * L::LDX, Ks + 16 * warp * L::LDX,
+                                     Vs + 16 * warp * L::LDX);
+                __syncwarp();
+                for (int e = lane; e < 256; e += 32) {  // (query r, key c) into the (64, 16) strips of P~ and dS
+                    const int rr = e / 16, c = e % 16, r = 16 * i + rr, t = q0 + r, j = j0 + c;
+                    const bool valid = j <= t && t < T;
+                    const float p = attb_p(w.S[rr * 20 + c], scale, lse_s[r], valid);
+                    w.P[r * 24 + c] = from_float<floatX>(p);
+                    w.dS[r * 24 + c] = from_float<floatX>(valid ? p * (w.dP[rr * 20 + c] - D_s[r]) : 0.0f);
+                }
+                __syncwarp();
             }
-            __syncwarp();
             const int n = ATTT_QT / 16 - i0;
             attb_accumulate<HS, true>(w.acc1, w.dS + 16 * i0 * 24, 24, Qt + 16 * i0 * L::LDX, n);   // dK
             attb_accumulate<HS, true>(w.acc2, w.P + 16 * i0 * 24, 24, dOt + 16 * i0 * L::LDX, n);   // dV
@@ -310,13 +314,13 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_tiled_dkv_
 template <int HS>
 inline void attention_backward_tiled_launch(floatX* dqkv, float* Dbuf, const floatX* dout, const floatX* qkv, const float* lse,
                                             int B, int T, int C, int NH) {
-    const size_t smem = AttTiledBwdLayout<HS>::total;
-    cudaCheck(cudaFuncSetAttribute(attention_backward_tiled_dq_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    cudaCheck(cudaFuncSetAttribute(attention_backward_tiled_dkv_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    const size_t smem_q = AttTiledBwdLayout<HS, false>::total, smem_k = AttTiledBwdLayout<HS, true>::total;
+    cudaCheck(cudaFuncSetAttribute(attention_backward_tiled_dq_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
+    cudaCheck(cudaFuncSetAttribute(attention_backward_tiled_dkv_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_k));
     dim3 grid((T + ATTT_QT - 1) / ATTT_QT, NH, B);
-    attention_backward_tiled_dq_kernel<HS><<<grid, ATTT_WARPS * 32, smem, g_stream>>>(dqkv, Dbuf, dout, qkv, lse, B, T, C, NH);
+    attention_backward_tiled_dq_kernel<HS><<<grid, ATTT_WARPS * 32, smem_q, g_stream>>>(dqkv, Dbuf, dout, qkv, lse, B, T, C, NH);
     cudaCheckLaunch();
-    attention_backward_tiled_dkv_kernel<HS><<<grid, ATTT_WARPS * 32, smem, g_stream>>>(dqkv, Dbuf, dout, qkv, lse, B, T, C, NH);
+    attention_backward_tiled_dkv_kernel<HS><<<grid, ATTT_WARPS * 32, smem_k, g_stream>>>(dqkv, Dbuf, dout, qkv, lse, B, T, C, NH);
     cudaCheckLaunch();
 }
 #endif  // !ENABLE_FP32
