@@ -21,11 +21,13 @@ per-head entropy (entropy.cuh), forward and backward.
              key-major one (dK, dV), deterministic, P recomputed from lse
 
 Each version is validated against a double-precision CPU reference on random inputs (one
-sequence with 4x larger queries, so peaked rows sit beside flat ones), then timed with CUDA
-events at GPT-2 124M's attention shape. Then the hard rows (check_hard_rows): scores ~1e4 that
-are exact in fp32, spread, near-uniform and near-one-hot, whose entropy partials must match a
-double reference within a rounding bound; build with -DATTT_UNCENTRED to see an uncentred sum
-(H = lse - sum p s) fail it.
+sequence with 4x larger queries, so peaked rows sit beside flat ones); on hard rows for the
+entropy (check_hard_rows: scores ~1e4, exact in fp32 at hs 64, spread, near-uniform and
+near-one-hot, each 32-row partial within a rounding bound of a double reference; `make -f cuda.mk
+out/bin/attention_entropy_uncentred.out` builds version 5 with an uncentred sum, H = lse - sum p s,
+which fails it) and for the backward (check_hard_rows_backward: collapsed rows, per element); and
+on the NaN guard's count (check_nonfinite). Then each is timed with CUDA events at GPT-2 124M's
+attention shape.
 
 Build: make -f cuda.mk dev/cuda/attention_entropy.out [PRECISION=BF16|FP32|FP16]
 Run:   ./dev/cuda/attention_entropy.out [version (0 = all)] [B for timing (128; 0: validation only,
