@@ -18,8 +18,10 @@
 //
 // Why centred: u'/l is a p-weighted mean of s - m, terms of the row's own spread; the uncentred
 // sum_j p_j s_j at scores ~1e4 is ~1e4 and H = lse - sum p s loses ~1e4 * 2^-24 per term and
-// lse's own half ulp (~5e-4 at 1e4) to cancellation (the lab's hard rows: build the lab with
-// -DATTT_UNCENTRED to see it fail).
+// lse's own half ulp (~5e-4 at 1e4) to cancellation. dev/cuda/attention_entropy.cu's hard rows
+// show it: built with -DATTT_UNCENTRED (cuda.mk's attention_entropy_uncentred.out) the worst
+// 32-row partial at scores ~1e4 is off by 3.0e-2, 331x the centred sum's rounding bound, where
+// the centred sum stays at 0.02x (CPU emulator, bf16, T = 64 and 256).
 //
 // l is the sum of the fp32 e^(s-m), not of the rounded P~, so lse (and the backward's recomputed
 // P) is the exact softmax's; O uses P~, whose rounding (relative 2^-9 in bf16) is what the
