@@ -57,8 +57,11 @@ dev/cuda/%.out: dev/cuda/%.cu $(CUDA_HEADERS)
 #   attention_entropy_syncloads.out  a load-then-store loop instead of cp.async (the timing A/B)
 #   attention_entropy_nowait.out     cp.async WITHOUT the wait before the barrier: a planted race,
 #                                    the negative control that racecheck must flag
+#   attention_entropy_uncentred.out  the tiled forward (version 5) with an uncentred entropy sum
+#                                    (H = lse - sum p s): the negative control its hard rows must fail
 ATTW_VARIANT_FLAG_syncloads = -DATTW_SYNC_LOADS
 ATTW_VARIANT_FLAG_nowait = -DATTW_NO_LOAD_WAIT
+ATTW_VARIANT_FLAG_uncentred = -DATTT_UNCENTRED
 $(CUDA_BIN)/attention_entropy_%.out: dev/cuda/attention_entropy.cu $(CUDA_HEADERS)
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCC_FLAGS) $(NVCC_EXTRA) $(ATTW_VARIANT_FLAG_$*) $(PRECISION_FLAG_$(PRECISION)) $< -o $@ $(NVCC_LDLIBS)

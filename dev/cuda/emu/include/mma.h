@@ -12,6 +12,12 @@ template <class Use, class T, class Layout> void load_matrix_sync(fragment<Use, 
     for (int r = 0; r < 16; r++) for (int c = 0; c < 16; c++)
         f.x[r * 16 + c] = to_float(std::is_same<Layout, row_major>::value ? p[r * ld + c] : p[c * ld + r]);
 }
+// The accumulator's load (an fp32 tile resumed in place: llmc/attention_tiled.cuh's O += P V).
+inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float>& f, const float* p, unsigned ld, layout_t layout) {
+    if (((uintptr_t)p % 32) != 0 || ld % 4 != 0) { fprintf(stderr, "emu: wmma load misaligned\n"); abort(); }
+    for (int r = 0; r < 16; r++) for (int c = 0; c < 16; c++)
+        f.x[r * 16 + c] = layout == mem_row_major ? p[r * ld + c] : p[c * ld + r];
+}
 template <class T> void fill_fragment(fragment<accumulator, 16, 16, 16, T>& f, T v) { for (auto& e : f.x) e = v; }
 template <class LA, class LB, class T>
 void mma_sync(fragment<accumulator, 16, 16, 16, float>& d, const fragment<matrix_a, 16, 16, 16, T, LA>& a,
