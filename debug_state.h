@@ -1,5 +1,5 @@
-// debug_state.h: reads the PyTorch reference's debug state (magic 20240327, version 3; README
-// "File formats"), which test_gpt2.cpp and test_gpt2.cu both check their trainer against.
+// debug_state.h: reads the PyTorch reference's debug state (magic 20240327, version 3;
+// doc/reference.md, "File formats"), which test_gpt2.cpp and test_gpt2.cu both check their trainer against.
 // Extension in header slot 14 (zero in llm.c): DIAG_COLS (5) when the diagnostics of the first
 // forward, (L, DIAG_COLS) floats in diag.tsv's column order (diag.h), follow the step norms.
 #pragma once

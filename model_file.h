@@ -1,5 +1,5 @@
 // model_file.h: llm.c's GPT-2 model file (fp32, version 3), extended with the variant record.
-// Layout (README "File formats"): 256 x int32 header, then the 16 llm.c tensors in order, then
+// Layout (doc/reference.md, "File formats"): 256 x int32 header, then the 16 llm.c tensors in order, then
 // the learnable slopes. llm.c's own files leave slots 8..12 zero and load as ln + gelu-tanh.
 #pragma once
 
