@@ -31,6 +31,7 @@ run_suite() {
 }
 
 run_suite "test_gpt2: CPU trainer vs the PyTorch reference" ./test_gpt2 out/ref
+run_suite "test_fp16: the paper's fp16 regime (rounding, NaN rows, GradScaler) vs numpy" ./test_fp16 out/fp16case
 run_suite "tests/test_cli.sh: command line, bad input, resume, NaN guard" env PYTHON="$PYTHON" bash tests/test_cli.sh
 if [ -f dev/data/test_data.sh ]; then
     run_suite "dev/data/test_data.sh: corpus preparation (sample mode)" bash dev/data/test_data.sh
