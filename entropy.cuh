@@ -41,6 +41,19 @@
 // a different bank for every lane.
 __host__ __device__ inline int att_stride(int hs) { return hs % 2 == 0 ? hs + 1 : hs; }
 
+// The score s = q.k / sqrt(hs) from the fp32 dot product. The FP16 build is the paper's regime
+// (fp16.h's fp16_score, doc/fp16-and-nans.md): q.k^T rounded to fp16 as autocast's matmul output
+// (above 65504: inf, and the softmax row NaN), divided by sqrt(hs) held in fp16, rounded again.
+// Forward and both backward paths call this, so the recomputed P is the forward's.
+__device__ __forceinline__ float att_score(float dot, int hs, float scale) {
+#if defined(ENABLE_FP16)
+    const float div = __half2float(__float2half_rn(sqrtf((float)hs)));
+    return __half2float(__float2half_rn(__half2float(__float2half_rn(dot)) / div));
+#else
+    return dot * scale;
+#endif
+}
+
 // Entropy partials per (b, h): one per 32-row query tile.
 inline int att_num_qtiles(int T) { return (T + ATT_QT - 1) / ATT_QT; }
 
@@ -101,7 +114,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* 
             if (valid) {
                 float dot = 0.0f;
                 for (int d = 0; d < hs; d++) dot += Qs[r * st + d] * Ks[lane * st + d];
-                s = dot * scale;
+                s = att_score(dot, hs, scale);
                 bad += !isfinite(s);
             }
             const float mt = warp_max(valid ? s : -INFINITY);
@@ -109,7 +122,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* 
             const bool first = m[i] == -INFINITY;
             const float alpha = first ? 0.0f : expf(m[i] - mnew);
             const float e = valid ? expf(s - mnew) : 0.0f;
-            const float c = valid ? s - mnew : 0.0f;
+            const float c = valid && e != 0.0f ? s - mnew : 0.0f;  // p = 0 (a -inf score): 0 ln 0 = 0, not 0 * -inf
             const float lt = warp_sum(e), ut = warp_sum(e * c);
             u[i] = first ? ut : alpha * (u[i] + (m[i] - mnew) * l[i]) + ut;
             l[i] = alpha * l[i] + lt;
@@ -222,7 +235,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floa
                     dot += Qs[r * st + d] * Ks[lane * st + d];
                     dp += dOs[r * st + d] * Vs[lane * st + d];
                 }
-                const float p = expf(dot * scale - row_lse[i]);
+                const float p = expf(att_score(dot, hs, scale) - row_lse[i]);
                 ds = p * (dp - D[i]);
             }
             const int jmax = min(ATT_KT, t - k0 + 1);
@@ -310,7 +323,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkv_kernel(flo
                     dot += Qs[lane * st + d] * Ks[r * st + d];
                     dp += dOs[lane * st + d] * Vs[r * st + d];
                 }
-                p = expf(dot * scale - lse_s[lane]);
+                p = expf(att_score(dot, hs, scale) - lse_s[lane]);
                 ds = p * (dp - D_s[lane]);
             }
             for (int ii = 0; ii < imax; ii++) {
@@ -508,7 +521,7 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel
                 const int j = lane + 32 * c;
                 s[c] = -INFINITY;
                 if (j <= t && t < T && j < nkt * 16) {
-                    s[c] = Sw[rr * ATTW_LDS + j] * scale;
+                    s[c] = att_score(Sw[rr * ATTW_LDS + j], ATTW_HS, scale);
                     bad += !isfinite(s[c]);
                     mx = fmaxf(mx, s[c]);
                 }
@@ -521,7 +534,7 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel
                 const bool valid = j <= t && t < T && j < nkt * 16;
                 e[c] = valid ? expf(s[c] - mx) : 0.0f;
                 lsum += e[c];
-                usum += valid ? e[c] * (s[c] - mx) : 0.0f;
+                usum += valid && e[c] != 0.0f ? e[c] * (s[c] - mx) : 0.0f;  // 0 ln 0 = 0 at a -inf score
             }
             lsum = warp_sum(lsum);
             usum = warp_sum(usum);
@@ -692,7 +705,7 @@ __device__ inline void attw_tile_p(const float* S, int lds, const float* dP, int
     for (int m = 0; m < 8; m++) {
         const int rr = lane / 16 + 2 * m, t = 16 * i + rr, j = 16 * n + cc;
         const bool valid = j <= t && t < T;
-        const floatX p = from_float<floatX>(valid ? expf(S[rr * lds + cc] * scale - s.lse_s[t]) : 0.0f);
+        const floatX p = from_float<floatX>(valid ? expf(att_score(S[rr * lds + cc], ATTW_HS, scale) - s.lse_s[t]) : 0.0f);
         s.Ps[t * ATTW_LDP + j] = p;
         float a = valid ? to_float(p) * dP[rr * ldp + cc] : 0.0f, c = to_float(p);
 #pragma unroll

@@ -38,7 +38,9 @@ inline float round_fp16(float x) {
 
 // Rounds n floats in place.
 inline void round_fp16_array(float* x, size_t n) {
+#ifdef _OPENMP
     #pragma omp parallel for
+#endif
     for (size_t i = 0; i < n; i++) x[i] = round_fp16(x[i]);
 }
 

@@ -259,7 +259,7 @@ long attention_forward(float* out, float* preatt, float* att, double* entropy_su
                     float e = expf(centred);
                     p[j] = e;
                     l += e;
-                    u += e * centred;
+                    if (e != 0.0f) u += e * centred;  // a -inf score (fp16 overflow) has p = 0: 0 ln 0 = 0, not 0 * -inf
                 }
                 float inv_l = 1.0f / l;
                 for (int j = 0; j <= t; j++) p[j] *= inv_l;
@@ -1122,15 +1122,21 @@ int main(int argc, char** argv) {
         float lr = lr_at(schedule, step);
         long bad_values = 0;
         for (int l = 0; l < L; l++) bad_values += model.nonfinite_att[l] + model.nonfinite_ffn[l];
-        bool finite = std::isfinite(loss) && std::isfinite(norm) && bad_values == 0;
-        if (!finite && report_nonfinite(&logger, cfg, step, L, model.nonfinite_att.data(), model.nonfinite_ffn.data(),
-                                        loss, lr, norm, last_checkpoint))
+        bool forward_ok = std::isfinite(loss) && bad_values == 0;
+        bool finite = forward_ok && std::isfinite(norm);
+        // --fp16-autocast: a finite forward whose scaled gradients overflow is GradScaler's skip, not
+        // a NaN-guard event (as the CUDA FP16 build, llmc/guard.cuh)
+        bool overflow = model.fp16 && forward_ok && !finite;
+        if (!finite && !overflow &&
+            report_nonfinite(&logger, cfg, step, L, model.nonfinite_att.data(), model.nonfinite_ffn.data(), loss, lr, norm,
+                             last_checkpoint))
             return EXIT_NONFINITE;  // --on-nan stop
-        if (model.fp16 && (finite || cfg.on_nan == ON_NAN_SKIP)) {
-            loss_scaler_update(&scaler, finite);  // skip mode: GradScaler's skip and back-off
-            if (!finite) printf("step %d: loss scale -> %g\n", step, scaler.scale);
+        if (model.fp16 && (finite || overflow || cfg.on_nan == ON_NAN_SKIP)) {
+            loss_scaler_update(&scaler, finite);  // GradScaler: skip and halve, or count towards growth
+            if (!finite) printf("step %d: %s, update skipped, loss scale -> %g\n", step,
+                                overflow ? "scaled gradients overflowed" : "non-finite forward", scaler.scale);
         }
-        if (finite || cfg.on_nan == ON_NAN_LOG) {
+        if (finite || (!overflow && cfg.on_nan == ON_NAN_LOG)) {
             state.adam_t++;
             gpt2_update(&model, lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, state.adam_t,
                         clip_scale(norm, cfg.grad_clip) / loss_scale);

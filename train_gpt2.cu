@@ -819,6 +819,11 @@ int main(int argc, char** argv) {
     TrainConfig cfg;
     parse_flags(argc, argv, &cfg);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    // --fp16-autocast: the FP16 build is the paper's fp16 regime (entropy.cuh att_score), the others never
+    if (cfg.fp16_autocast == 1 && !USE_LOSS_SCALER)
+        fail("--fp16-autocast 1 needs the FP16 build (make -f cuda.mk train_gpt2cu PRECISION=FP16); this one is %s", PRECISION_NAME);
+    if (cfg.fp16_autocast == 0 && USE_LOSS_SCALER)
+        fail("--fp16-autocast 0: the FP16 build always rounds as fp16 autocast does; use PRECISION=BF16 or FP32 for another regime");
     cuda_setup();
 
     // the model: a checkpoint to resume, a model file, or a descriptor

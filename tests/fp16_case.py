@@ -37,9 +37,10 @@ NORM_NONE, ACT_RELU = 2, 3
 # token -> (channel 0, channel 1): ch0 drives head 0's q and k in layer 0, ch1 the FFN unit 0.
 # 300^2 = 90000 -> inf; 255.875^2 = 65472 (finite, and 255.875 is exact in fp16);
 # 256^2 = 65536 -> inf; 255.875 * 256 = 65504 (the largest fp16, finite); 250 * 300 = 75000 -> inf
-# in the FFN; 218 * 300 = 65400 -> 65408 (finite).
+# in the FFN; 218 * 300 = 65400 -> 65408 (finite). Token 10 has 300 in ch3, which drives head 1
+# with k = -q: its own score is -90000 -> -inf, so p = 0 there and the row stays finite.
 SPECIAL = {7: (300.0, 1.0), 5: (255.875, 2.0), 8: (256.0, 3.0), 9: (4.0, 250.0), 6: (5.0, 218.0)}
-TOKENS = [[1, 7, 2, 3, 7, 4, 6, 2],
+TOKENS = [[1, 7, 2, 10, 7, 4, 6, 2],
           [5, 5, 8, 2, 9, 5, 3, 8]]
 
 
@@ -48,6 +49,7 @@ def make_params():
     for tok in range(V):
         wte[tok, 0], wte[tok, 1] = SPECIAL.get(tok, (float(tok % 4), float(tok % 3)))
         wte[tok, 2:] = ((np.arange(2, C) + tok) % 5 - 2) * 0.25
+    wte[10, 3] = 300.0
     p = {
         "wte": wte, "wpe": np.zeros((128, C), np.float32),
         "ln1w": np.ones((L, C), np.float32), "ln1b": np.zeros((L, C), np.float32),
@@ -62,7 +64,7 @@ def make_params():
         qk = 1.0 if l == 0 else 0.25                 # layer 1's scores stay far below 65504
         p["qkvw"][l, 0, 0] = qk                      # head 0: q_0 = k_0 = ch0
         p["qkvw"][l, C, 0] = qk
-        p["qkvw"][l, HS, 3] = p["qkvw"][l, C + HS, 3] = 1.0  # head 1: q = k = ch3 (small)
+        p["qkvw"][l, HS, 3], p["qkvw"][l, C + HS, 3] = 1.0, -1.0  # head 1: q = ch3, k = -ch3
         for i in range(2, C):                        # v carries ch2.. only: attention leaves ch0, ch1 exact
             p["qkvw"][l, 2 * C + i, i] = 0.25
         p["attprojw"][l] = 0.5 * np.eye(C, dtype=np.float32)
