@@ -1119,7 +1119,9 @@ int main(int argc, char** argv) {
         }
         float loss = (float)(loss_sum / grad_accum);
         float norm = gpt2_grad_norm(&model) / loss_scale;
-        float lr = lr_at(schedule, step);
+        // fp16 regime: Hugging Face's Trainer steps its LR scheduler only when GradScaler let the
+        // optimizer step run, so the schedule follows the applied updates, not the steps
+        float lr = lr_at(schedule, model.fp16 ? state.adam_t : step);
         long bad_values = 0;
         for (int l = 0; l < L; l++) bad_values += model.nonfinite_att[l] + model.nonfinite_ffn[l];
         bool forward_ok = std::isfinite(loss) && bad_values == 0;

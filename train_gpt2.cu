@@ -971,7 +971,9 @@ int main(int argc, char** argv) {
         // its outcome fixes AdamW's step count for this one
         int rc = finish_step(pending);
         if (rc >= 0) return rc;
-        float lr = lr_at(schedule, step);
+        // FP16 (the paper's regime): the schedule follows the applied updates, as Hugging Face's
+        // Trainer, which steps its LR scheduler only when GradScaler ran the optimizer step
+        float lr = lr_at(schedule, USE_LOSS_SCALER ? state.adam_t : step);
         StepOptions opt = {lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, cfg.grad_clip, state.adam_t + 1, grad_accum,
                            cfg.on_nan == ON_NAN_LOG};
         gpt2_step_end(&model, opt, slot);
