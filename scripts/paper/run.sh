@@ -183,6 +183,15 @@ run_one() {  # run_one EXPERIMENT TAG NORM ACT ON_NAN [REGIME]   (REGIME: fp32, 
     # shellcheck disable=SC2206  # EXTRA_FLAGS is split on purpose
     local cmd=("$trainer" "${COMMON[@]}" --norm "$norm" --act "$act" --on-nan "$on_nan" "${regime_flags[@]}" -o "$dir" $EXTRA_FLAGS)
     if [ "$DRY" = 1 ]; then printf '%q ' "${cmd[@]}"; echo; return; fi
+    # a run made in the other precision regime (run.info without regime= is an fp32 run) is not
+    # this experiment: say so instead of skipping or resuming it
+    local had
+    had=$( { sed -n 's/^regime=//p' "$dir/run.info" 2>/dev/null || true; } | tail -1)
+    if [ -f "$dir/run.info" ] && [ "${had:-fp32}" != "$regime" ]; then
+        echo "== $exp/$tag: error: $dir holds a ${had:-fp32} run, this one is $regime: move it aside to run it"
+        FAILED_RUNS+=("$exp/$tag")
+        return
+    fi
     if [ -f "$dir/status" ] && grep -qE '^(complete|stopped|nonfinite)' "$dir/status"; then
         echo "== $exp/$tag: $(head -1 "$dir/status") (skipped; delete $dir to run it again)"
         return
