@@ -7,7 +7,10 @@
 #   SCALE       full   the paper's recipe: GPT-2 124M (d12), T = 128, 65,536 tokens per step,
 #                      AdamW (0.9, 0.999, 1e-8), weight decay 0.1, LR 1e-3 with a 5% linear
 #                      warm-up then linear decay to 0, clip 1.0, eval every 500 steps on the
-#                      whole validation set, per-head entropy every 100 steps, one epoch
+#                      whole validation set, per-head entropy every 100 steps, and the paper's
+#                      length: the whole number of epochs closest to its ~32K steps (16 on the
+#                      default corpus: 32,592 steps, 1,630 warm-up; 1 on CodeParrot), reshuffled
+#                      every epoch when more than one (doc/fp16-and-nans.md, "The full recipe")
 #               small  one H100/H200: 6 layers, 6 heads, 384 wide, T = 128, 32,768 tokens per
 #                      step, 2,000 steps (65.5M tokens), LR 3e-4 with a 10% warm-up (LN-free
 #                      GPT-2 diverged at 1e-3 with a short warm-up in a small-scale trial)
@@ -40,7 +43,9 @@
 #                    bash dev/data/prepare.sh --source jsonl:FILE --name codeparrot, then
 #                    DATA_TRAIN='data/codeparrot_train_*.bin' DATA_VAL='data/codeparrot_val_*.bin'
 #   OUT_ROOT         where the runs go (see above)
-#   STEPS            optimizer steps (full: one epoch of DATA_TRAIN)
+#   STEPS            optimizer steps (full: EPOCHS epochs of DATA_TRAIN)
+#   EPOCHS           full: epochs (default: the whole number closest to PAPER_STEPS, 32000, at
+#                    least 1); more than one adds --shuffle 1
 #   LR, WARMUP_FRAC, WARMUP   peak LR; warm-up as a fraction of STEPS, or WARMUP steps exactly
 #   MODEL, MICRO_B, TOKENS_PER_STEP, SEQ_LEN   model descriptor, -b, -d, -t
 #   EVAL_EVERY, VAL_BATCHES, ENTROPY_EVERY, CKPT_EVERY   -v, -m, --entropy-every, -n
@@ -79,7 +84,7 @@ done
 # d_X: the scale's default for setting X (an environment variable of the same name wins).
 case $SCALE in
     full)
-        d_MODEL=d12; d_MICRO_B=64; d_TOKENS_PER_STEP=65536; d_STEPS=epoch; d_LR=1e-3; d_WARMUP_FRAC=0.05
+        d_MODEL=d12; d_MICRO_B=64; d_TOKENS_PER_STEP=65536; d_STEPS=paper; d_LR=1e-3; d_WARMUP_FRAC=0.05
         d_EVAL_EVERY=500; d_VAL_BATCHES=-1; d_ENTROPY_EVERY=100; d_CKPT_EVERY=2000; d_KEEP_CKPT=last ;;
     small)
         d_MODEL=L6H6C384T128; d_MICRO_B=64; d_TOKENS_PER_STEP=32768; d_STEPS=2000; d_LR=3e-4; d_WARMUP_FRAC=0.10
@@ -165,13 +170,24 @@ epoch_steps() {
     echo $((micro / (TOKENS_PER_STEP / (MICRO_B * SEQ_LEN))))
 }
 if [ "$STEPS" = epoch ]; then STEPS=$(epoch_steps); fi
+# full: the paper's schedule needs its length; a small corpus is repeated (whole epochs)
+SHUFFLE_FLAGS=()
+if [ "$STEPS" = paper ]; then
+    e=$(epoch_steps)
+    [ "$e" -gt 0 ] || { echo "run.sh: error: '$DATA_TRAIN' holds less than one optimizer step" >&2; exit 1; }
+    EPOCHS=${EPOCHS:-$(( (${PAPER_STEPS:-32000} + e / 2) / e ))}
+    [ "$EPOCHS" -ge 1 ] || EPOCHS=1
+    STEPS=$((e * EPOCHS))
+    if [ "$EPOCHS" -gt 1 ]; then SHUFFLE_FLAGS=(--shuffle 1); fi
+fi
 if [ -n "${WARMUP:-}" ]; then WARMUP_STEPS=$WARMUP; else WARMUP_STEPS=$(awk -v f="$WARMUP_FRAC" -v s="$STEPS" 'BEGIN { printf "%d", f * s + 0.5 }'); fi
 
 # The flags every run of this scale shares (README "Command line").
 COMMON=(-i "$DATA_TRAIN" -j "$DATA_VAL" -e "$MODEL" -b "$MICRO_B" -t "$SEQ_LEN" -d "$TOKENS_PER_STEP"
         -x "$STEPS" -l "$LR" -u "$WARMUP_STEPS" -k linear -q 0 -c 0.1
         --beta1 0.9 --beta2 0.999 --eps 1e-8 --grad-clip 1.0
-        -v "$EVAL_EVERY" -m "$VAL_BATCHES" --entropy-every "$ENTROPY_EVERY" -n "$CKPT_EVERY" -s 0 --seed 1337)
+        -v "$EVAL_EVERY" -m "$VAL_BATCHES" --entropy-every "$ENTROPY_EVERY" -n "$CKPT_EVERY" -s 0 --seed 1337
+        ${SHUFFLE_FLAGS[@]+"${SHUFFLE_FLAGS[@]}"})
 
 # ---- one run ----------------------------------------------------------------------------------------
 FAILED_RUNS=()
@@ -212,7 +228,7 @@ run_one() {  # run_one EXPERIMENT TAG NORM ACT ON_NAN [REGIME]   (REGIME: fp32, 
         {
             echo "scale=$SCALE"; echo "experiment=$exp"; echo "tag=$tag"; echo "norm=$norm"; echo "act=$act"
             echo "model=$MODEL"; echo "T=$SEQ_LEN"; echo "micro_batch=$MICRO_B"; echo "tokens_per_step=$TOKENS_PER_STEP"
-            echo "steps=$STEPS"; echo "lr=$LR"; echo "warmup=$WARMUP_STEPS"; echo "on_nan=$on_nan"; echo "regime=$regime"
+            echo "steps=$STEPS"; echo "epochs=${EPOCHS:-1}"; echo "lr=$LR"; echo "warmup=$WARMUP_STEPS"; echo "on_nan=$on_nan"; echo "regime=$regime"
             echo "corpus=$DATA_TRAIN"; echo "trainer=$trainer"; echo "device=$DEVICE"; echo "commit=$COMMIT"
             echo "started=$(date -u +%Y-%m-%dT%H:%M:%SZ)"; echo "command=$(printf '%q ' "${cmd[@]}")"
         } > "$dir/run.info"

@@ -242,16 +242,23 @@ epoch=$($PYTHON -c "
 import struct, glob
 micro = sum(((struct.unpack('<3i', open(f, 'rb').read(12))[2] - 1) // 128) // 64 for f in glob.glob('$W/fake/fake_train_*.bin'))
 print(micro // 8)")
-warm=$($PYTHON -c "print(int($epoch * 0.05 + 0.5))")
+# the paper's length: the whole number of epochs closest to 32,000 steps
+steps=$($PYTHON -c "print($epoch * max(1, (32000 + $epoch // 2) // $epoch))")
+warm=$($PYTHON -c "print(int($steps * 0.05 + 0.5))")
 recipe_ok() {
     local line
     line=$(grep -m1 '^./train_gpt2cu ' "$W/dry.log")
-    for f in "-e d12 " "-b 64 " "-t 128 " "-d 65536 " "-x $epoch " "-l 1e-3 " "-u $warm " "-k linear " "-q 0 " "-c 0.1 " \
-             "--beta1 0.9 " "--beta2 0.999 " "--eps 1e-8 " "--grad-clip 1.0 " "-v 500 " "-m -1 " "--entropy-every 100 "; do
+    for f in "-e d12 " "-b 64 " "-t 128 " "-d 65536 " "-x $steps " "-l 1e-3 " "-u $warm " "-k linear " "-q 0 " "-c 0.1 " \
+             "--beta1 0.9 " "--beta2 0.999 " "--eps 1e-8 " "--grad-clip 1.0 " "-v 500 " "-m -1 " "--entropy-every 100 " \
+             "--shuffle 1 "; do
         [[ "$line " == *" $f"* ]] || { echo "     missing '$f' in: $line"; return 1; }
     done
 }
-check "full: the paper's recipe, one epoch ($epoch steps), 5% warm-up ($warm steps)" recipe_ok
+check "full: the paper's recipe and length, whole epochs of $epoch steps closest to 32K ($steps), 5% warm-up ($warm), reshuffled" recipe_ok
+DATA_TRAIN="$W/fake/fake_train_*.bin" DATA_VAL="$W/fake/fake_val_*.bin" TRAINER=./train_gpt2cu EPOCHS=1 \
+    bash scripts/paper/run.sh --dry-run full main > "$W/dry1.log" 2>&1
+check "full with EPOCHS=1: one epoch ($epoch steps), no reshuffling" \
+    test -n "$(grep -m1 -- "-x $epoch " "$W/dry1.log")" -a -z "$(grep -- '--shuffle' "$W/dry1.log")"
 check "full: the output goes to out/paper-full-fake/ for a non-default corpus" grep -q -- "-o out/paper-full-fake/main/ln-gelu" "$W/dry.log"
 check "fixed slopes 0.01 0.05 0.1 0.2 in the paper's regime" \
     test "$(grep -cE -- '--act lrelu:0\.(01|05|1|2) --on-nan skip --fp16-autocast 1 ' "$W/dry.log")" = 4
