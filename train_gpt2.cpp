@@ -1047,7 +1047,6 @@ int main(int argc, char** argv) {
     // --fp16-autocast 1: fp16 rounding in the forward and GradScaler's dynamic loss scale (fp16.h)
     model.fp16 = cfg.fp16_autocast == 1;
     LossScaler scaler;
-    if (model.fp16) printf("fp16 autocast regime: on (dynamic loss scale from %g)\n", scaler.scale);
 
     // resume: optimizer, data position and RNGs exactly as they were
     if (resume_step >= 0) {
@@ -1060,6 +1059,7 @@ int main(int argc, char** argv) {
         dataloader_restore(&train, state.loader);
         printf("resumed from %s (step %d)\n", path.c_str(), state.step);
     }
+    if (model.fp16) printf("fp16 autocast regime: on (dynamic loss scale %g)\n", scaler.scale);
     Logger logger;
     open_output(&logger, cfg, resume_step, model.num_slopes > 0);
     LRSchedule schedule = {cfg.schedule, cfg.lr, cfg.warmup, cfg.final_frac, (int)steps};

@@ -155,6 +155,16 @@ sys.exit(0 if ok else 1)
 EOF
 }
 check "... the final parameters are finite, NaN probabilities logged at 2+ steps, the LR stands still" paper_regime_ok
+# the loss scale is part of the checkpoint: a resume from step 3 goes on as the uninterrupted run
+RS=(-i "$DATA_TRAIN" -e L2H2C64T128 --norm none --act lrelu:0.2 -b 2 -t 64 -x 6 -l 0.5 -v 0 -s 0 --entropy-every 2
+    --fp16-autocast 1 --on-nan skip)
+"${TRAINER:-./train_gpt2}" "${RS[@]}" -o "$P/whole" > "$P/whole.txt" 2>&1
+"${TRAINER:-./train_gpt2}" "${RS[@]}" -n 3 -o "$P/cut" > "$P/cut1.txt" 2>&1
+rm -f "$P/cut/DONE_00000006"
+"${TRAINER:-./train_gpt2}" "${RS[@]}" -n 3 -y 1 -o "$P/cut" > "$P/cut2.txt" 2>&1
+resume_same() { for f in main.log paper.tsv nonfinite.tsv entropy.tsv; do cmp -s "$P/whole/$f" "$P/cut/$f" || return 1; done; }
+check "paper regime: a resume restores the loss scale ($(grep -m1 -o 'dynamic loss scale [0-9]*' "$P/cut2.txt")), logs identical" \
+    resume_same
 # a run killed (TERM to run.sh, which stops the trainer) once a few steps are logged: no status
 env "${SHORT[@]}" OUT_ROOT=$F ONLY=ln-relu bash scripts/paper/run.sh tiny main > "$W/fail_kill.log" 2>&1 &
 kpid=$!
