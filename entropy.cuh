@@ -57,6 +57,14 @@ __device__ __forceinline__ float att_score(float dot, int hs, float scale) {
 // Entropy partials per (b, h): one per 32-row query tile.
 inline int att_num_qtiles(int T) { return (T + ATT_QT - 1) / ATT_QT; }
 
+// The paper's metrics (doc/fp16-and-nans.md), when paper_partial is given: per (b, h, 32-row
+// tile), the sum of the row entropies with a NaN row counted as 0 (torch.nansum), then, one plane
+// of B * NH * qtiles later, the number of NaN rows (a row is NaN iff its sum l is).
+__device__ __forceinline__ void att_paper_row(float row_entropy, float l, float* nansum, float* nan_rows) {
+    if (isnan(l)) *nan_rows += 1.0f;
+    else *nansum += row_entropy;
+}
+
 // ----------------------------------------------------------------------------
 // Forward
 
@@ -66,9 +74,9 @@ inline int att_num_qtiles(int T) { return (T + ATT_QT - 1) / ATT_QT; }
 template <int DPL>
 __global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* out, float* lse, float* ent_partial,
                                                                        unsigned long long* nonfinite, const floatX* qkv,
-                                                                       int B, int T, int C, int NH) {
+                                                                       int B, int T, int C, int NH, float* paper_partial) {
     extern __shared__ float smem[];
-    __shared__ float warp_entropy[ATT_WARPS];
+    __shared__ float warp_entropy[ATT_WARPS], warp_paper[2][ATT_WARPS];
     const int hs = C / NH, st = att_stride(hs);
     float* Qs = smem;                // (QT, st)
     float* Ks = Qs + ATT_QT * st;    // (KT, st)
@@ -140,7 +148,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* 
             }
         }
     }
-    float entropy = 0.0f;
+    float entropy = 0.0f, nansum = 0.0f, nan_rows = 0.0f;
 #pragma unroll
     for (int i = 0; i < ATT_RPW; i++) {
         const int t = q0 + warp + ATT_WARPS * i;
@@ -155,6 +163,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* 
         const float log_l = logf(l[i]);
         if (lane == 0) lse[((size_t)b * NH + h) * T + t] = m[i] + log_l;
         entropy += log_l - u[i] * inv_l;
+        att_paper_row(log_l - u[i] * inv_l, l[i], &nansum, &nan_rows);
     }
     if (ent_partial != NULL) {
         if (lane == 0) warp_entropy[warp] = entropy;
@@ -163,6 +172,15 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* 
             float total = 0.0f;
             for (int w = 0; w < ATT_WARPS; w++) total += warp_entropy[w];  // fixed order
             ent_partial[((size_t)b * NH + h) * gridDim.x + qt] = total;
+        }
+    }
+    if (paper_partial != NULL) {
+        if (lane == 0) warp_paper[0][warp] = nansum, warp_paper[1][warp] = nan_rows;
+        __syncthreads();
+        if (threadIdx.x < 2) {
+            float total = 0.0f;
+            for (int w = 0; w < ATT_WARPS; w++) total += warp_paper[threadIdx.x][w];
+            paper_partial[(size_t)threadIdx.x * B * NH * gridDim.x + ((size_t)b * NH + h) * gridDim.x + qt] = total;
         }
     }
     if (nonfinite != NULL) {
@@ -359,13 +377,13 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkv_kernel(flo
 
 // ----------------------------------------------------------------------------
 // Entropy reduction: ent_sum[l][h] += sum over b and query tiles of the partials, one warp
-// per (l, h), in a fixed order. partial (L, B, NH, qtiles).
-__global__ void entropy_reduce_kernel(double* ent_sum, const float* partial, int B, int NH, int qtiles) {
+// per (l, h), in a fixed order. partial (L, B, NH, qtiles), layers layer_stride floats apart.
+__global__ void entropy_reduce_kernel(double* ent_sum, const float* partial, int B, int NH, int qtiles, size_t layer_stride) {
     const int lh = blockIdx.x, l = lh / NH, h = lh % NH;
     double s = 0.0;
     for (int idx = threadIdx.x; idx < B * qtiles; idx += 32) {
         int b = idx / qtiles, q = idx % qtiles;
-        s += partial[(((size_t)l * B + b) * NH + h) * qtiles + q];
+        s += partial[(size_t)l * layer_stride + ((size_t)b * NH + h) * qtiles + q];
     }
     s = warp_sum(s);
     if (threadIdx.x == 0) ent_sum[lh] += s;
@@ -468,9 +486,10 @@ inline size_t attw_forward_smem() {
 // Grid (ceil(T / 64), NH, B), 128 threads. Same outputs as attention_forward_kernel.
 __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel(floatX* out, float* lse, float* ent_partial,
                                                                                 unsigned long long* nonfinite,
-                                                                                const floatX* qkv, int B, int T, int C, int NH) {
+                                                                                const floatX* qkv, int B, int T, int C, int NH,
+                                                                                float* paper_partial) {
     extern __shared__ __align__(128) unsigned char smem_w[];
-    __shared__ float warp_entropy[ATTW_WARPS];
+    __shared__ float warp_entropy[ATTW_WARPS], warp_paper[2][ATTW_WARPS];
     floatX* Qs = (floatX*)smem_w;                                                          // (64, LDX)
     floatX* Ks = (floatX*)(smem_w + align128(ATTW_QT * ATTW_LDX * sizeof(floatX)));        // (TMAX, LDX)
     floatX* Vs = Ks + align128(ATTW_TMAX * ATTW_LDX * sizeof(floatX)) / sizeof(floatX);    // (TMAX, LDX)
@@ -493,7 +512,7 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel
     __syncthreads();
 
     const int r0 = warp * 16, t0 = q0 + r0;
-    float entropy = 0.0f;
+    float entropy = 0.0f, nansum = 0.0f, nan_rows = 0.0f;
     unsigned int bad = 0;
     if (t0 < T) {  // warp-uniform; no block-wide barrier until the end
         const int nkt = min(kpad, round16(t0 + 16)) / 16;  // key tiles this strip sees
@@ -548,6 +567,7 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel
                 const float log_l = logf(lsum);
                 if (lane == 0) lse[((size_t)b * NH + h) * T + t] = mx + log_l;
                 entropy += log_l - usum * inv_l;
+                att_paper_row(log_l - usum * inv_l, lsum, &nansum, &nan_rows);
             }
         }
         __syncwarp();
@@ -581,6 +601,17 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel
             const int tile = 2 * qt + threadIdx.x;
             if (tile < qtiles)
                 ent_partial[((size_t)b * NH + h) * qtiles + tile] = warp_entropy[2 * threadIdx.x] + warp_entropy[2 * threadIdx.x + 1];
+        }
+    }
+    if (paper_partial != NULL) {  // the same tiles; plane 0 the NaN-ignoring entropy, plane 1 NaN rows
+        if (lane == 0) warp_paper[0][warp] = nansum, warp_paper[1][warp] = nan_rows;
+        __syncthreads();
+        const int qtiles = (T + 31) / 32;
+        if (threadIdx.x < 4) {
+            const int plane = threadIdx.x / 2, tile = 2 * qt + threadIdx.x % 2;
+            if (tile < qtiles)
+                paper_partial[(size_t)plane * B * NH * qtiles + ((size_t)b * NH + h) * qtiles + tile] =
+                    warp_paper[plane][2 * (threadIdx.x % 2)] + warp_paper[plane][2 * (threadIdx.x % 2) + 1];
         }
     }
     if (nonfinite != NULL) {
@@ -974,15 +1005,17 @@ inline void attention_check_shape(int C, int NH) {
 }
 
 // out (B, T, C), lse (B, NH, T) from qkv (B, T, 3C). ent_partial: (B, NH, att_num_qtiles(T))
-// or NULL for no entropy; nonfinite: counter for non-finite scores, or NULL.
+// or NULL for no entropy; nonfinite: counter for non-finite scores, or NULL; paper_partial:
+// (2, B, NH, att_num_qtiles(T)) for the paper's metrics (att_paper_row), or NULL.
 inline void attention_forward(floatX* out, float* lse, float* ent_partial, unsigned long long* nonfinite,
-                              const floatX* qkv, int B, int T, int C, int NH) {
+                              const floatX* qkv, int B, int T, int C, int NH, float* paper_partial = NULL) {
 #if !defined(ENABLE_FP32)
     if (attention_use_wmma(qkv, out, T, C, NH)) {
         size_t smem = attw_forward_smem();
         att_set_smem(attention_forward_wmma_kernel, smem);
         dim3 grid((T + ATTW_QT - 1) / ATTW_QT, NH, B);
-        attention_forward_wmma_kernel<<<grid, ATTW_WARPS * 32, smem, g_stream>>>(out, lse, ent_partial, nonfinite, qkv, B, T, C, NH);
+        attention_forward_wmma_kernel<<<grid, ATTW_WARPS * 32, smem, g_stream>>>(out, lse, ent_partial, nonfinite, qkv, B, T, C, NH,
+                                                                                 paper_partial);
         cudaCheckLaunch();
         return;
     }
@@ -992,7 +1025,8 @@ inline void attention_forward(floatX* out, float* lse, float* ent_partial, unsig
     size_t smem = (size_t)(ATT_QT + 2 * ATT_KT) * st * sizeof(float);
 #define ATT_FWD(DPL) \
     att_set_smem(attention_forward_kernel<DPL>, smem); \
-    attention_forward_kernel<DPL><<<grid, ATT_THREADS, smem, g_stream>>>(out, lse, ent_partial, nonfinite, qkv, B, T, C, NH);
+    attention_forward_kernel<DPL><<<grid, ATT_THREADS, smem, g_stream>>>(out, lse, ent_partial, nonfinite, qkv, B, T, C, NH, \
+                                                                         paper_partial);
     switch (att_dims_per_lane(hs)) {
         case 1: ATT_FWD(1); break;
         case 2: ATT_FWD(2); break;
@@ -1045,6 +1079,18 @@ inline void attention_backward(floatX* dqkv, float* Dbuf, const floatX* dout, co
 
 // ent_sum (L, NH) += per-head sums of the partials (L, B, NH, att_num_qtiles(T)).
 inline void entropy_reduce(double* ent_sum, const float* partial, int L, int B, int NH, int T) {
-    entropy_reduce_kernel<<<L * NH, 32, 0, g_stream>>>(ent_sum, partial, B, NH, att_num_qtiles(T));
+    const int qtiles = att_num_qtiles(T);
+    entropy_reduce_kernel<<<L * NH, 32, 0, g_stream>>>(ent_sum, partial, B, NH, qtiles, (size_t)B * NH * qtiles);
     cudaCheckLaunch();
+}
+
+// paper_sum (2, L, NH) += per-head sums of the paper's partials (L, 2, B, NH, qtiles): the
+// NaN-ignoring entropy sums, then the NaN rows.
+inline void paper_reduce(double* paper_sum, const float* partial, int L, int B, int NH, int T) {
+    const size_t plane = (size_t)B * NH * att_num_qtiles(T);
+    for (int p = 0; p < 2; p++) {
+        entropy_reduce_kernel<<<L * NH, 32, 0, g_stream>>>(paper_sum + (size_t)p * L * NH, partial + p * plane, B, NH,
+                                                           att_num_qtiles(T), 2 * plane);
+        cudaCheckLaunch();
+    }
 }

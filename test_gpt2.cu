@@ -962,6 +962,19 @@ void test_fp16_case(const std::string& dir) {
         check(att_bad[l] == (unsigned long long)counts[l] && ffn_bad[l] == (unsigned long long)counts[L + l],
               "%s layer %d: %llu non-finite scores, %llu FFN activations (numpy: %d, %d)", PRECISION_NAME, l, att_bad[l],
               ffn_bad[l], counts[l], counts[L + l]);
+    // the paper's metrics (paper.tsv): NaN rows per (layer, head) and a finite NaN-ignoring entropy
+    std::vector<double> paper = to_host(model.d_paper_sum, 2 * (size_t)L * NH);
+    bool rows_ok = true, finite_ok = true;
+    for (int l = 0; l < L; l++)
+        for (int h = 0; h < NH; h++) {
+            double want = 0.0;
+            for (int b = 0; b < B; b++)
+                for (int t = 0; t < T; t++) want += mask[((l * B + b) * NH + h) * T + t];
+            rows_ok &= paper[(size_t)L * NH + l * NH + h] == want;
+            finite_ok &= std::isfinite(paper[l * NH + h]);
+        }
+    check(rows_ok && finite_ok, "%s: the paper's metrics: NaN rows per head as numpy's (layer 0 head 0: %g), entropy with "
+          "NaN rows as 0 finite", PRECISION_NAME, paper[(size_t)L * NH]);
     gpt2_free(&model);
 }
 

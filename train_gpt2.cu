@@ -170,7 +170,7 @@ struct BackwardScratch {
 
 // Byte offsets of the step's measurements in one device block (copied to pinned memory whole).
 struct StepResultLayout {
-    size_t att_bad, ffn_bad, entropy, slopes, total;
+    size_t att_bad, ffn_bad, entropy, paper, slopes, total;
 };
 
 struct GPT2 {
@@ -210,6 +210,8 @@ struct GPT2 {
     unsigned long long* d_att_bad;  // (L)
     unsigned long long* d_ffn_bad;  // (L)
     double* d_entropy_sum;          // (L, NH)
+    double* d_paper_sum;            // (2, L, NH): the paper's metrics (entropy.cuh paper_reduce)
+    float* d_paper_partial;         // (L, 2, B, NH, qtiles)
     float* d_slopes_out;            // slopes after the step's update
     float* d_ent_partial;           // (L, B, NH, qtiles)
     double* d_norm_partials;        // NORM_BLOCKS
@@ -274,13 +276,15 @@ void gpt2_allocate(GPT2* model, const GPT2Config& c) {
     lay.att_bad = align8(sizeof(StepHeader));
     lay.ffn_bad = lay.att_bad + L * sizeof(unsigned long long);
     lay.entropy = lay.ffn_bad + L * sizeof(unsigned long long);
-    lay.slopes = lay.entropy + (size_t)L * NH * sizeof(double);
+    lay.paper = lay.entropy + (size_t)L * NH * sizeof(double);
+    lay.slopes = lay.paper + 2 * (size_t)L * NH * sizeof(double);
     lay.total = align8(lay.slopes + model->num_slopes * sizeof(float));
     model->d_result = gpt2_alloc<char>(model, lay.total, "step results");
     model->d_header = (StepHeader*)model->d_result;
     model->d_att_bad = (unsigned long long*)(model->d_result + lay.att_bad);
     model->d_ffn_bad = (unsigned long long*)(model->d_result + lay.ffn_bad);
     model->d_entropy_sum = (double*)(model->d_result + lay.entropy);
+    model->d_paper_sum = (double*)(model->d_result + lay.paper);
     model->d_slopes_out = (float*)(model->d_result + lay.slopes);
     cudaCheck(cudaMemset(model->d_result, 0, lay.total));
     for (int i = 0; i < 2; i++) {
@@ -291,6 +295,7 @@ void gpt2_allocate(GPT2* model, const GPT2Config& c) {
         cudaCheck(cudaEventCreateWithFlags(&model->tokens_copied[i], cudaEventDisableTiming));
     }
     model->d_ent_partial = NULL;
+    model->d_paper_partial = NULL;
     model->d_norm_partials = gpt2_alloc<double>(model, NORM_BLOCKS, "gradient norm partials");
     model->d_scaler = gpt2_alloc<ScalerState>(model, 1, "loss scaler");
     ScalerState init = {USE_LOSS_SCALER ? SCALER_INIT : 1.0f, 0, 0, 0};
@@ -386,6 +391,7 @@ void gpt2_allocate_activations(GPT2* model, int B, int T) {
     s.colsum = gpt2_alloc<float>(model, colsum_scratch_floats((int)BT, 4 * (int)C), "gradient scratch");
     s.slope = gpt2_alloc<double>(model, activation_scratch_doubles(), "gradient scratch");
     model->d_ent_partial = gpt2_alloc<float>(model, L * B * NH * att_num_qtiles(T), "entropy partials");
+    model->d_paper_partial = gpt2_alloc<float>(model, 2 * L * B * NH * att_num_qtiles(T), "entropy partials");
     size_t token_ints = 5 * BT + 2;
     model->d_tokens = gpt2_alloc<int>(model, token_ints, "tokens");
     for (int i = 0; i < 2; i++) {
@@ -490,7 +496,8 @@ void gpt2_forward(GPT2* model, bool measure, bool entropy, float grad_multiplier
         matmul_forward(l_qkv, l_ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, N, C, 3 * C);
         prof_mark(entropy ? "attention fwd + entropy" : "attention fwd");
         attention_forward(l_atty, l_lse, entropy ? model->d_ent_partial + (size_t)l * B * NH * qtiles : NULL,
-                          measure ? model->d_att_bad + l : NULL, l_qkv, B, T, C, NH);
+                          measure ? model->d_att_bad + l : NULL, l_qkv, B, T, C, NH,
+                          entropy ? model->d_paper_partial + (size_t)l * 2 * B * NH * qtiles : NULL);
         // residual2 = residual + atty Wo^T + bo (the residual is the product's C input)
         prof_mark("matmul fwd: attn proj + residual");
         matmul_forward(l_residual2, l_atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, N, C, C, residual);
@@ -515,6 +522,7 @@ void gpt2_forward(GPT2* model, bool measure, bool entropy, float grad_multiplier
     }
     prof_mark("entropy reduce");
     if (entropy) entropy_reduce(model->d_entropy_sum, model->d_ent_partial, L, B, NH, T);
+    if (entropy) paper_reduce(model->d_paper_sum, model->d_paper_partial, L, B, NH, T);
     floatX* residual = a.residual3 + (L - 1) * BTC;
     floatX* lnf = residual;
     if (cfg.variant.norm != NORM_NONE_ALL) {
@@ -692,6 +700,7 @@ inline const StepHeader* result_header(const GPT2* m, int slot) { return (const 
 inline const unsigned long long* result_att_bad(const GPT2* m, int slot) { return (const unsigned long long*)(m->h_result[slot] + m->layout.att_bad); }
 inline const unsigned long long* result_ffn_bad(const GPT2* m, int slot) { return (const unsigned long long*)(m->h_result[slot] + m->layout.ffn_bad); }
 inline const double* result_entropy(const GPT2* m, int slot) { return (const double*)(m->h_result[slot] + m->layout.entropy); }
+inline const double* result_paper(const GPT2* m, int slot) { return (const double*)(m->h_result[slot] + m->layout.paper); }
 inline const float* result_slopes(const GPT2* m, int slot) { return (const float*)(m->h_result[slot] + m->layout.slopes); }
 
 // Per-head mean entropy (L, NH) of a step result whose passes measured `rows` rows per head.
@@ -868,7 +877,7 @@ int main(int argc, char** argv) {
     printf("device: %s, %d SMs, precision %s%s\n", g_device_prop.name, g_device_prop.multiProcessorCount, PRECISION_NAME,
            USE_LOSS_SCALER ? " with dynamic loss scaling" : "");
 
-    std::vector<float> entropy((size_t)L * NH);
+    std::vector<float> entropy((size_t)L * NH), paper_entropy((size_t)L * NH), paper_nan((size_t)L * NH);
     std::vector<long> att_bad(L), ffn_bad(L);
     std::vector<float> slopes(model.num_slopes);
     bool params_ok = true;   // false once --on-nan log applied a non-finite update
@@ -914,6 +923,14 @@ int main(int argc, char** argv) {
         if (ps.log_entropy) {
             result_entropies(&model, slot, (long)B * T * grad_accum, entropy.data());
             logger_entropy(&logger, step, L, NH, entropy.data());
+            // the paper's metrics: entropy with NaN rows as 0 (mean over rows), NaN probabilities of
+            // one micro-batch (T per NaN row, mean over the micro-batches), as the CPU trainer
+            const double* ps_sum = result_paper(&model, slot);
+            for (int i = 0; i < L * NH; i++) {
+                paper_entropy[i] = (float)(ps_sum[i] / ((double)B * T * grad_accum));
+                paper_nan[i] = (float)(ps_sum[L * NH + i] * T / grad_accum);
+            }
+            logger_paper(&logger, step, L, NH, paper_nan.data(), paper_entropy.data());
             if (finite) logger_nonfinite(&logger, step, L, att_bad.data(), ffn_bad.data());
         }
         for (int i = 0; i < model.num_slopes; i++) slopes[i] = result_slopes(&model, slot)[i];
