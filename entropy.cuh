@@ -61,7 +61,7 @@ inline int att_num_qtiles(int T) { return (T + ATT_QT - 1) / ATT_QT; }
 // tile), the sum of the row entropies with a NaN row counted as 0 (torch.nansum), then, one plane
 // of B * NH * qtiles later, the number of NaN rows (a row is NaN iff its sum l is).
 __device__ __forceinline__ void att_paper_row(float row_entropy, float l, float* nansum, float* nan_rows) {
-    if (isnan(l)) *nan_rows += 1.0f;
+    if (l != l) *nan_rows += 1.0f;  // NaN
     else *nansum += row_entropy;
 }
 
