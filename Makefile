@@ -22,11 +22,11 @@ ifeq ($(USE_BLAS),1)
 endif
 
 HEADERS = common.h config.h model_file.h flags.h dataloader.h schedulers.h logger.h checkpoint.h rng.h tokenizer.h \
-          train_common.h debug_state.h diag.h test_util.h
+          train_common.h debug_state.h diag.h test_util.h fp16.h
 
 .PHONY: all test clean refs deps data data-sample quickstart bench-cpu paper-tiny fuzz fuzz-build test-sanitize ci
 
-all: train_gpt2 test_gpt2
+all: train_gpt2 test_gpt2 test_fp16
 
 train_gpt2: train_gpt2.cpp $(HEADERS)
 	$(CXX) $(CFLAGS) $< -o $@ $(LDLIBS)
@@ -39,6 +39,14 @@ out/bin/train_gpt2_blas: train_gpt2.cpp $(HEADERS)
 test_gpt2: test_gpt2.cpp train_gpt2.cpp $(HEADERS)
 	$(CXX) $(CFLAGS) $< -o $@ $(LDLIBS)
 
+# The fp16 regime's test (test_fp16.cpp) and its numpy references (tests/fp16_case.py)
+test_fp16: test_fp16.cpp train_gpt2.cpp $(HEADERS)
+	$(CXX) $(CFLAGS) $< -o $@ $(LDLIBS)
+FP16_CASE = out/fp16case/.stamp
+$(FP16_CASE): tests/fp16_case.py
+	$(PYTHON) tests/fp16_case.py out/fp16case
+	touch $@
+
 # The PyTorch reference's debug states (one per variant) that test_gpt2 checks against.
 REF_DIR = out/ref
 refs: $(REF_DIR)/.stamp
@@ -46,7 +54,7 @@ $(REF_DIR)/.stamp: train_gpt2.py
 	$(PYTHON) train_gpt2.py --write-debug-states $(REF_DIR)
 	touch $@
 
-test: deps train_gpt2 test_gpt2 out/bin/train_gpt2_blas refs
+test: deps train_gpt2 test_gpt2 test_fp16 $(FP16_CASE) out/bin/train_gpt2_blas refs
 	PYTHON=$(PYTHON) bash scripts/run_tests.sh
 
 # Reliability (doc/reliability.md). fuzz: every libFuzzer harness in fuzz/ for FUZZ_SECONDS
@@ -76,7 +84,7 @@ out/san/test_gpt2: test_gpt2.cpp train_gpt2.cpp $(HEADERS)
 test-sanitize: deps out/san/train_gpt2 out/san/test_gpt2 refs
 	PYTHON=$(PYTHON) bash tests/test_sanitize.sh
 
-ci: deps train_gpt2 test_gpt2 out/bin/train_gpt2_blas refs fuzz-build out/san/train_gpt2 out/san/test_gpt2
+ci: deps train_gpt2 test_gpt2 test_fp16 $(FP16_CASE) out/bin/train_gpt2_blas refs fuzz-build out/san/train_gpt2 out/san/test_gpt2
 	PYTHON=$(PYTHON) bash scripts/run_tests.sh --ci
 
 # The CUDA trainer and its test (train_gpt2cu, test_gpt2cu, PRECISION=BF16|FP32|FP16): cuda.mk
@@ -107,5 +115,5 @@ paper-tiny: deps data out/bin/train_gpt2_blas
 	$(PYTHON) scripts/paper/plots.py out/paper-tiny
 
 clean:
-	rm -f train_gpt2 test_gpt2 train_gpt2cu test_gpt2cu
-	rm -rf out/ref out/bin out/cuda_build out/fuzz out/san
+	rm -f train_gpt2 test_gpt2 test_fp16 train_gpt2cu test_gpt2cu
+	rm -rf out/ref out/fp16case out/bin out/cuda_build out/fuzz out/san

@@ -25,7 +25,7 @@ ifeq ($(PRECISION_FLAG_$(PRECISION)),)
   $(error PRECISION must be BF16, FP32 or FP16, not $(PRECISION))
 endif
 
-CUDA_HEADERS = common.h config.h model_file.h flags.h dataloader.h schedulers.h logger.h checkpoint.h rng.h train_common.h debug_state.h diag.h test_util.h \
+CUDA_HEADERS = common.h config.h model_file.h flags.h dataloader.h schedulers.h logger.h checkpoint.h rng.h train_common.h debug_state.h diag.h test_util.h fp16.h \
                tokenizer.h entropy.cuh $(wildcard llmc/*.cuh)
 
 .PHONY: cuda cuda-labs

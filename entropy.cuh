@@ -41,8 +41,29 @@
 // a different bank for every lane.
 __host__ __device__ inline int att_stride(int hs) { return hs % 2 == 0 ? hs + 1 : hs; }
 
+// The score s = q.k / sqrt(hs) from the fp32 dot product. The FP16 build is the paper's regime
+// (fp16.h's fp16_score, doc/fp16-and-nans.md): q.k^T rounded to fp16 as autocast's matmul output
+// (above 65504: inf, and the softmax row NaN), divided by sqrt(hs) held in fp16, rounded again.
+// Forward and both backward paths call this, so the recomputed P is the forward's.
+__device__ __forceinline__ float att_score(float dot, int hs, float scale) {
+#if defined(ENABLE_FP16)
+    const float div = __half2float(__float2half_rn(sqrtf((float)hs)));
+    return __half2float(__float2half_rn(__half2float(__float2half_rn(dot)) / div));
+#else
+    return dot * scale;
+#endif
+}
+
 // Entropy partials per (b, h): one per 32-row query tile.
 inline int att_num_qtiles(int T) { return (T + ATT_QT - 1) / ATT_QT; }
+
+// The paper's metrics (doc/fp16-and-nans.md), when paper_partial is given: per (b, h, 32-row
+// tile), the sum of the row entropies with a NaN row counted as 0 (torch.nansum), then, one plane
+// of B * NH * qtiles later, the number of NaN rows (a row is NaN iff its sum l is).
+__device__ __forceinline__ void att_paper_row(float row_entropy, float l, float* nansum, float* nan_rows) {
+    if (l != l) *nan_rows += 1.0f;  // NaN
+    else *nansum += row_entropy;
+}
 
 // ----------------------------------------------------------------------------
 // Forward
@@ -53,9 +74,9 @@ inline int att_num_qtiles(int T) { return (T + ATT_QT - 1) / ATT_QT; }
 template <int DPL>
 __global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* out, float* lse, float* ent_partial,
                                                                        unsigned long long* nonfinite, const floatX* qkv,
-                                                                       int B, int T, int C, int NH) {
+                                                                       int B, int T, int C, int NH, float* paper_partial) {
     extern __shared__ float smem[];
-    __shared__ float warp_entropy[ATT_WARPS];
+    __shared__ float warp_entropy[ATT_WARPS], warp_paper[2][ATT_WARPS];
     const int hs = C / NH, st = att_stride(hs);
     float* Qs = smem;                // (QT, st)
     float* Ks = Qs + ATT_QT * st;    // (KT, st)
@@ -101,7 +122,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* 
             if (valid) {
                 float dot = 0.0f;
                 for (int d = 0; d < hs; d++) dot += Qs[r * st + d] * Ks[lane * st + d];
-                s = dot * scale;
+                s = att_score(dot, hs, scale);
                 bad += !isfinite(s);
             }
             const float mt = warp_max(valid ? s : -INFINITY);
@@ -109,7 +130,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* 
             const bool first = m[i] == -INFINITY;
             const float alpha = first ? 0.0f : expf(m[i] - mnew);
             const float e = valid ? expf(s - mnew) : 0.0f;
-            const float c = valid ? s - mnew : 0.0f;
+            const float c = valid && e != 0.0f ? s - mnew : 0.0f;  // p = 0 (a -inf score): 0 ln 0 = 0, not 0 * -inf
             const float lt = warp_sum(e), ut = warp_sum(e * c);
             u[i] = first ? ut : alpha * (u[i] + (m[i] - mnew) * l[i]) + ut;
             l[i] = alpha * l[i] + lt;
@@ -127,7 +148,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* 
             }
         }
     }
-    float entropy = 0.0f;
+    float entropy = 0.0f, nansum = 0.0f, nan_rows = 0.0f;
 #pragma unroll
     for (int i = 0; i < ATT_RPW; i++) {
         const int t = q0 + warp + ATT_WARPS * i;
@@ -142,6 +163,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* 
         const float log_l = logf(l[i]);
         if (lane == 0) lse[((size_t)b * NH + h) * T + t] = m[i] + log_l;
         entropy += log_l - u[i] * inv_l;
+        att_paper_row(log_l - u[i] * inv_l, l[i], &nansum, &nan_rows);
     }
     if (ent_partial != NULL) {
         if (lane == 0) warp_entropy[warp] = entropy;
@@ -150,6 +172,15 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* 
             float total = 0.0f;
             for (int w = 0; w < ATT_WARPS; w++) total += warp_entropy[w];  // fixed order
             ent_partial[((size_t)b * NH + h) * gridDim.x + qt] = total;
+        }
+    }
+    if (paper_partial != NULL) {
+        if (lane == 0) warp_paper[0][warp] = nansum, warp_paper[1][warp] = nan_rows;
+        __syncthreads();
+        if (threadIdx.x < 2) {
+            float total = 0.0f;
+            for (int w = 0; w < ATT_WARPS; w++) total += warp_paper[threadIdx.x][w];
+            paper_partial[(size_t)threadIdx.x * B * NH * gridDim.x + ((size_t)b * NH + h) * gridDim.x + qt] = total;
         }
     }
     if (nonfinite != NULL) {
@@ -222,7 +253,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floa
                     dot += Qs[r * st + d] * Ks[lane * st + d];
                     dp += dOs[r * st + d] * Vs[lane * st + d];
                 }
-                const float p = expf(dot * scale - row_lse[i]);
+                const float p = expf(att_score(dot, hs, scale) - row_lse[i]);
                 ds = p * (dp - D[i]);
             }
             const int jmax = min(ATT_KT, t - k0 + 1);
@@ -310,7 +341,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkv_kernel(flo
                     dot += Qs[lane * st + d] * Ks[r * st + d];
                     dp += dOs[lane * st + d] * Vs[r * st + d];
                 }
-                p = expf(dot * scale - lse_s[lane]);
+                p = expf(att_score(dot, hs, scale) - lse_s[lane]);
                 ds = p * (dp - D_s[lane]);
             }
             for (int ii = 0; ii < imax; ii++) {
@@ -346,13 +377,13 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkv_kernel(flo
 
 // ----------------------------------------------------------------------------
 // Entropy reduction: ent_sum[l][h] += sum over b and query tiles of the partials, one warp
-// per (l, h), in a fixed order. partial (L, B, NH, qtiles).
-__global__ void entropy_reduce_kernel(double* ent_sum, const float* partial, int B, int NH, int qtiles) {
+// per (l, h), in a fixed order. partial (L, B, NH, qtiles), layers layer_stride floats apart.
+__global__ void entropy_reduce_kernel(double* ent_sum, const float* partial, int B, int NH, int qtiles, size_t layer_stride) {
     const int lh = blockIdx.x, l = lh / NH, h = lh % NH;
     double s = 0.0;
     for (int idx = threadIdx.x; idx < B * qtiles; idx += 32) {
         int b = idx / qtiles, q = idx % qtiles;
-        s += partial[(((size_t)l * B + b) * NH + h) * qtiles + q];
+        s += partial[(size_t)l * layer_stride + ((size_t)b * NH + h) * qtiles + q];
     }
     s = warp_sum(s);
     if (threadIdx.x == 0) ent_sum[lh] += s;
@@ -455,9 +486,10 @@ inline size_t attw_forward_smem() {
 // Grid (ceil(T / 64), NH, B), 128 threads. Same outputs as attention_forward_kernel.
 __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel(floatX* out, float* lse, float* ent_partial,
                                                                                 unsigned long long* nonfinite,
-                                                                                const floatX* qkv, int B, int T, int C, int NH) {
+                                                                                const floatX* qkv, int B, int T, int C, int NH,
+                                                                                float* paper_partial) {
     extern __shared__ __align__(128) unsigned char smem_w[];
-    __shared__ float warp_entropy[ATTW_WARPS];
+    __shared__ float warp_entropy[ATTW_WARPS], warp_paper[2][ATTW_WARPS];
     floatX* Qs = (floatX*)smem_w;                                                          // (64, LDX)
     floatX* Ks = (floatX*)(smem_w + align128(ATTW_QT * ATTW_LDX * sizeof(floatX)));        // (TMAX, LDX)
     floatX* Vs = Ks + align128(ATTW_TMAX * ATTW_LDX * sizeof(floatX)) / sizeof(floatX);    // (TMAX, LDX)
@@ -480,7 +512,7 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel
     __syncthreads();
 
     const int r0 = warp * 16, t0 = q0 + r0;
-    float entropy = 0.0f;
+    float entropy = 0.0f, nansum = 0.0f, nan_rows = 0.0f;
     unsigned int bad = 0;
     if (t0 < T) {  // warp-uniform; no block-wide barrier until the end
         const int nkt = min(kpad, round16(t0 + 16)) / 16;  // key tiles this strip sees
@@ -508,7 +540,7 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel
                 const int j = lane + 32 * c;
                 s[c] = -INFINITY;
                 if (j <= t && t < T && j < nkt * 16) {
-                    s[c] = Sw[rr * ATTW_LDS + j] * scale;
+                    s[c] = att_score(Sw[rr * ATTW_LDS + j], ATTW_HS, scale);
                     bad += !isfinite(s[c]);
                     mx = fmaxf(mx, s[c]);
                 }
@@ -521,7 +553,7 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel
                 const bool valid = j <= t && t < T && j < nkt * 16;
                 e[c] = valid ? expf(s[c] - mx) : 0.0f;
                 lsum += e[c];
-                usum += valid ? e[c] * (s[c] - mx) : 0.0f;
+                usum += valid && e[c] != 0.0f ? e[c] * (s[c] - mx) : 0.0f;  // 0 ln 0 = 0 at a -inf score
             }
             lsum = warp_sum(lsum);
             usum = warp_sum(usum);
@@ -535,6 +567,7 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel
                 const float log_l = logf(lsum);
                 if (lane == 0) lse[((size_t)b * NH + h) * T + t] = mx + log_l;
                 entropy += log_l - usum * inv_l;
+                att_paper_row(log_l - usum * inv_l, lsum, &nansum, &nan_rows);
             }
         }
         __syncwarp();
@@ -568,6 +601,17 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel
             const int tile = 2 * qt + threadIdx.x;
             if (tile < qtiles)
                 ent_partial[((size_t)b * NH + h) * qtiles + tile] = warp_entropy[2 * threadIdx.x] + warp_entropy[2 * threadIdx.x + 1];
+        }
+    }
+    if (paper_partial != NULL) {  // the same tiles; plane 0 the NaN-ignoring entropy, plane 1 NaN rows
+        if (lane == 0) warp_paper[0][warp] = nansum, warp_paper[1][warp] = nan_rows;
+        __syncthreads();
+        const int qtiles = (T + 31) / 32;
+        if (threadIdx.x < 4) {
+            const int plane = threadIdx.x / 2, tile = 2 * qt + threadIdx.x % 2;
+            if (tile < qtiles)
+                paper_partial[(size_t)plane * B * NH * qtiles + ((size_t)b * NH + h) * qtiles + tile] =
+                    warp_paper[plane][2 * (threadIdx.x % 2)] + warp_paper[plane][2 * (threadIdx.x % 2) + 1];
         }
     }
     if (nonfinite != NULL) {
@@ -692,7 +736,7 @@ __device__ inline void attw_tile_p(const float* S, int lds, const float* dP, int
     for (int m = 0; m < 8; m++) {
         const int rr = lane / 16 + 2 * m, t = 16 * i + rr, j = 16 * n + cc;
         const bool valid = j <= t && t < T;
-        const floatX p = from_float<floatX>(valid ? expf(S[rr * lds + cc] * scale - s.lse_s[t]) : 0.0f);
+        const floatX p = from_float<floatX>(valid ? expf(att_score(S[rr * lds + cc], ATTW_HS, scale) - s.lse_s[t]) : 0.0f);
         s.Ps[t * ATTW_LDP + j] = p;
         float a = valid ? to_float(p) * dP[rr * ldp + cc] : 0.0f, c = to_float(p);
 #pragma unroll
@@ -961,15 +1005,17 @@ inline void attention_check_shape(int C, int NH) {
 }
 
 // out (B, T, C), lse (B, NH, T) from qkv (B, T, 3C). ent_partial: (B, NH, att_num_qtiles(T))
-// or NULL for no entropy; nonfinite: counter for non-finite scores, or NULL.
+// or NULL for no entropy; nonfinite: counter for non-finite scores, or NULL; paper_partial:
+// (2, B, NH, att_num_qtiles(T)) for the paper's metrics (att_paper_row), or NULL.
 inline void attention_forward(floatX* out, float* lse, float* ent_partial, unsigned long long* nonfinite,
-                              const floatX* qkv, int B, int T, int C, int NH) {
+                              const floatX* qkv, int B, int T, int C, int NH, float* paper_partial = NULL) {
 #if !defined(ENABLE_FP32)
     if (attention_use_wmma(qkv, out, T, C, NH)) {
         size_t smem = attw_forward_smem();
         att_set_smem(attention_forward_wmma_kernel, smem);
         dim3 grid((T + ATTW_QT - 1) / ATTW_QT, NH, B);
-        attention_forward_wmma_kernel<<<grid, ATTW_WARPS * 32, smem, g_stream>>>(out, lse, ent_partial, nonfinite, qkv, B, T, C, NH);
+        attention_forward_wmma_kernel<<<grid, ATTW_WARPS * 32, smem, g_stream>>>(out, lse, ent_partial, nonfinite, qkv, B, T, C, NH,
+                                                                                 paper_partial);
         cudaCheckLaunch();
         return;
     }
@@ -979,7 +1025,8 @@ inline void attention_forward(floatX* out, float* lse, float* ent_partial, unsig
     size_t smem = (size_t)(ATT_QT + 2 * ATT_KT) * st * sizeof(float);
 #define ATT_FWD(DPL) \
     att_set_smem(attention_forward_kernel<DPL>, smem); \
-    attention_forward_kernel<DPL><<<grid, ATT_THREADS, smem, g_stream>>>(out, lse, ent_partial, nonfinite, qkv, B, T, C, NH);
+    attention_forward_kernel<DPL><<<grid, ATT_THREADS, smem, g_stream>>>(out, lse, ent_partial, nonfinite, qkv, B, T, C, NH, \
+                                                                         paper_partial);
     switch (att_dims_per_lane(hs)) {
         case 1: ATT_FWD(1); break;
         case 2: ATT_FWD(2); break;
@@ -1032,6 +1079,18 @@ inline void attention_backward(floatX* dqkv, float* Dbuf, const floatX* dout, co
 
 // ent_sum (L, NH) += per-head sums of the partials (L, B, NH, att_num_qtiles(T)).
 inline void entropy_reduce(double* ent_sum, const float* partial, int L, int B, int NH, int T) {
-    entropy_reduce_kernel<<<L * NH, 32, 0, g_stream>>>(ent_sum, partial, B, NH, att_num_qtiles(T));
+    const int qtiles = att_num_qtiles(T);
+    entropy_reduce_kernel<<<L * NH, 32, 0, g_stream>>>(ent_sum, partial, B, NH, qtiles, (size_t)B * NH * qtiles);
     cudaCheckLaunch();
+}
+
+// paper_sum (2, L, NH) += per-head sums of the paper's partials (L, 2, B, NH, qtiles): the
+// NaN-ignoring entropy sums, then the NaN rows.
+inline void paper_reduce(double* paper_sum, const float* partial, int L, int B, int NH, int T) {
+    const size_t plane = (size_t)B * NH * att_num_qtiles(T);
+    for (int p = 0; p < 2; p++) {
+        entropy_reduce_kernel<<<L * NH, 32, 0, g_stream>>>(paper_sum + (size_t)p * L * NH, partial + p * plane, B, NH,
+                                                           att_num_qtiles(T), 2 * plane);
+        cudaCheckLaunch();
+    }
 }

@@ -41,6 +41,7 @@ struct TrainConfig {
     int on_nan = ON_NAN_STOP;
     long seed = 1337;
     int shuffle = 0;
+    int fp16_autocast = -1;     // --fp16-autocast (fp16.h): -1 = the build's own (1 only in the CUDA FP16 build)
 };
 
 inline void print_usage(const char* prog) {
@@ -80,6 +81,9 @@ inline void print_usage(const char* prog) {
     printf("  --diag-every <int>  log per-layer diagnostics (diag.tsv) every N steps (0 = off) default %d\n", d.diag_every);
     printf("  --on-nan <m>  stop | skip | log on a non-finite loss, gradient norm or activation; default stop\n");
     printf("                (stop exits with code %d, keeping the last good checkpoint)\n", EXIT_NONFINITE);
+    printf("  --fp16-autocast <0|1>  the paper's fp16 regime: scores and layer outputs rounded to fp16 as\n");
+    printf("                PyTorch fp16 autocast rounds them (inf above 65504), GradScaler loss scaling;\n");
+    printf("                CPU trainer: default 0; CUDA: only the FP16 build, always on there\n");
     printf("  --seed <int>  seed for initialisation, shuffling and sampling default %ld\n", d.seed);
     printf("  --shuffle <0|1>  shuffle training sequences every epoch  default %d\n", d.shuffle);
     printf("  -h, --help    this text\n");
@@ -150,6 +154,7 @@ inline void parse_flags(int argc, char** argv, TrainConfig* cfg) {
             else if (strcmp(val, "log") == 0) cfg->on_nan = ON_NAN_LOG;
             else fail("--on-nan wants stop, skip or log, got '%s'", val);
         }
+        else if (strcmp(flag, "--fp16-autocast") == 0) cfg->fp16_autocast = (int)need_int(0, 1);
         else if (strcmp(flag, "--seed") == 0) cfg->seed = need_int(0, 1L << 62);
         else if (strcmp(flag, "--shuffle") == 0) cfg->shuffle = (int)need_int(0, 1);
         else fail("unknown flag '%s' (see -h)", flag);

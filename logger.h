@@ -3,6 +3,8 @@
 //   entropy.tsv    step, layer, head, entropy (nats): per-head attention entropy
 //   slopes.tsv     step, layer, slope: learnable leaky-ReLU slopes (layer -1 = the global slope)
 //   nonfinite.tsv  step, layer, att, ffn: non-finite attention scores / FFN activations per layer
+//   paper.tsv      step, layer, head, nan_entries, entropy_nansum: the paper's Figure 5 metrics
+//                  (NaN attention probabilities in one micro-batch; entropy with NaN rows as 0)
 // Files are flushed every step, so a killed run keeps everything logged so far. Resuming from
 // the checkpoint of step k first drops rows of steps >= k (the resumed run writes them again).
 #pragma once
@@ -19,6 +21,7 @@ struct Logger {
     FILE* entropy = NULL;
     FILE* slopes = NULL;
     FILE* nonfinite = NULL;
+    FILE* paper = NULL;
 };
 
 inline std::string log_path(const std::string& dir, const char* name) { return dir + "/" + name; }
@@ -82,6 +85,7 @@ inline void logger_init(Logger* lg, const std::string& dir, long resume_step, bo
     lg->main = open_log(dir, "main.log", NULL, resume_step, true);
     lg->entropy = open_log(dir, "entropy.tsv", "step\tlayer\thead\tentropy\n", resume_step, false);
     lg->nonfinite = open_log(dir, "nonfinite.tsv", "step\tlayer\tatt\tffn\n", resume_step, false);
+    lg->paper = open_log(dir, "paper.tsv", "step\tlayer\thead\tnan_entries\tentropy_nansum\n", resume_step, false);
     if (has_slopes) lg->slopes = open_log(dir, "slopes.tsv", "step\tlayer\tslope\n", resume_step, false);
 }
 
@@ -115,16 +119,24 @@ inline void logger_nonfinite(Logger* lg, int step, int L, const long* att, const
     for (int l = 0; l < L; l++) fprintf(lg->nonfinite, "%d\t%d\t%ld\t%ld\n", step, l, att[l], ffn[l]);
 }
 
+// The paper's metrics (doc/fp16-and-nans.md), (L, NH) layer-major each.
+inline void logger_paper(Logger* lg, int step, int L, int NH, const float* nan_entries, const float* entropy_nansum) {
+    if (!lg->active) return;
+    for (int l = 0; l < L; l++)
+        for (int h = 0; h < NH; h++)
+            fprintf(lg->paper, "%d\t%d\t%d\t%.1f\t%.6f\n", step, l, h, nan_entries[l * NH + h], entropy_nansum[l * NH + h]);
+}
+
 inline void logger_flush(Logger* lg) {
     if (!lg->active) return;
-    FILE* files[] = {lg->main, lg->entropy, lg->slopes, lg->nonfinite};
+    FILE* files[] = {lg->main, lg->entropy, lg->slopes, lg->nonfinite, lg->paper};
     for (FILE* f : files) if (f && fflush(f) != 0) fail("cannot write logs in '%s': %s", lg->dir.c_str(), strerror(errno));
 }
 
 inline void logger_close(Logger* lg) {
     if (!lg->active) return;
     logger_flush(lg);
-    FILE* files[] = {lg->main, lg->entropy, lg->slopes, lg->nonfinite};
+    FILE* files[] = {lg->main, lg->entropy, lg->slopes, lg->nonfinite, lg->paper};
     for (FILE* f : files) if (f) fclose(f);
     lg->active = false;
 }

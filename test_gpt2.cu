@@ -10,17 +10,29 @@ trainer's own step path (device-side NaN guard, clipping, AdamW). Then: the atte
 128, several 32-row tiles, head sizes 8, 64 and 80), the fused entropy on hard rows (scores near
 4e3, uniform and one-hot rows), the activation derivatives at 0, the NaN guard's verdicts,
 checkpoint -> resume bit-identity through the checkpoint files, run-to-run determinism, and
-(FP16) the loss scaler's overflow handling.
+(FP16) the loss scaler's overflow handling, and the paper's fp16 regime on a hand-made model
+whose scores overflow fp16 (NaN rows where numpy float16 finds them; none in FP32 and BF16).
 
-Usage: ./test_gpt2cu [DIR]   (default out/ref). Exit status 0 only if every check passed; the
+Usage: ./test_gpt2cu [DIR [FP16DIR]]   (default out/ref, out/fp16case: tests/fp16_case.py writes it). Exit status 0 only if every check passed; the
 last line is "test_gpt2cu: N passed, M failed".
 */
 #define TESTING
 #include "train_gpt2.cu"
 #include "debug_state.h"
 #include "test_util.h"
+#include "fp16.h"
 
 #include <dirent.h>
+
+// The score the kernels form (entropy.cuh att_score), on the host: FP16 rounds it as fp16
+// autocast does, the other builds scale in fp32.
+inline double host_att_score(double dot, int hs, double scale) {
+#if defined(ENABLE_FP16)
+    return fp16_score((float)dot, hs);
+#else
+    return dot * scale;
+#endif
+}
 
 // ----------------------------------------------------------------------------
 // Tolerances, by precision. The differences are ours against PyTorch fp32 on the CPU.
@@ -284,7 +296,7 @@ AttRef attention_reference(const std::vector<float>& qkv, const std::vector<floa
                     const float* k = &qkv[((size_t)b * T + j) * C3 + C + h * hs];
                     double dot = 0.0;
                     for (int d = 0; d < hs; d++) dot += (double)q[d] * k[d];
-                    p[j] = dot * scale;
+                    p[j] = host_att_score(dot, hs, scale);
                     m = fmax(m, p[j]);
                 }
                 for (int j = 0; j <= t; j++) { p[j] = exp(p[j] - m); l += p[j]; }
@@ -480,7 +492,7 @@ void test_entropy_rows() {
             for (int j = 0; j <= t; j++) {
                 float dot = 0.0f;  // exact: integer products and sums below 2^24
                 for (int i = 0; i < C; i++) dot += qkv[(size_t)(b * T + t) * 3 * C + i] * qkv[(size_t)(b * T + j) * 3 * C + C + i];
-                s[j] = (double)(dot * scale);
+                s[j] = USE_LOSS_SCALER ? host_att_score(dot, C, scale) : (double)(dot * scale);
                 m = fmax(m, s[j]);
             }
             for (int j = 0; j <= t; j++) l += exp(s[j] - m);
@@ -574,7 +586,15 @@ void test_attention_hard_rows() {
     const double u = 1.0 / 256.0;
 #endif
     const double scale = 1.0 / sqrt((double)hs);
+#if defined(ENABLE_FP16)
+    // FP16 is the paper's regime: q.k is rounded to fp16, and b = 0's level 32 (q.k ~ 65536, of
+    // which 32^2 * 64 alone is above 65504) would overflow by design; 26 keeps q.k <= 57,600
+    const float level0 = 26.0f;
+    const char* kinds[B] = {"near-one-hot (scores ~5.4e3)", "one-hot (scores ~2e3)", "tied pairs (scores ~2e3)"};
+#else
+    const float level0 = 32.0f;
     const char* kinds[B] = {"near-one-hot (scores ~8.5e3)", "one-hot (scores ~2e3)", "tied pairs (scores ~2e3)"};
+#endif
     std::vector<float> qkv((size_t)B * Tfull * C3), dout((size_t)B * Tfull * C);
     Rng rng;
     rng_seed(&rng, 23);
@@ -585,8 +605,8 @@ void test_attention_hard_rows() {
             float *k = q + C, *v = q + 2 * C;
             for (int d = 0; d < C; d++) {
                 if (b == 0) {
-                    q[d] = 32.0f + small_int();
-                    k[d] = 32.0f + small_int();
+                    q[d] = level0 + small_int();
+                    k[d] = level0 + small_int();
                 } else if (b == 1) {
                     q[d] = 8.0f + small_int();
                     k[d] = (float)((37 * t) % 61 - 30) + small_int();
@@ -888,8 +908,12 @@ void test_nan_guard() {
     gpt2_upload_params(&m);
     std::vector<float> before = to_host(m.d_master, m.num_params);
     StepOptions opt = small_options(1, 2);
+    float scale0 = USE_LOSS_SCALER ? gpt2_scaler(&m).scale : 1.0f;
     h = train_step(&m, &batches.x[0], &batches.y[0], batches.B, batches.T, batches.micro, opt, true);
     unsigned long long att0 = result_att_bad(&m, 0)[0];
+    if (USE_LOSS_SCALER)  // GradScaler backs off on any non-finite step (llmc/guard.cuh)
+        check(gpt2_scaler(&m).scale == 0.5f * scale0, "fp16: the skipped step halves the loss scale (%g -> %g)", scale0,
+              gpt2_scaler(&m).scale);
     std::vector<float> after = to_host(m.d_master, m.num_params);
     std::vector<float> grads = to_host(m.d_grads, m.num_params);
     check(h.finite == 0 && h.apply == 0, "a poisoned step is not finite and not applied (stop/skip)");
@@ -923,10 +947,72 @@ void test_loss_scaler() {
     gpt2_free(&m);
 }
 
+// The paper's fp16 regime (doc/fp16-and-nans.md) on tests/fp16_case.py's hand-made model, whose
+// q.k^T exceeds 65504 for some token pairs and whose FFN product does for one token. FP16: the
+// softmax rows numpy float16 finds NaN have a NaN log-sum-exp here, and the counts of non-finite
+// scores and FFN activations per layer are numpy's; FP32 and BF16 keep the scores (and, for BF16,
+// the products' range) wide enough to find none, as numpy's fp32 forward.
+static std::vector<char> read_bytes(const std::string& path) {
+    FILE* f = fopen_or_fail(path.c_str(), "rb", "run: /usr/bin/python3 tests/fp16_case.py out/fp16case");
+    long n = file_size_or_fail(f, path.c_str());
+    std::vector<char> buf(n);
+    fread_or_fail(buf.data(), 1, n, f, path.c_str());
+    fclose(f);
+    return buf;
+}
+
+void test_fp16_case(const std::string& dir) {
+    printf("fp16 regime: a hand-made model whose scores overflow fp16 (%s)\n", dir.c_str());
+    std::vector<char> tok = read_bytes(dir + "/fp16_case_tokens.bin"), ref = read_bytes(dir + "/fp16_case_expected.bin");
+    const int32_t* dims = (const int32_t*)ref.data();
+    int B = dims[0], T = dims[1], L = dims[2], NH = dims[3];
+    size_t block = 8 * (size_t)L + (size_t)L * B * NH * T;
+    if (ref.size() != 16 + 2 * block || tok.size() != 8 * (size_t)B * T)
+        fail("%s/fp16_case_*.bin do not match each other: run /usr/bin/python3 tests/fp16_case.py %s", dir.c_str(), dir.c_str());
+    GPT2 model;
+    gpt2_build_from_file(&model, (dir + "/fp16_case_model.bin").c_str(), NULL);
+    if (model.config.num_layers != L || model.config.num_heads != NH) fail("%s: the model does not match", dir.c_str());
+    gpt2_allocate_activations(&model, B, T);
+    gpt2_step_begin(&model);
+    const int* tokens = (const int*)tok.data();
+    gpt2_set_batch(&model, tokens, tokens + B * T, B, T);
+    gpt2_forward(&model, true, true, -1.0f, &model.d_header->loss_sum);
+    const char* want = ref.data() + 16 + (USE_LOSS_SCALER ? 0 : block);  // FP16: the rounded forward
+    const int32_t* counts = (const int32_t*)want;
+    const uint8_t* mask = (const uint8_t*)(want + 8 * L);
+    std::vector<float> lse = to_host(model.acts.att_lse, (size_t)L * B * NH * T);
+    int differ = 0, nan_rows = 0;
+    for (size_t i = 0; i < lse.size(); i++) {
+        nan_rows += std::isnan(lse[i]);
+        differ += std::isnan(lse[i]) != (mask[i] != 0);
+    }
+    check(differ == 0, "%s: NaN softmax rows (%d) at numpy's places (%d differ)", PRECISION_NAME, nan_rows, differ);
+    std::vector<unsigned long long> att_bad = to_host(model.d_att_bad, L), ffn_bad = to_host(model.d_ffn_bad, L);
+    for (int l = 0; l < L; l++)
+        check(att_bad[l] == (unsigned long long)counts[l] && ffn_bad[l] == (unsigned long long)counts[L + l],
+              "%s layer %d: %llu non-finite scores, %llu FFN activations (numpy: %d, %d)", PRECISION_NAME, l, att_bad[l],
+              ffn_bad[l], counts[l], counts[L + l]);
+    // the paper's metrics (paper.tsv): NaN rows per (layer, head) and a finite NaN-ignoring entropy
+    std::vector<double> paper = to_host(model.d_paper_sum, 2 * (size_t)L * NH);
+    bool rows_ok = true, finite_ok = true;
+    for (int l = 0; l < L; l++)
+        for (int h = 0; h < NH; h++) {
+            double want = 0.0;
+            for (int b = 0; b < B; b++)
+                for (int t = 0; t < T; t++) want += mask[((l * B + b) * NH + h) * T + t];
+            rows_ok &= paper[(size_t)L * NH + l * NH + h] == want;
+            finite_ok &= std::isfinite(paper[l * NH + h]);
+        }
+    check(rows_ok && finite_ok, "%s: the paper's metrics: NaN rows per head as numpy's (layer 0 head 0: %g), entropy with "
+          "NaN rows as 0 finite", PRECISION_NAME, paper[(size_t)L * NH]);
+    gpt2_free(&model);
+}
+
 // ----------------------------------------------------------------------------
 
 int main(int argc, char** argv) {
     std::string dir = argc > 1 ? argv[1] : "out/ref";
+    std::string fp16_dir = argc > 2 ? argv[2] : "out/fp16case";
     std::string scratch = "out/test_scratch_cu";
     setvbuf(stdout, NULL, _IOLBF, 0);
     make_dirs_or_fail(scratch.c_str());
@@ -946,6 +1032,7 @@ int main(int argc, char** argv) {
     test_nan_guard();
     test_resume(scratch);
     test_loss_scaler();
+    test_fp16_case(fp16_dir);
     printf("test_gpt2cu: %d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }

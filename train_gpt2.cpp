@@ -31,6 +31,7 @@ gemm_acc) or `make train_gpt2 USE_BLAS=1` (gemm_acc calls OpenBLAS's cblas_sgemm
 #include "config.h"
 #include "dataloader.h"
 #include "diag.h"
+#include "fp16.h"
 #include "flags.h"
 #include "logger.h"
 #include "model_file.h"
@@ -218,17 +219,25 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
 // more sum u = sum e^(s_j - m) (s_j - m), and then H = ln l - u / l: no log per element, and
 // centred on m so that large scores do not cancel (derived in doc/attention-entropy.md).
 // Returns the number of non-finite attention scores (the NaN guard's count for this layer).
+// fp16 (--fp16-autocast): scores and the probabilities entering P V rounded as fp16 autocast
+// rounds them (fp16.h), so a score above 65504 is inf and its softmax row NaN, as on a GPU.
+// The paper's metrics, when given (NH each, summed over b): nan_entries[h] += T per NaN row
+// (PyTorch's softmax fills the whole row of T with NaN), entropy_nansum[h] += H_t with a NaN row
+// counted as 0 (torch.nansum of p ln p, the authors' entropy).
 long attention_forward(float* out, float* preatt, float* att, double* entropy_sum, const float* inp,
-                       int B, int T, int C, int NH) {
+                       int B, int T, int C, int NH, bool fp16 = false, double* entropy_nansum = NULL,
+                       long* nan_entries = NULL) {
     int C3 = 3 * C, hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     long nonfinite = 0;
-    std::vector<double> head_entropy((size_t)B * NH, 0.0);
+    std::vector<double> head_entropy((size_t)B * NH, 0.0), head_nansum((size_t)B * NH, 0.0);
+    std::vector<long> head_nan((size_t)B * NH, 0);
     // parallel over (b, h): each pair owns its rows, so the entropy sums need no atomics
     #pragma omp parallel for collapse(2) reduction(+ : nonfinite)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
-            double entropy_bh = 0.0;
+            double entropy_bh = 0.0, nansum_bh = 0.0;
+            long nan_bh = 0;
             for (int t = 0; t < T; t++) {
                 const float* q = inp + (size_t)(b * T + t) * C3 + h * hs;
                 float* s = preatt + (((size_t)b * NH + h) * T + t) * T;
@@ -239,7 +248,7 @@ long attention_forward(float* out, float* preatt, float* att, double* entropy_su
                     const float* k = inp + (size_t)(b * T + j) * C3 + h * hs + C;
                     float dot = 0.0f;
                     for (int i = 0; i < hs; i++) dot += q[i] * k[i];
-                    dot *= scale;
+                    dot = fp16 ? fp16_score(dot, hs) : dot * scale;
                     s[j] = dot;
                     if (!std::isfinite(dot)) nonfinite++;
                     if (dot > maxval) maxval = dot;
@@ -251,26 +260,40 @@ long attention_forward(float* out, float* preatt, float* att, double* entropy_su
                     float e = expf(centred);
                     p[j] = e;
                     l += e;
-                    u += e * centred;
+                    if (e != 0.0f) u += e * centred;  // a -inf score (fp16 overflow) has p = 0: 0 ln 0 = 0, not 0 * -inf
                 }
                 float inv_l = 1.0f / l;
                 for (int j = 0; j <= t; j++) p[j] *= inv_l;
                 for (int j = t + 1; j < T; j++) p[j] = 0.0f;  // masked: keeps the backward simple
-                entropy_bh += logf(l) - u * inv_l;
+                float row_entropy = logf(l) - u * inv_l;
+                entropy_bh += row_entropy;
+                if (std::isnan(l)) nan_bh += T;
+                else nansum_bh += row_entropy;
                 // out_t = sum_j p_j v_j
                 float* o = out + (size_t)(b * T + t) * C + h * hs;
                 for (int i = 0; i < hs; i++) o[i] = 0.0f;
                 for (int j = 0; j <= t; j++) {
                     const float* v = inp + (size_t)(b * T + j) * C3 + h * hs + 2 * C;
-                    for (int i = 0; i < hs; i++) o[i] += p[j] * v[i];
+                    float pj = fp16 ? round_fp16(p[j]) : p[j];  // autocast: P cast to V's fp16
+                    for (int i = 0; i < hs; i++) o[i] += pj * v[i];
                 }
             }
             head_entropy[(size_t)b * NH + h] = entropy_bh;
+            head_nansum[(size_t)b * NH + h] = nansum_bh;
+            head_nan[(size_t)b * NH + h] = nan_bh;
         }
     }
     if (entropy_sum) {
         for (int b = 0; b < B; b++)
             for (int h = 0; h < NH; h++) entropy_sum[h] += head_entropy[(size_t)b * NH + h];
+    }
+    if (entropy_nansum) {
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < NH; h++) entropy_nansum[h] += head_nansum[(size_t)b * NH + h];
+    }
+    if (nan_entries) {
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < NH; h++) nan_entries[h] += head_nan[(size_t)b * NH + h];
     }
     return nonfinite;
 }
@@ -332,7 +355,7 @@ long activation_forward(float* out, const float* inp, size_t N, int act, float s
         switch (act) {
             case ACT_GELU: y = 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2)); break;
             case ACT_GELU_TANH: y = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x))); break;
-            case ACT_RELU: y = x > 0.0f ? x : 0.0f; break;
+            case ACT_RELU: y = x < 0.0f ? 0.0f : x; break;  // NaN stays NaN, as torch.relu
             case ACT_LRELU: case ACT_LRELU_LAYER: case ACT_LRELU_GLOBAL: y = x >= 0.0f ? x : slope * x; break;
             default: y = x; break;  // identity
         }
@@ -654,6 +677,10 @@ struct GPT2 {
     bool want_diag;                   // diagnostics (diag.h): only on --diag-every steps
     std::vector<double> diag_sums;    // (L, DIAG_SUMS)
     long diag_passes;                 // forward passes summed
+    // the paper's fp16 regime and metrics (fp16.h, doc/fp16-and-nans.md)
+    bool fp16;                             // --fp16-autocast: round where fp16 autocast rounds
+    std::vector<double> entropy_nansum;    // (L, NH): row entropies, NaN rows as 0
+    std::vector<long> nan_entries;         // (L, NH): NaN attention probabilities (T per NaN row)
 };
 
 void gpt2_allocate(GPT2* model, const GPT2Config& c) {
@@ -682,6 +709,9 @@ void gpt2_allocate(GPT2* model, const GPT2Config& c) {
     model->diag_sums.assign((size_t)c.num_layers * DIAG_SUMS, 0.0);
     model->diag_passes = 0;
     diag_reset(model->diag_sums.data(), c.num_layers);
+    model->fp16 = false;
+    model->entropy_nansum.assign((size_t)c.num_layers * c.num_heads, 0.0);
+    model->nan_entries.assign((size_t)c.num_layers * c.num_heads, 0);
 }
 
 // From a model file; --norm/--act (variant_flags) override what it records.
@@ -726,6 +756,18 @@ void gpt2_measurements_reset(GPT2* model) {
     std::fill(model->nonfinite_ffn.begin(), model->nonfinite_ffn.end(), 0);
     diag_reset(model->diag_sums.data(), model->config.num_layers);
     model->diag_passes = 0;
+    std::fill(model->entropy_nansum.begin(), model->entropy_nansum.end(), 0.0);
+    std::fill(model->nan_entries.begin(), model->nan_entries.end(), 0);
+}
+
+// The paper's metrics (L, NH) of the measured passes: the mean entropy with NaN rows as 0, and
+// the NaN probabilities of one forward pass (a micro-batch of B sequences), averaged over passes.
+void gpt2_paper_metrics(const GPT2* model, float* entropy_nansum, float* nan_entries) {
+    long rows = model->entropy_rows, per_pass = (long)model->batch_size * model->seq_len;
+    for (size_t i = 0; i < model->entropy_nansum.size(); i++) {
+        entropy_nansum[i] = rows > 0 ? (float)(model->entropy_nansum[i] / rows) : 0.0f;
+        nan_entries[i] = rows > 0 ? (float)((double)model->nan_entries[i] * per_pass / rows) : 0.0f;
+    }
 }
 
 // Per-head mean entropy (L, NH) of the measured passes.
@@ -775,6 +817,9 @@ void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int
     bool measuring = model->measure;
     bool entropy = measuring && model->want_entropy;
     bool diag = measuring && model->want_diag;
+    // --fp16-autocast: every tensor that the authors' GPT-2 holds in fp16 under autocast is rounded
+    // (layer outputs, the residual stream they add into; LayerNorm and the loss stay fp32)
+    bool fp16 = model->fp16;
 
     encoder_forward(a.encoded, inputs, p.wte, p.wpe, B, T, C);  // (B,T,C)
     for (int l = 0; l < L; l++) {
@@ -797,10 +842,15 @@ void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int
                               p.ln1w + l * C, p.ln1b + l * C, B, T, C);
         }
         matmul_forward(l_qkv, l_ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, B * T, C, 3 * C);
+        if (fp16) round_fp16_array(l_qkv, BTC * 3);
         long bad_att = attention_forward(l_atty, l_preatt, l_att, entropy ? &model->entropy_sum[(size_t)l * NH] : NULL,
-                                         l_qkv, B, T, C, NH);
+                                         l_qkv, B, T, C, NH, fp16, entropy ? &model->entropy_nansum[(size_t)l * NH] : NULL,
+                                         entropy ? &model->nan_entries[(size_t)l * NH] : NULL);
+        if (fp16) round_fp16_array(l_atty, BTC);
         matmul_forward(l_attproj, l_atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, B * T, C, C);
+        if (fp16) round_fp16_array(l_attproj, BTC);
         residual_forward(l_residual2, residual, l_attproj, BTC);
+        if (fp16) round_fp16_array(l_residual2, BTC);
         float* l_ln2 = l_residual2;
         if (block_ln) {
             l_ln2 = a.ln2 + l * BTC;
@@ -808,9 +858,13 @@ void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int
                               p.ln2w + l * C, p.ln2b + l * C, B, T, C);
         }
         matmul_forward(l_fch, l_ln2, p.fcw + (size_t)l * 4 * C * C, p.fcb + l * 4 * C, B * T, C, 4 * C);
+        if (fp16) round_fp16_array(l_fch, BTC * 4);
         long bad_ffn = activation_forward(l_fch_act, l_fch, BTC * 4, cfg.variant.act, layer_slope(model, l));
+        if (fp16) round_fp16_array(l_fch_act, BTC * 4);
         matmul_forward(l_fcproj, l_fch_act, p.fcprojw + (size_t)l * 4 * C * C, p.fcprojb + l * C, B * T, 4 * C, C);
+        if (fp16) round_fp16_array(l_fcproj, BTC);
         residual_forward(l_residual3, l_residual2, l_fcproj, BTC);
+        if (fp16) round_fp16_array(l_residual3, BTC);
         if (measuring) {
             model->nonfinite_att[l] += bad_att;
             model->nonfinite_ffn[l] += bad_ffn;
@@ -828,6 +882,7 @@ void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int
         layernorm_forward(lnf, a.lnf_mean, a.lnf_rstd, residual, p.lnfw, p.lnfb, B, T, C);
     }
     matmul_forward(a.logits, lnf, p.wte, NULL, B * T, C, Vp);  // tied: the LM head is wte
+    if (fp16) round_fp16_array(a.logits, (size_t)B * T * Vp);
     softmax_forward(a.probs, a.logits, B, T, V, Vp);
     if (targets) {
         crossentropy_forward(a.losses, a.probs, targets, B, T, Vp);
@@ -1079,6 +1134,10 @@ int main(int argc, char** argv) {
     tokenizer_init(&tokenizer, find_tokenizer(cfg.train_pattern).c_str());
     rng_seed(&state.sample_rng, (uint64_t)cfg.seed + 1);
 
+    // --fp16-autocast 1: fp16 rounding in the forward and GradScaler's dynamic loss scale (fp16.h)
+    model.fp16 = cfg.fp16_autocast == 1;
+    LossScaler scaler;
+
     // resume: optimizer, data position and RNGs exactly as they were
     if (resume_step >= 0) {
         std::string path = checkpoint_path(cfg.output_dir, "state", resume_step, ".bin");
@@ -1087,10 +1146,12 @@ int main(int argc, char** argv) {
         read_state_file(path.c_str(), resume_step, &state, model.num_params - model.num_slopes, model.num_slopes,
                         model.m_memory, model.v_memory);
         check_resume_step(plan, state.step, path.c_str());
-        state.scaler.present = 0;  // a CUDA FP16 run's loss scaler: fp32 has none, its checkpoints say so
+        if (!model.fp16) state.scaler.present = 0;  // a loss scale is kept only under --fp16-autocast 1
+        if (state.scaler.present) scaler = LossScaler{state.scaler.scale, state.scaler.clean_steps, state.scaler.overflows};
         dataloader_restore(&train, state.loader);
         printf("resumed from %s (step %d)\n", path.c_str(), state.step);
     }
+    if (model.fp16) printf("fp16 autocast regime: on (dynamic loss scale %g)\n", scaler.scale);
     Logger logger;
     open_output(&logger, cfg, resume_step, model.num_slopes > 0);
     LRSchedule schedule = {cfg.schedule, cfg.lr, cfg.warmup, cfg.final_frac, (int)steps};
@@ -1100,7 +1161,7 @@ int main(int argc, char** argv) {
     printf("threads: %d\n", omp_get_max_threads());
 #endif
 
-    std::vector<float> entropy((size_t)L * NH);
+    std::vector<float> entropy((size_t)L * NH), paper_entropy((size_t)L * NH), paper_nan((size_t)L * NH);
     std::vector<float> diag_cols((size_t)L * DIAG_COLS);
     FILE* diag_file = diag_log_open(cfg.output_dir, cfg.diag_every, resume_step);
     bool params_ok = true;   // false once --on-nan log applied a non-finite update
@@ -1127,6 +1188,7 @@ int main(int argc, char** argv) {
             if (params_ok) {
                 state.step = step;
                 state.loader = train.state;
+                state.scaler = LossScalerRecord{model.fp16 ? 1 : 0, scaler.scale, scaler.good_steps, scaler.skipped};
                 save_checkpoint(&model, cfg.output_dir, state);
                 last_checkpoint = step;
             } else {
@@ -1155,26 +1217,40 @@ int main(int argc, char** argv) {
         gpt2_measurements_reset(&model);
         gpt2_zero_grad(&model);
         double loss_sum = 0.0;
+        float loss_scale = model.fp16 ? scaler.scale : 1.0f;  // a power of 2: exact in fp32 unless it overflows
         for (int micro = 0; micro < grad_accum; micro++) {
             if (!cfg.overfit_single_batch) dataloader_next_batch(&train);
             gpt2_forward(&model, train.inputs, train.targets, B, T);
-            gpt2_backward(&model, 1.0f / grad_accum);
+            gpt2_backward(&model, loss_scale / grad_accum);
             loss_sum += model.mean_loss;
         }
         float loss = (float)(loss_sum / grad_accum);
-        float norm = gpt2_grad_norm(&model);
-        float lr = lr_at(schedule, step);
+        float norm = gpt2_grad_norm(&model) / loss_scale;
+        // fp16 regime: Hugging Face's Trainer steps its LR scheduler only when GradScaler let the
+        // optimizer step run, so the schedule follows the applied updates, not the steps
+        float lr = lr_at(schedule, model.fp16 ? state.adam_t : step);
         long bad_values = 0;
         for (int l = 0; l < L; l++) bad_values += model.nonfinite_att[l] + model.nonfinite_ffn[l];
-        bool finite = std::isfinite(loss) && std::isfinite(norm) && bad_values == 0;
-        if (!finite && report_nonfinite(&logger, cfg, step, L, model.nonfinite_att.data(), model.nonfinite_ffn.data(),
-                                        loss, lr, norm, last_checkpoint)) {
+        bool forward_ok = std::isfinite(loss) && bad_values == 0;
+        bool finite = forward_ok && std::isfinite(norm);
+        // --fp16-autocast: a finite forward whose scaled gradients overflow is GradScaler's skip, not
+        // a NaN-guard event (as the CUDA FP16 build, llmc/guard.cuh)
+        bool overflow = model.fp16 && forward_ok && !finite;
+        if (!finite && !overflow &&
+            report_nonfinite(&logger, cfg, step, L, model.nonfinite_att.data(), model.nonfinite_ffn.data(), loss, lr, norm,
+                             last_checkpoint)) {
             exit_code = EXIT_NONFINITE;  // --on-nan stop: free everything on the way out
             break;
         }
-        if (finite || cfg.on_nan == ON_NAN_LOG) {
+        if (model.fp16 && (finite || overflow || cfg.on_nan == ON_NAN_SKIP)) {
+            loss_scaler_update(&scaler, finite);  // GradScaler: skip and halve, or count towards growth
+            if (!finite) printf("step %d: %s, update skipped, loss scale -> %g\n", step,
+                                overflow ? "scaled gradients overflowed" : "non-finite forward", scaler.scale);
+        }
+        if (finite || (!overflow && cfg.on_nan == ON_NAN_LOG)) {
             state.adam_t++;
-            gpt2_update(&model, lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, state.adam_t, clip_scale(norm, cfg.grad_clip));
+            gpt2_update(&model, lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, state.adam_t,
+                        clip_scale(norm, cfg.grad_clip) / loss_scale);
             if (!finite) params_ok = false;
         } else {
             state.skipped++;
@@ -1186,6 +1262,8 @@ int main(int argc, char** argv) {
         if (log_entropy) {
             gpt2_entropies(&model, entropy.data());
             logger_entropy(&logger, step, L, NH, entropy.data());
+            gpt2_paper_metrics(&model, paper_entropy.data(), paper_nan.data());
+            logger_paper(&logger, step, L, NH, paper_nan.data(), paper_entropy.data());
             if (finite) logger_nonfinite(&logger, step, L, model.nonfinite_att.data(), model.nonfinite_ffn.data());
         }
         logger_slopes(&logger, step, model.num_slopes, L, model.params.slopes);

@@ -171,7 +171,7 @@ struct BackwardScratch {
 
 // Byte offsets of the step's measurements in one device block (copied to pinned memory whole).
 struct StepResultLayout {
-    size_t att_bad, ffn_bad, entropy, slopes, diag, total;
+    size_t att_bad, ffn_bad, entropy, paper, slopes, diag, total;
 };
 
 struct GPT2 {
@@ -213,6 +213,8 @@ struct GPT2 {
     double* d_entropy_sum;          // (L, NH)
     double* d_diag;                 // (L, DIAG_SUMS) diagnostics' sums (llmc/diag.cuh)
     bool want_diag;                 // the next training forwards add to d_diag (--diag-every steps)
+    double* d_paper_sum;            // (2, L, NH): the paper's metrics (entropy.cuh paper_reduce)
+    float* d_paper_partial;         // (L, 2, B, NH, qtiles)
     float* d_slopes_out;            // slopes after the step's update
     float* d_ent_partial;           // (L, B, NH, qtiles)
     double* d_norm_partials;        // NORM_BLOCKS
@@ -278,7 +280,8 @@ void gpt2_allocate(GPT2* model, const GPT2Config& c) {
     lay.att_bad = align8(sizeof(StepHeader));
     lay.ffn_bad = lay.att_bad + L * sizeof(unsigned long long);
     lay.entropy = lay.ffn_bad + L * sizeof(unsigned long long);
-    lay.slopes = lay.entropy + (size_t)L * NH * sizeof(double);
+    lay.paper = lay.entropy + (size_t)L * NH * sizeof(double);
+    lay.slopes = lay.paper + 2 * (size_t)L * NH * sizeof(double);
     lay.diag = align8(lay.slopes + model->num_slopes * sizeof(float));
     lay.total = lay.diag + (size_t)L * DIAG_SUMS * sizeof(double);
     model->d_result = gpt2_alloc<char>(model, lay.total, "step results");
@@ -286,6 +289,7 @@ void gpt2_allocate(GPT2* model, const GPT2Config& c) {
     model->d_att_bad = (unsigned long long*)(model->d_result + lay.att_bad);
     model->d_ffn_bad = (unsigned long long*)(model->d_result + lay.ffn_bad);
     model->d_entropy_sum = (double*)(model->d_result + lay.entropy);
+    model->d_paper_sum = (double*)(model->d_result + lay.paper);
     model->d_slopes_out = (float*)(model->d_result + lay.slopes);
     model->d_diag = (double*)(model->d_result + lay.diag);
     model->want_diag = false;
@@ -298,6 +302,7 @@ void gpt2_allocate(GPT2* model, const GPT2Config& c) {
         cudaCheck(cudaEventCreateWithFlags(&model->tokens_copied[i], cudaEventDisableTiming));
     }
     model->d_ent_partial = NULL;
+    model->d_paper_partial = NULL;
     model->d_norm_partials = gpt2_alloc<double>(model, NORM_BLOCKS, "gradient norm partials");
     model->d_scaler = gpt2_alloc<ScalerState>(model, 1, "loss scaler");
     ScalerState init = {USE_LOSS_SCALER ? SCALER_INIT : 1.0f, 0, 0, 0};
@@ -393,6 +398,7 @@ void gpt2_allocate_activations(GPT2* model, int B, int T) {
     s.colsum = gpt2_alloc<float>(model, colsum_scratch_floats((int)BT, 4 * (int)C), "gradient scratch");
     s.slope = gpt2_alloc<double>(model, activation_scratch_doubles(), "gradient scratch");
     model->d_ent_partial = gpt2_alloc<float>(model, L * B * NH * att_num_qtiles(T), "entropy partials");
+    model->d_paper_partial = gpt2_alloc<float>(model, 2 * L * B * NH * att_num_qtiles(T), "entropy partials");
     size_t token_ints = 5 * BT + 2;
     model->d_tokens = gpt2_alloc<int>(model, token_ints, "tokens");
     for (int i = 0; i < 2; i++) {
@@ -498,7 +504,8 @@ void gpt2_forward(GPT2* model, bool measure, bool entropy, float grad_multiplier
         matmul_forward(l_qkv, l_ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, N, C, 3 * C);
         prof_mark(entropy ? "attention fwd + entropy" : "attention fwd");
         attention_forward(l_atty, l_lse, entropy ? model->d_ent_partial + (size_t)l * B * NH * qtiles : NULL,
-                          measure ? model->d_att_bad + l : NULL, l_qkv, B, T, C, NH);
+                          measure ? model->d_att_bad + l : NULL, l_qkv, B, T, C, NH,
+                          entropy ? model->d_paper_partial + (size_t)l * 2 * B * NH * qtiles : NULL);
         // residual2 = residual + atty Wo^T + bo (the residual is the product's C input)
         prof_mark("matmul fwd: attn proj + residual");
         matmul_forward(l_residual2, l_atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, N, C, C, residual);
@@ -527,6 +534,7 @@ void gpt2_forward(GPT2* model, bool measure, bool entropy, float grad_multiplier
     }
     prof_mark("entropy reduce");
     if (entropy) entropy_reduce(model->d_entropy_sum, model->d_ent_partial, L, B, NH, T);
+    if (entropy) paper_reduce(model->d_paper_sum, model->d_paper_partial, L, B, NH, T);
     floatX* residual = a.residual3 + (L - 1) * BTC;
     floatX* lnf = residual;
     if (cfg.variant.norm != NORM_NONE_ALL) {
@@ -704,6 +712,7 @@ inline const StepHeader* result_header(const GPT2* m, int slot) { return (const 
 inline const unsigned long long* result_att_bad(const GPT2* m, int slot) { return (const unsigned long long*)(m->h_result[slot] + m->layout.att_bad); }
 inline const unsigned long long* result_ffn_bad(const GPT2* m, int slot) { return (const unsigned long long*)(m->h_result[slot] + m->layout.ffn_bad); }
 inline const double* result_entropy(const GPT2* m, int slot) { return (const double*)(m->h_result[slot] + m->layout.entropy); }
+inline const double* result_paper(const GPT2* m, int slot) { return (const double*)(m->h_result[slot] + m->layout.paper); }
 inline const float* result_slopes(const GPT2* m, int slot) { return (const float*)(m->h_result[slot] + m->layout.slopes); }
 inline const double* result_diag(const GPT2* m, int slot) { return (const double*)(m->h_result[slot] + m->layout.diag); }
 
@@ -840,6 +849,11 @@ int main(int argc, char** argv) {
     TrainConfig cfg;
     parse_flags(argc, argv, &cfg);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    // --fp16-autocast: the FP16 build is the paper's fp16 regime (entropy.cuh att_score), the others never
+    if (cfg.fp16_autocast == 1 && !USE_LOSS_SCALER)
+        fail("--fp16-autocast 1 needs the FP16 build (make -f cuda.mk train_gpt2cu PRECISION=FP16); this one is %s", PRECISION_NAME);
+    if (cfg.fp16_autocast == 0 && USE_LOSS_SCALER)
+        fail("--fp16-autocast 0: the FP16 build always rounds as fp16 autocast does; use PRECISION=BF16 or FP32 for another regime");
     cuda_setup();
 
     // the model: a checkpoint to resume, a model file, or a descriptor
@@ -886,7 +900,7 @@ int main(int argc, char** argv) {
     printf("device: %s, %d SMs, precision %s%s\n", g_device_prop.name, g_device_prop.multiProcessorCount, PRECISION_NAME,
            USE_LOSS_SCALER ? " with dynamic loss scaling" : "");
 
-    std::vector<float> entropy((size_t)L * NH);
+    std::vector<float> entropy((size_t)L * NH), paper_entropy((size_t)L * NH), paper_nan((size_t)L * NH);
     std::vector<long> att_bad(L), ffn_bad(L);
     std::vector<float> slopes(model.num_slopes);
     if (cfg.diag_every > 0) diag_check_shape(mc.channels, NH);
@@ -936,6 +950,14 @@ int main(int argc, char** argv) {
         if (ps.log_entropy) {
             result_entropies(&model, slot, (long)B * T * grad_accum, entropy.data());
             logger_entropy(&logger, step, L, NH, entropy.data());
+            // the paper's metrics: entropy with NaN rows as 0 (mean over rows), NaN probabilities of
+            // one micro-batch (T per NaN row, mean over the micro-batches), as the CPU trainer
+            const double* ps_sum = result_paper(&model, slot);
+            for (int i = 0; i < L * NH; i++) {
+                paper_entropy[i] = (float)(ps_sum[i] / ((double)B * T * grad_accum));
+                paper_nan[i] = (float)(ps_sum[L * NH + i] * T / grad_accum);
+            }
+            logger_paper(&logger, step, L, NH, paper_nan.data(), paper_entropy.data());
             if (finite) logger_nonfinite(&logger, step, L, att_bad.data(), ffn_bad.data());
         }
         for (int i = 0; i < model.num_slopes; i++) slopes[i] = result_slopes(&model, slot)[i];
@@ -1001,7 +1023,9 @@ int main(int argc, char** argv) {
         // its outcome fixes AdamW's step count for this one
         int rc = finish_step(pending);
         if (rc >= 0) return rc;
-        float lr = lr_at(schedule, step);
+        // FP16 (the paper's regime): the schedule follows the applied updates, as Hugging Face's
+        // Trainer, which steps its LR scheduler only when GradScaler ran the optimizer step
+        float lr = lr_at(schedule, USE_LOSS_SCALER ? state.adam_t : step);
         StepOptions opt = {lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, cfg.grad_clip, state.adam_t + 1, grad_accum,
                            cfg.on_nan == ON_NAN_LOG};
         gpt2_step_end(&model, opt, slot);

@@ -194,7 +194,13 @@ def materialised_attention(q, k, v, measure):
     q, k, v: (B, NH, T, hd). Returns y (B, NH, T, hd) and, if measure, (entropy (NH,), number of
     non-finite scores, (std, max) of the scores over the causal entries (diag.h's score_std, score_max))."""
     T, hd = q.size(-2), q.size(-1)
-    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hd))     # (B, NH, T, T)
+    scores = q @ k.transpose(-2, -1)                                # (B, NH, T, T)
+    if scores.dtype == torch.float16:
+        # fp16 autocast (--dtype float16), as the paper's GPT-2: q.k^T is fp16 (inf above 65504),
+        # divided by sqrt(hd) held in fp16 (doc/fp16-and-nans.md)
+        scores = scores / torch.full([], math.sqrt(hd), dtype=scores.dtype, device=scores.device)
+    else:
+        scores = scores * (1.0 / math.sqrt(hd))
     causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
     p = F.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)  # masked entries get p = 0
     y = p @ v                                                       # (B, NH, T, hd)
@@ -228,7 +234,9 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.NH, hd).transpose(1, 2)               # (B, NH, T, hd)
         k = k.view(B, T, self.NH, hd).transpose(1, 2)
         v = v.view(B, T, self.NH, hd).transpose(1, 2)
-        if HAVE_SDPA and x.is_cuda and not measure:
+        if HAVE_SDPA and x.is_cuda and not measure and q.dtype != torch.float16:
+            # (not under fp16 autocast: flash attention never forms q.k^T in fp16, so it would hide
+            # the overflow that the paper's regime is about)
             # fast path (flash attention); it never forms the probabilities, so it cannot measure
             y, stats = F.scaled_dot_product_attention(q, k, v, is_causal=True), None
         else:
@@ -257,6 +265,13 @@ class MLP(nn.Module):
         return self.c_proj(f), (nonfinite, torch.stack([hd.pow(2).mean().sqrt(), (hd < 0).double().mean()]))
 
 
+def residual_add(x, y):
+    """x + y. Under fp16 autocast y is fp16, and the paper's GPT-2 adds the skip branch into it in
+    place (`h = attn_out; h += skip`), so its residual stream is fp16 (inf above 65504); we keep that.
+    Under bf16 autocast or in fp32, type promotion keeps the stream fp32."""
+    return (x + y).half() if y.dtype == torch.float16 else x + y
+
+
 class Block(nn.Module):
 
     def __init__(self, cfg):
@@ -273,10 +288,10 @@ class Block(nn.Module):
         resid_rms = x.detach().double().pow(2).mean().sqrt() if measure else None  # diag.h's resid_rms
         a = self.ln_1(x) if self.use_norm else x                    # (B, T, C)
         y, att_stats = self.attn(a, measure)
-        x = x + y
+        x = residual_add(x, y)
         m = self.ln_2(x) if self.use_norm else x
         f, ffn_stats = self.mlp(m, global_slope, measure)
-        x = x + f
+        x = residual_add(x, f)
         if not measure:
             return x, None
         # diag: diag.tsv's columns resid_rms, score_std, score_max, ffn_rms, ffn_neg
@@ -741,8 +756,14 @@ def train(args):
     model.to(device)
     fused = device.type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters
     opt = make_optimizer(model, lr, args.beta1, args.beta2, args.eps, weight_decay, fused=fused)
-    bf16 = args.dtype == "bfloat16"
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    bf16, fp16 = args.dtype == "bfloat16", args.dtype == "float16"
+    if fp16 and device.type != "cuda":
+        raise InputError("--dtype float16 (the paper's fp16 autocast + GradScaler) needs --device cuda")
+    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16 else
+                torch.autocast(device_type="cuda", dtype=torch.float16) if fp16 else nullcontext())
+    # fp16: torch.cuda.amp.GradScaler's defaults (2**16, x2 every 2000 finite steps, /2 on inf/NaN)
+    scaler = torch.cuda.amp.GradScaler() if fp16 else None
+    applied = 0   # fp16: updates the scaler let through (Hugging Face's Trainer steps its LR schedule on those)
     run = torch.compile(model) if args.compile else model
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -790,7 +811,7 @@ def train(args):
 
         t0 = time.perf_counter()
         measure = args.entropy_every > 0 and step % args.entropy_every == 0
-        step_lr = lr_at(step, lr, args.u, steps, args.q, args.k)
+        step_lr = lr_at(applied if fp16 else step, lr, args.u, steps, args.q, args.k)
         for group in opt.param_groups:
             group["lr"] = step_lr
         slopes = model.slope_params()
@@ -804,16 +825,31 @@ def train(args):
             batches.append((x, y))
             with autocast:
                 _, loss, m = run(x, y, measure=measure)
-            (loss / grad_accum).backward()   # mean over the micro-batches
+            if fp16:
+                scaler.scale(loss / grad_accum).backward()
+            else:
+                (loss / grad_accum).backward()   # mean over the micro-batches
             loss_sum += loss.detach().float()
             if measure:
                 measured = m if measured is None else {k: measured[k] + m[k] for k in m}
+        if fp16:
+            scaler.unscale_(opt)
         norm_ = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)  # pre-clip global norm
         train_loss, grad_norm = loss_sum.item() / grad_accum, norm_.item()
         finite = math.isfinite(train_loss) and math.isfinite(grad_norm)
         if not finite and not measure:
             measured = measure_batches(run, batches, autocast)
-        if finite or args.on_nan == "log":
+        if fp16:
+            # GradScaler decides: it skips a step with inf/NaN gradients and halves the scale
+            # (whatever --on-nan says, except stop, below)
+            scale_before = scaler.get_scale()
+            scaler.step(opt)
+            scaler.update()
+            if scaler.get_scale() < scale_before:
+                skipped += 1
+            else:
+                applied += 1
+        elif finite or args.on_nan == "log":
             opt.step()
         elif args.on_nan == "skip":
             skipped += 1
@@ -915,8 +951,8 @@ def make_parser():
                         "or log it and update anyway")
     g = p.add_argument_group("speed (PyTorch 2.x on CUDA)")
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="(default auto)")
-    g.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
-                   help="bfloat16 = autocast (default float32)")
+    g.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                   help="bfloat16 = autocast; float16 = the paper's regime, fp16 autocast + GradScaler (CUDA only) (default float32)")
     g.add_argument("--compile", type=int, nargs="?", const=1, default=0, choices=(0, 1),
                    help="torch.compile the model (default 0)")
     g.add_argument("--bench-skip", type=int, default=3, metavar="N",

@@ -37,7 +37,7 @@ template <int AK>
 __device__ __forceinline__ float act_value(float x, float slope) {
     if (AK == AK_GELU) return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
     if (AK == AK_GELU_TANH) return 0.5f * x * (1.0f + tanhf(GELU_SCALE_F * (x + 0.044715f * x * x * x)));
-    if (AK == AK_RELU) return x > 0.0f ? x : 0.0f;
+    if (AK == AK_RELU) return x < 0.0f ? 0.0f : x;  // NaN stays NaN, as torch.relu
     if (AK == AK_LRELU) return x >= 0.0f ? x : slope * x;
     return x;
 }

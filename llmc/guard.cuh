@@ -10,7 +10,9 @@
 // divided by S in the update. A non-finite gradient norm with a finite forward is an overflow
 // of the scaled gradients, not a NaN-guard event: the update is skipped, S halves and the step
 // is counted as an overflow; after SCALER_GROWTH_INTERVAL clean steps S doubles (as PyTorch's
-// GradScaler: 65536 to start, growth interval 2000). A non-finite forward is a NaN-guard event.
+// GradScaler: 65536 to start, growth interval 2000). A non-finite forward is a NaN-guard event;
+// under --on-nan skip it also halves S (and restarts the growth count), because GradScaler sees
+// its non-finite gradients and backs off whatever their cause (doc/fp16-and-nans.md).
 #pragma once
 
 #include "cuda_common.cuh"
@@ -86,6 +88,10 @@ __global__ void step_finalize_kernel(StepHeader* h, ScalerState* scaler, const d
         finite = forward_ok;
         if (!forward_ok) {
             apply = log_anyway;
+            if (!log_anyway) {
+                scaler->scale = S * 0.5f;
+                scaler->clean_steps = 0;
+            }
         } else if (!norm_ok) {
             overflow = 1;
             apply = 0;

@@ -28,6 +28,11 @@
 #  11. reliability (not in the default STAGES; STAGES=reliability): tests/test_reliability.sh's
 #      hostile inputs (issue 12) against the CUDA trainer (BF16) under compute-sanitizer memcheck
 #      (CUDA API errors and device memory access): every case must end as on the CPU
+#  11. fp16 (fp16_autocast_check): the paper's fp16 regime against PyTorch itself, which runs fp16
+#      autocast and GradScaler only on CUDA: tests/fp16_autocast_check.py (NaN rows of the
+#      hand-made overflow model under torch.autocast float16 where numpy float16 puts them;
+#      GradScaler's scale sequence = the trainers' rule), then train_gpt2.py --dtype float16 and
+#      train_gpt2cu_fp16 on the same short LN-free run in the paper's regime (a few seconds)
 # PyTorch's compilation is warmed in the background while the builds and tests run (its cache
 # makes the timed runs start in seconds); nothing else uses the GPU while anything is timed.
 # Every stage has a time limit and the whole script a deadline; a summary table is printed at
@@ -40,7 +45,7 @@ set -u
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 STEPS=${STEPS:-25}
-STAGES=${STAGES:-"build refs test cross train bench profile labs sanitize cli"}
+STAGES=${STAGES:-"build refs test cross train bench profile labs sanitize cli fp16"}
 DEADLINE=${DEADLINE:-540}
 BENCH_B=${B:-128}
 W=out/gpu_check
@@ -173,6 +178,9 @@ if want refs && [ $TORCH_OK -eq 1 ]; then
     else run refs_hs64 120 env OMP_NUM_THREADS=2 $PYTHON train_gpt2.py --write-debug-states $W/ref64 -e L2H2C128T128V512 -t 128 -b 2 \
         --debug-init-scale 4 --eps 1e-6 --variants ln_gelu,none_relu,none_lrelu-layer,ln_lrelu-global; fi
 fi
+
+# the hand-made fp16 overflow model (tests/fp16_case.py) that test_gpt2cu and stage fp16 read
+[ -f out/fp16case/fp16_case_expected.bin ] || $PYTHON tests/fp16_case.py out/fp16case > $W/fp16case.log 2>&1
 
 if want test; then
     run test_fp32 150 $BIN/test_gpt2cu_fp32 out/ref
@@ -349,6 +357,23 @@ if want sanitize; then
         SUMMARY+=("SKIP sanitize (no compute-sanitizer)")
     fi
 fi
+
+# Stage fp16: the paper's regime against PyTorch's own fp16 autocast and GradScaler (CUDA only),
+# then one short LN-free fixed-slope run in that regime through train_gpt2.py --dtype float16 and
+# through the FP16 build (both must run to the end; their final losses are printed side by side)
+fp16_autocast_check() {
+    run fp16_autocast 90 $PYTHON tests/fp16_autocast_check.py out/fp16case
+    [ -f $W/data/small_train_000000.bin ] || $PYTHON tests/make_shard.py $W/data/small_train_000000.bin 6000 512 --seed 1
+    [ -f $W/data/small_val_000000.bin ] || $PYTHON tests/make_shard.py $W/data/small_val_000000.bin 2000 512 --seed 3
+    local FR=(-e L2H2C64T64V512 -i "$W/data/small_train_*.bin" -j "$W/data/small_val_*.bin" -b 4 -t 64 -x 20 -v 10 -m 2
+              --norm none --act lrelu:0.2 -l 3e-3 -u 2 -k linear -q 0 --entropy-every 5 --on-nan skip)
+    rm -rf $W/fp16_torch $W/fp16_ours
+    run fp16_torch 120 $PYTHON train_gpt2.py "${FR[@]}" --device cuda --dtype float16 -o $W/fp16_torch
+    run fp16_ours 60 $BIN/train_gpt2cu_fp16 "${FR[@]}" -s 0 --fp16-autocast 1 -o $W/fp16_ours
+    echo "fp16 regime, last train losses: PyTorch $(grep trl: $W/fp16_torch/main.log | tail -1), ours $(grep trl: $W/fp16_ours/main.log | tail -1)" \
+        | tee -a $W/fp16_ours.log
+}
+if want fp16 && [ $TORCH_OK -eq 1 ]; then fp16_autocast_check; fi
 
 if want cli; then
     run cli 240 env TRAINER=$BIN/train_gpt2cu_bf16 PYTHON=$PYTHON bash tests/test_cli.sh

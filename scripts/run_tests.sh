@@ -36,6 +36,7 @@ run_suite() {
 }
 
 run_suite "test_gpt2: CPU trainer vs the PyTorch reference" ./test_gpt2 out/ref
+run_suite "test_fp16: the paper's fp16 regime (rounding, NaN rows, GradScaler) vs numpy" ./test_fp16 out/fp16case
 run_suite "tests/test_cli.sh: command line, bad input, resume, NaN guard" env PYTHON="$PYTHON" bash tests/test_cli.sh
 run_suite "tests/test_reliability.sh: hostile input, issue 12's classes 1-7" env PYTHON="$PYTHON" bash tests/test_reliability.sh
 if [ -f dev/data/test_data.sh ]; then
@@ -43,6 +44,8 @@ if [ -f dev/data/test_data.sh ]; then
 fi
 run_suite "tests/test_diag.sh: --diag-every, diag.tsv, the entropic-overload page's commands (small)" \
     env PYTHON="$PYTHON" bash tests/test_diag.sh
+run_suite "dev/data/test_codeparrot.sh: the paper's CodeParrot selection (prepare.sh --codeparrot)" \
+    env PYTHON="$PYTHON" bash dev/data/test_codeparrot.sh
 run_suite "tests/test_cuda_build.sh: the CUDA trainer compiles for sm_90 (no GPU needed)" bash tests/test_cuda_build.sh
 run_suite "tests/test_docs.sh: the tutorials' commands, numbers and links" env PYTHON="$PYTHON" bash tests/test_docs.sh
 run_suite "tests/test_bench_torch_minimal.sh: the minimal PyTorch speed peer on the CPU" \

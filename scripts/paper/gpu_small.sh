@@ -46,12 +46,20 @@ export TRAINER=${TRAINER:-./train_gpt2cu} PYTHON
 if [ "$TRAINER" = ./train_gpt2cu ] && [ ! -x ./train_gpt2cu ]; then
     make -s -f cuda.mk train_gpt2cu PRECISION=BF16 || { echo "gpu_small.sh: error: the CUDA build failed"; exit 1; }
 fi
+# fixed-slopes run in the paper's fp16 regime: the FP16 build (run.sh's PAPER_TRAINER)
+if [[ " $EXPERIMENTS " == *" fixed-slopes "* ]] && [ "${FIXED_REGIME:-paper}" = paper ] && [ ! -x out/bin/train_gpt2cu_fp16 ]; then
+    make -s -f cuda.mk out/bin/train_gpt2cu_fp16 CUDA_BIN=out/bin || { echo "gpu_small.sh: error: the FP16 build failed"; exit 1; }
+fi
 
 # runs committed from earlier sessions (results/<scale>/<experiment>/<tag>/: logs and status, no
 # checkpoints): copied in without overwriting, so run.sh skips the finished ones
 if [ -d results/$SCALE ]; then
     for d in results/$SCALE/*/*/; do
         [ -f "$d/run.info" ] || continue
+        # fixed-slope runs from before the paper's fp16 regime (bf16, --on-nan log) are not copied
+        if [[ $d == */fixed-slopes/* ]] && [ "${FIXED_REGIME:-paper}" = paper ] && ! grep -q '^regime=fp16-autocast$' "$d/run.info"; then
+            continue
+        fi
         dst=$ROOT/${d#results/$SCALE/}
         [ -e "$dst" ] || { mkdir -p "$(dirname "$dst")" && cp -r "$d" "$dst"; }
     done

@@ -184,6 +184,17 @@ class Run:
             self.entropy = np.zeros((0, 0, 0))
         self.slopes = read_tsv(os.path.join(path, "slopes.tsv"), 3)        # step, layer, slope
         self.nonfinite = read_tsv(os.path.join(path, "nonfinite.tsv"), 4)  # step, layer, att, ffn
+        # the paper's metrics (paper.tsv; absent from older runs): (S, L, NH) each at paper_steps
+        pp = read_tsv(os.path.join(path, "paper.tsv"), 5)  # step, layer, head, nan_entries, entropy_nansum
+        self.paper_steps = np.unique(pp[:, 0]).astype(int)
+        self.paper_nan = self.paper_entropy = np.zeros((0, 0, 0))
+        if len(pp):
+            L, NH = int(pp[:, 1].max()) + 1, int(pp[:, 2].max()) + 1
+            s_idx = np.searchsorted(self.paper_steps, pp[:, 0].astype(int))
+            self.paper_nan = np.full((len(self.paper_steps), L, NH), np.nan)
+            self.paper_entropy = np.full((len(self.paper_steps), L, NH), np.nan)
+            self.paper_nan[s_idx, pp[:, 1].astype(int), pp[:, 2].astype(int)] = pp[:, 3]
+            self.paper_entropy[s_idx, pp[:, 1].astype(int), pp[:, 2].astype(int)] = pp[:, 4]
 
     def _int(self, key, default=None):
         try:
@@ -756,16 +767,48 @@ def mark_first_event(axes, r):
     return ax
 
 
+def draw_paper_metrics(plt, ax_nan, ax_ent, r, M, xmax):
+    """The paper's Figure 5 quantities per layer (paper.tsv, the authors' convention): NaN entries
+    of the attention probabilities in one micro-batch, mean over heads (a NaN row counts T), and
+    the mean entropy with torch.nansum (a NaN row counts 0, so collapse and NaN look alike)."""
+    steps = r.paper_steps
+    L = r.paper_nan.shape[1] if r.paper_nan.size else 0
+    for l in range(L):
+        st = layer_style(plt, l, L)
+        kw = dict(color=st["color"], ls=st["ls"], marker=st["marker"], ms=4, mfc="none",
+                  markevery=markevery(len(steps), l, L), lw=1.3, label=f"layer {l}")
+        ax_nan.plot(steps, r.paper_nan[:, l, :].mean(axis=1), **kw)
+        ax_ent.plot(steps, r.paper_entropy[:, l, :].mean(axis=1), **kw)
+    if not L:
+        for a in (ax_nan, ax_ent):
+            a.text(0.5, 0.5, "no paper.tsv (a run from before it was logged)", transform=a.transAxes, ha="center")
+    ax_nan.set_yscale("symlog", linthresh=1)
+    ax_nan.set_ylabel("NaN probabilities per head")
+    ax_ent.axhline(M, color="0.7", lw=3, zorder=0)
+    ax_ent.set_ylim(0, M * 1.1)
+    ax_ent.set_ylabel("mean entropy, NaN rows as 0 (nats)")
+    for a in (ax_nan, ax_ent):
+        a.set_xlim(0, xmax)
+        a.set_xlabel("step")
+        if L:
+            a.legend(fontsize=6, ncol=2, loc="upper left" if a is ax_nan else "lower left")
+
+
 def fig5_fixed_slopes(plt, runs, out):
-    fig, axes = plt.subplots(len(runs), 3, figsize=(17, 3.4 * len(runs) + 0.6), squeeze=False)
+    """Per fixed slope, five panels: ours (non-finite counts, loss and norm, entropy with a NaN row
+    making its layer NaN) and the paper's (NaN probabilities, NaN-ignoring entropy)."""
+    fig, axes = plt.subplots(len(runs), 5, figsize=(27, 3.4 * len(runs) + 0.6), squeeze=False)
     M = max_mean_entropy(runs[0].T)
     for row, r in zip(axes, runs):
         draw_counts(plt, row[0], r)
         draw_loss_norm(row[1], r)
         plot_layer_entropy(plt, row[2], r, M, longest(runs))
         row[2].legend(fontsize=6, ncol=2, loc="lower left")
-        for a, what in zip(row, ("non-finite attention scores / FFN activations", "train loss, gradient norm",
-                                 "per-layer entropy")):
+        draw_paper_metrics(plt, row[3], row[4], r, M, longest(runs))
+        for a, what in zip(row, ("ours: non-finite attention scores / FFN activations", "train loss, gradient norm",
+                                 "ours: per-layer entropy (NaN if a row is)",
+                                 "paper's: NaN attention probabilities (mean over heads)",
+                                 "paper's: per-layer entropy, NaN rows as 0")):
             a.set_xlim(0, longest(runs))
             a.set_title(titled(r, f"{r.name}: {what}", longest(runs)), fontsize=8.5)
         for a in row[:2]:
@@ -773,7 +816,9 @@ def fig5_fixed_slopes(plt, runs, out):
         if mark_first_event(row, r) is None:
             row[0].text(0.6, 0.72, f"no non-finite values in {r.steps_done} steps", transform=row[0].transAxes,
                         ha="center", va="center", bbox=dict(facecolor="white", edgecolor="0.7"))
-    fig.suptitle(f"Figure 5: LN-free with fixed leaky-ReLU slopes (--on-nan {runs[0].info.get('on_nan', 'log')})")
+    regime = "fp16 autocast + loss scaling" if runs[0].info.get("regime") == "fp16-autocast" else "fp32"
+    fig.suptitle(f"Figure 5: LN-free with fixed leaky-ReLU slopes ({regime}, --on-nan {runs[0].info.get('on_nan', 'log')}); "
+                 "columns 1-3 our conventions, 4-5 the paper's")
     fig.tight_layout(rect=(0, 0.03, 1, 0.97))
     return save(fig, out, "fig5_fixed_slopes", runs)
 

@@ -7,7 +7,10 @@
 #   SCALE       full   the paper's recipe: GPT-2 124M (d12), T = 128, 65,536 tokens per step,
 #                      AdamW (0.9, 0.999, 1e-8), weight decay 0.1, LR 1e-3 with a 5% linear
 #                      warm-up then linear decay to 0, clip 1.0, eval every 500 steps on the
-#                      whole validation set, per-head entropy every 100 steps, one epoch
+#                      whole validation set, per-head entropy every 100 steps, and the paper's
+#                      length: the whole number of epochs closest to its ~32K steps (16 on the
+#                      default corpus: 32,592 steps, 1,630 warm-up; 1 on CodeParrot), reshuffled
+#                      every epoch when more than one (doc/fp16-and-nans.md, "The full recipe")
 #               small  one H100/H200: 6 layers, 6 heads, 384 wide, T = 128, 32,768 tokens per
 #                      step, 2,000 steps (65.5M tokens), LR 3e-4 with a 10% warm-up (LN-free
 #                      GPT-2 diverged at 1e-3 with a short warm-up in a small-scale trial)
@@ -17,8 +20,9 @@
 #   EXPERIMENT  main          ln+gelu, ln+relu, none+gelu, none+relu
 #               slopes        LN-free learnable leaky ReLU: one slope per layer, one global slope
 #                             (both start at 0.01, no weight decay on the slopes)
-#               fixed-slopes  LN-free leaky ReLU with fixed slopes 0.01 0.05 0.1 0.2, under
-#                             --on-nan log so non-finite counts are recorded (Figure 5)
+#               fixed-slopes  LN-free leaky ReLU with fixed slopes 0.01 0.05 0.1 0.2 in the paper's
+#                             regime (Figure 5): fp16 autocast rounding with GradScaler loss
+#                             scaling, --fp16-autocast 1 --on-nan skip (doc/fp16-and-nans.md)
 #               all           the three above
 #   --dry-run   print the commands, run nothing
 #
@@ -39,12 +43,19 @@
 #                    bash dev/data/prepare.sh --source jsonl:FILE --name codeparrot, then
 #                    DATA_TRAIN='data/codeparrot_train_*.bin' DATA_VAL='data/codeparrot_val_*.bin'
 #   OUT_ROOT         where the runs go (see above)
-#   STEPS            optimizer steps (full: one epoch of DATA_TRAIN)
+#   STEPS            optimizer steps (full: EPOCHS epochs of DATA_TRAIN)
+#   EPOCHS           full: epochs (default: the whole number closest to PAPER_STEPS, 32000, at
+#                    least 1); more than one adds --shuffle 1
 #   LR, WARMUP_FRAC, WARMUP   peak LR; warm-up as a fraction of STEPS, or WARMUP steps exactly
 #   MODEL, MICRO_B, TOKENS_PER_STEP, SEQ_LEN   model descriptor, -b, -d, -t
 #   EVAL_EVERY, VAL_BATCHES, ENTROPY_EVERY, CKPT_EVERY   -v, -m, --entropy-every, -n
-#   ON_NAN           --on-nan for main and slopes (default stop; `skip` is closest to the paper's
-#                    fp16 runs, which skipped overflowing steps); fixed-slopes always use log
+#   ON_NAN           --on-nan for main and slopes (default stop)
+#   FIXED_REGIME     fixed-slopes: paper (default; --fp16-autocast 1 --on-nan skip: a non-finite
+#                    step is skipped and the loss scale halves, as the authors' fp16 runs) or fp32
+#                    (--on-nan log: fp32 values, non-finite updates applied, the older behaviour)
+#   PAPER_TRAINER    the trainer of paper-regime runs: the CUDA FP16 build on a GPU (default
+#                    out/bin/train_gpt2cu_fp16: make -f cuda.mk out/bin/train_gpt2cu_fp16
+#                    CUDA_BIN=out/bin), else TRAINER
 #   FIXED_SLOPES     the fixed slopes (default "0.01 0.05 0.1 0.2")
 #   ONLY             run only these tags, e.g. ONLY="none-gelu none-relu"
 #   KEEP_CKPT        after a completed run keep the newest checkpoint (last, default for full and
@@ -73,7 +84,7 @@ done
 # d_X: the scale's default for setting X (an environment variable of the same name wins).
 case $SCALE in
     full)
-        d_MODEL=d12; d_MICRO_B=64; d_TOKENS_PER_STEP=65536; d_STEPS=epoch; d_LR=1e-3; d_WARMUP_FRAC=0.05
+        d_MODEL=d12; d_MICRO_B=64; d_TOKENS_PER_STEP=65536; d_STEPS=paper; d_LR=1e-3; d_WARMUP_FRAC=0.05
         d_EVAL_EVERY=500; d_VAL_BATCHES=-1; d_ENTROPY_EVERY=100; d_CKPT_EVERY=2000; d_KEEP_CKPT=last ;;
     small)
         d_MODEL=L6H6C384T128; d_MICRO_B=64; d_TOKENS_PER_STEP=32768; d_STEPS=2000; d_LR=3e-4; d_WARMUP_FRAC=0.10
@@ -97,6 +108,8 @@ CKPT_EVERY=${CKPT_EVERY:-$d_CKPT_EVERY}
 KEEP_CKPT=${KEEP_CKPT:-$d_KEEP_CKPT}
 ON_NAN=${ON_NAN:-stop}
 FIXED_SLOPES=${FIXED_SLOPES:-0.01 0.05 0.1 0.2}
+FIXED_REGIME=${FIXED_REGIME:-paper}
+case $FIXED_REGIME in paper|fp32) ;; *) echo "run.sh: error: FIXED_REGIME must be paper or fp32, got '$FIXED_REGIME'" >&2; exit 1 ;; esac
 ONLY=${ONLY:-}
 EXTRA_FLAGS=${EXTRA_FLAGS:-}
 VERBOSE=${VERBOSE:-0}
@@ -118,6 +131,12 @@ if [ "$DRY" = 0 ] && [ ! -x "$TRAINER" ]; then
 fi
 # a CUDA trainer is any build of train_gpt2cu (./train_gpt2cu, out/bin/train_gpt2cu_bf16, ...)
 case $TRAINER in *gpt2cu*) ON_GPU=1 ;; *) ON_GPU=0 ;; esac
+# the paper's fp16 regime needs the FP16 build of the CUDA trainer (the CPU trainer has it as an option)
+if [ $ON_GPU = 1 ]; then PAPER_TRAINER=${PAPER_TRAINER:-out/bin/train_gpt2cu_fp16}; else PAPER_TRAINER=${PAPER_TRAINER:-$TRAINER}; fi
+if [ "$DRY" = 0 ] && [ "$FIXED_REGIME" = paper ] && [[ " ${EXPERIMENTS[*]} " == *" fixed-slopes "* ]] && [ ! -x "$PAPER_TRAINER" ]; then
+    echo "run.sh: error: the paper's fp16 regime needs '$PAPER_TRAINER': make -f cuda.mk out/bin/train_gpt2cu_fp16 CUDA_BIN=out/bin (or set PAPER_TRAINER)" >&2
+    exit 1
+fi
 if [ $ON_GPU = 1 ]; then
     DEVICE="GPU: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo unknown)"
 else
@@ -151,23 +170,44 @@ epoch_steps() {
     echo $((micro / (TOKENS_PER_STEP / (MICRO_B * SEQ_LEN))))
 }
 if [ "$STEPS" = epoch ]; then STEPS=$(epoch_steps); fi
+# full: the paper's schedule needs its length; a small corpus is repeated (whole epochs)
+SHUFFLE_FLAGS=()
+if [ "$STEPS" = paper ]; then
+    e=$(epoch_steps)
+    [ "$e" -gt 0 ] || { echo "run.sh: error: '$DATA_TRAIN' holds less than one optimizer step" >&2; exit 1; }
+    EPOCHS=${EPOCHS:-$(( (${PAPER_STEPS:-32000} + e / 2) / e ))}
+    [ "$EPOCHS" -ge 1 ] || EPOCHS=1
+    STEPS=$((e * EPOCHS))
+    if [ "$EPOCHS" -gt 1 ]; then SHUFFLE_FLAGS=(--shuffle 1); fi
+fi
 if [ -n "${WARMUP:-}" ]; then WARMUP_STEPS=$WARMUP; else WARMUP_STEPS=$(awk -v f="$WARMUP_FRAC" -v s="$STEPS" 'BEGIN { printf "%d", f * s + 0.5 }'); fi
 
 # The flags every run of this scale shares (README "Command line").
 COMMON=(-i "$DATA_TRAIN" -j "$DATA_VAL" -e "$MODEL" -b "$MICRO_B" -t "$SEQ_LEN" -d "$TOKENS_PER_STEP"
         -x "$STEPS" -l "$LR" -u "$WARMUP_STEPS" -k linear -q 0 -c 0.1
         --beta1 0.9 --beta2 0.999 --eps 1e-8 --grad-clip 1.0
-        -v "$EVAL_EVERY" -m "$VAL_BATCHES" --entropy-every "$ENTROPY_EVERY" -n "$CKPT_EVERY" -s 0 --seed 1337)
+        -v "$EVAL_EVERY" -m "$VAL_BATCHES" --entropy-every "$ENTROPY_EVERY" -n "$CKPT_EVERY" -s 0 --seed 1337
+        ${SHUFFLE_FLAGS[@]+"${SHUFFLE_FLAGS[@]}"})
 
 # ---- one run ----------------------------------------------------------------------------------------
 FAILED_RUNS=()
-run_one() {  # run_one EXPERIMENT TAG NORM ACT ON_NAN
-    local exp=$1 tag=$2 norm=$3 act=$4 on_nan=$5
+run_one() {  # run_one EXPERIMENT TAG NORM ACT ON_NAN [REGIME]   (REGIME: fp32, the default, or fp16-autocast)
+    local exp=$1 tag=$2 norm=$3 act=$4 on_nan=$5 regime=${6:-fp32}
     if [ -n "$ONLY" ] && [[ " $ONLY " != *" $tag "* ]]; then return; fi
-    local dir=$OUT_ROOT/$exp/$tag
+    local dir=$OUT_ROOT/$exp/$tag trainer=$TRAINER regime_flags=()
+    if [ "$regime" = fp16-autocast ]; then trainer=$PAPER_TRAINER; regime_flags=(--fp16-autocast 1); fi
     # shellcheck disable=SC2206  # EXTRA_FLAGS is split on purpose
-    local cmd=("$TRAINER" "${COMMON[@]}" --norm "$norm" --act "$act" --on-nan "$on_nan" -o "$dir" $EXTRA_FLAGS)
+    local cmd=("$trainer" "${COMMON[@]}" --norm "$norm" --act "$act" --on-nan "$on_nan" "${regime_flags[@]}" -o "$dir" $EXTRA_FLAGS)
     if [ "$DRY" = 1 ]; then printf '%q ' "${cmd[@]}"; echo; return; fi
+    # a run made in the other precision regime (run.info without regime= is an fp32 run) is not
+    # this experiment: say so instead of skipping or resuming it
+    local had
+    had=$( { sed -n 's/^regime=//p' "$dir/run.info" 2>/dev/null || true; } | tail -1)
+    if [ -f "$dir/run.info" ] && [ "${had:-fp32}" != "$regime" ]; then
+        echo "== $exp/$tag: error: $dir holds a ${had:-fp32} run, this one is $regime: move it aside to run it"
+        FAILED_RUNS+=("$exp/$tag")
+        return
+    fi
     if [ -f "$dir/status" ] && grep -qE '^(complete|stopped|nonfinite)' "$dir/status"; then
         echo "== $exp/$tag: $(head -1 "$dir/status") (skipped; delete $dir to run it again)"
         return
@@ -188,8 +228,8 @@ run_one() {  # run_one EXPERIMENT TAG NORM ACT ON_NAN
         {
             echo "scale=$SCALE"; echo "experiment=$exp"; echo "tag=$tag"; echo "norm=$norm"; echo "act=$act"
             echo "model=$MODEL"; echo "T=$SEQ_LEN"; echo "micro_batch=$MICRO_B"; echo "tokens_per_step=$TOKENS_PER_STEP"
-            echo "steps=$STEPS"; echo "lr=$LR"; echo "warmup=$WARMUP_STEPS"; echo "on_nan=$on_nan"
-            echo "corpus=$DATA_TRAIN"; echo "trainer=$TRAINER"; echo "device=$DEVICE"; echo "commit=$COMMIT"
+            echo "steps=$STEPS"; echo "epochs=${EPOCHS:-1}"; echo "lr=$LR"; echo "warmup=$WARMUP_STEPS"; echo "on_nan=$on_nan"; echo "regime=$regime"
+            echo "corpus=$DATA_TRAIN"; echo "trainer=$trainer"; echo "device=$DEVICE"; echo "commit=$COMMIT"
             echo "started=$(date -u +%Y-%m-%dT%H:%M:%SZ)"; echo "command=$(printf '%q ' "${cmd[@]}")"
         } > "$dir/run.info"
     fi
@@ -277,7 +317,10 @@ for exp in "${EXPERIMENTS[@]}"; do
             run_one slopes none-lrelu-layer none lrelu-layer "$ON_NAN"
             run_one slopes none-lrelu-global none lrelu-global "$ON_NAN" ;;
         fixed-slopes)
-            for s in $FIXED_SLOPES; do run_one fixed-slopes "none-lrelu-$s" none "lrelu:$s" log; done ;;
+            for s in $FIXED_SLOPES; do
+                if [ "$FIXED_REGIME" = paper ]; then run_one fixed-slopes "none-lrelu-$s" none "lrelu:$s" skip fp16-autocast
+                else run_one fixed-slopes "none-lrelu-$s" none "lrelu:$s" log; fi
+            done ;;
     esac
 done
 if [ "$DRY" = 1 ]; then exit 0; fi

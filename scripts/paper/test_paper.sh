@@ -61,7 +61,11 @@ logs_ok() {
 }
 check "each run logged the final validation, entropy at 4 steps, and run.info" logs_ok
 check "learnable-slope runs log slopes.tsv" test -s "$ROOT/slopes/none-lrelu-layer/slopes.tsv" -a -s "$ROOT/slopes/none-lrelu-global/slopes.tsv"
-check "fixed-slope runs use --on-nan log" grep -q -- '--on-nan log' "$ROOT/fixed-slopes/none-lrelu-0.2/run.info"
+fixed_regime() { grep -q -- '--on-nan skip --fp16-autocast 1 ' "$1" && grep -q '^regime=fp16-autocast$' "$1"; }
+check "fixed-slope runs in the paper's fp16 regime (--on-nan skip --fp16-autocast 1, run.info regime=)" \
+    fixed_regime "$ROOT/fixed-slopes/none-lrelu-0.2/run.info"
+check "... and log the paper's metrics (paper.tsv: 4 steps x 2 layers x 2 heads)" \
+    test "$(grep -vc '^step' "$ROOT/fixed-slopes/none-lrelu-0.2/paper.tsv")" = 16
 check "tiny keeps no checkpoints" test -z "$(find "$ROOT" -name 'model_*.bin' -o -name 'state_*.bin')"
 
 sum_before=$(cat "$ROOT"/*/*/main.log | md5sum)
@@ -119,11 +123,48 @@ cp -r "$ROOT/main/ln-gelu" "$ROOT/main/none-relu" "$F/main/"
 cp -r "$ROOT/fixed-slopes/none-lrelu-0.01" "$F/fixed-slopes/"
 env "${SHORT[@]}" OUT_ROOT=$F LR=50 ONLY=none-gelu bash scripts/paper/run.sh tiny main > "$W/fail_stop.log" 2>&1
 check "LR 50 under --on-nan stop: run.sh exits 0, status stopped" test $? -eq 0 -a "$(cut -d' ' -f1 "$F/main/none-gelu/status")" = stopped
-env "${SHORT[@]}" OUT_ROOT=$F LR=50 FIXED_SLOPES=0.2 bash scripts/paper/run.sh tiny fixed-slopes > "$W/fail_log.log" 2>&1
+env "${SHORT[@]}" OUT_ROOT=$F LR=50 FIXED_SLOPES=0.2 FIXED_REGIME=fp32 bash scripts/paper/run.sh tiny fixed-slopes > "$W/fail_log.log" 2>&1
 D=$F/fixed-slopes/none-lrelu-0.2
 check "LR 50 under --on-nan log: the trainer ran all 12 steps (exit 0) with NaN losses" \
     test $? -eq 0 -a -n "$(grep -m1 'trl:nan' "$D/main.log")" -a -n "$(grep '^s:12 tel:' "$D/main.log")"
 check "... and run.sh's status says nonfinite, not complete" grep -q '^nonfinite wall_s=.* non-finite values in [0-9]* steps' "$D/status"
+# the paper's regime at LR 50: steps overflow fp16, GradScaler skips them and halves the scale;
+# the parameters stay finite (the final checkpoint is written) while the overflows go on being
+# counted, and the LR schedule stands still (it follows applied updates, as Hugging Face's Trainer)
+P=$W/paper_regime
+rm -rf "$P"
+env "${SHORT[@]}" OUT_ROOT=$P LR=50 FIXED_SLOPES=0.2 KEEP_CKPT=last bash scripts/paper/run.sh tiny fixed-slopes > "$W/fail_paper.log" 2>&1
+rc=$?
+D=$P/fixed-slopes/none-lrelu-0.2
+check "LR 50 in the paper's regime: exit 0, status complete with skipped steps" \
+    test $rc -eq 0 -a -n "$(grep -E '^complete .*skipped=[1-9]' "$D/status")"
+check "... the loss scale halves at the first skipped step (train.out)" grep -q 'update skipped, loss scale -> 32768$' "$D/train.out"
+paper_regime_ok() {
+    $PYTHON - "$D" <<'EOF'
+import math, sys
+d = sys.argv[1]
+import numpy as np
+params = np.fromfile(d + "/model_00000012.bin", dtype=np.float32)[256:]
+rows = [l.split("\t") for l in open(d + "/paper.tsv")][1:]
+nan_steps = sorted({int(r[0]) for r in rows if float(r[3]) > 0})
+lrs = {l.split("|")[2].split()[1] for l in open(d + "/train.out") if l.startswith("step ") and "| skipped" in l}
+ok = params.size > 0 and bool(np.isfinite(params).all()) and len(nan_steps) >= 2 and len(lrs) == 1
+print(f"     {params.size} parameters, all finite: {bool(np.isfinite(params).all())}; steps with NaN probabilities"
+      f" (paper.tsv): {nan_steps}; LR of the skipped steps: {sorted(lrs)}")
+sys.exit(0 if ok else 1)
+EOF
+}
+check "... the final parameters are finite, NaN probabilities logged at 2+ steps, the LR stands still" paper_regime_ok
+# the loss scale is part of the checkpoint: a resume from step 3 goes on as the uninterrupted run
+RS=(-i "$DATA_TRAIN" -e L2H2C64T128 --norm none --act lrelu:0.2 -b 2 -t 64 -x 6 -l 0.5 -v 0 -s 0 --entropy-every 2
+    --fp16-autocast 1 --on-nan skip)
+"${TRAINER:-./train_gpt2}" "${RS[@]}" -o "$P/whole" > "$P/whole.txt" 2>&1
+"${TRAINER:-./train_gpt2}" "${RS[@]}" -n 3 -o "$P/cut" > "$P/cut1.txt" 2>&1
+rm -f "$P/cut/DONE_00000006"
+"${TRAINER:-./train_gpt2}" "${RS[@]}" -n 3 -y 1 -o "$P/cut" > "$P/cut2.txt" 2>&1
+resume_same() { for f in main.log paper.tsv nonfinite.tsv entropy.tsv; do cmp -s "$P/whole/$f" "$P/cut/$f" || return 1; done; }
+check "paper regime: a resume restores the loss scale ($(grep -m1 -o 'dynamic loss scale [0-9]*' "$P/cut2.txt")), logs identical" \
+    resume_same
 # a run killed (TERM to run.sh, which stops the trainer) once a few steps are logged: no status
 env "${SHORT[@]}" OUT_ROOT=$F ONLY=ln-relu bash scripts/paper/run.sh tiny main > "$W/fail_kill.log" 2>&1 &
 kpid=$!
@@ -204,24 +245,33 @@ $PYTHON tests/make_shard.py "$W/fake/fake_train_000001.bin" 300001 50257 --seed 
 $PYTHON tests/make_shard.py "$W/fake/fake_val_000000.bin" 20000 50257 --seed 3
 DATA_TRAIN="$W/fake/fake_train_*.bin" DATA_VAL="$W/fake/fake_val_*.bin" TRAINER=./train_gpt2cu \
     bash scripts/paper/run.sh --dry-run full all > "$W/dry.log" 2>&1
-check "the dry run prints 10 commands" test "$(grep -c '^./train_gpt2cu ' "$W/dry.log")" = 10
+check "the dry run prints 10 commands: 6 for ./train_gpt2cu, 4 (fixed slopes) for the FP16 build" \
+    test "$(grep -c '^./train_gpt2cu ' "$W/dry.log")" = 6 -a "$(grep -c '^out/bin/train_gpt2cu_fp16 ' "$W/dry.log")" = 4
 # one epoch: per shard (N-1)//128 sequences // 64, then // 8 micro-batches per step
 epoch=$($PYTHON -c "
 import struct, glob
 micro = sum(((struct.unpack('<3i', open(f, 'rb').read(12))[2] - 1) // 128) // 64 for f in glob.glob('$W/fake/fake_train_*.bin'))
 print(micro // 8)")
-warm=$($PYTHON -c "print(int($epoch * 0.05 + 0.5))")
+# the paper's length: the whole number of epochs closest to 32,000 steps
+steps=$($PYTHON -c "print($epoch * max(1, (32000 + $epoch // 2) // $epoch))")
+warm=$($PYTHON -c "print(int($steps * 0.05 + 0.5))")
 recipe_ok() {
     local line
     line=$(grep -m1 '^./train_gpt2cu ' "$W/dry.log")
-    for f in "-e d12 " "-b 64 " "-t 128 " "-d 65536 " "-x $epoch " "-l 1e-3 " "-u $warm " "-k linear " "-q 0 " "-c 0.1 " \
-             "--beta1 0.9 " "--beta2 0.999 " "--eps 1e-8 " "--grad-clip 1.0 " "-v 500 " "-m -1 " "--entropy-every 100 "; do
+    for f in "-e d12 " "-b 64 " "-t 128 " "-d 65536 " "-x $steps " "-l 1e-3 " "-u $warm " "-k linear " "-q 0 " "-c 0.1 " \
+             "--beta1 0.9 " "--beta2 0.999 " "--eps 1e-8 " "--grad-clip 1.0 " "-v 500 " "-m -1 " "--entropy-every 100 " \
+             "--shuffle 1 "; do
         [[ "$line " == *" $f"* ]] || { echo "     missing '$f' in: $line"; return 1; }
     done
 }
-check "full: the paper's recipe, one epoch ($epoch steps), 5% warm-up ($warm steps)" recipe_ok
+check "full: the paper's recipe and length, whole epochs of $epoch steps closest to 32K ($steps), 5% warm-up ($warm), reshuffled" recipe_ok
+DATA_TRAIN="$W/fake/fake_train_*.bin" DATA_VAL="$W/fake/fake_val_*.bin" TRAINER=./train_gpt2cu EPOCHS=1 \
+    bash scripts/paper/run.sh --dry-run full main > "$W/dry1.log" 2>&1
+check "full with EPOCHS=1: one epoch ($epoch steps), no reshuffling" \
+    test -n "$(grep -m1 -- "-x $epoch " "$W/dry1.log")" -a -z "$(grep -- '--shuffle' "$W/dry1.log")"
 check "full: the output goes to out/paper-full-fake/ for a non-default corpus" grep -q -- "-o out/paper-full-fake/main/ln-gelu" "$W/dry.log"
-check "fixed slopes 0.01 0.05 0.1 0.2 under --on-nan log" test "$(grep -cE -- '--act lrelu:0\.(01|05|1|2) --on-nan log' "$W/dry.log")" = 4
+check "fixed slopes 0.01 0.05 0.1 0.2 in the paper's regime" \
+    test "$(grep -cE -- '--act lrelu:0\.(01|05|1|2) --on-nan skip --fp16-autocast 1 ' "$W/dry.log")" = 4
 check "learnable slopes: lrelu-layer and lrelu-global, LN-free" test "$(grep -cE -- '--norm none --act lrelu-(layer|global) ' "$W/dry.log")" = 2
 bash scripts/paper/run.sh tiny nonsense > /dev/null 2>&1
 check "an unknown experiment is an error" test $? -eq 1

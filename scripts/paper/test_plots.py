@@ -200,7 +200,11 @@ def test_figures(runs, states):
           and all(l.get_zorder() > m_line[0].get_zorder() for l in layer_lines))
 
     fig = plots.fig5_fixed_slopes(plt, runs["fixed-slopes"], out)
-    row = fig.axes[3:6]  # the 0.2 run: first non-finite in layer 1's attention scores at step 7
+    row = fig.axes[5:10]  # the 0.2 run: first non-finite in layer 1's attention scores at step 7
+    titles = [a.get_title() for a in row]
+    check("fig5: five panels per run, each saying whose convention it draws (ours / paper's)",
+          len(fig.axes) % 5 == 0 and all(("ours:" in t) or ("paper's:" in t) or ("loss" in t) for t in titles)
+          and sum("paper's:" in t for t in titles) == 2 and "columns 1-3 our conventions, 4-5 the paper's" in fig._suptitle.get_text())
     notes = [t.get_text() for t in row[0].texts if "first non-finite" in t.get_text()]
     check("fig5: the first non-finite value marked on the counts panel: step 7, layer 1 attention scores",
           len(notes) == 1 and "step 7" in notes[0] and "layer 1 attention scores" in notes[0])
@@ -212,7 +216,7 @@ def test_figures(runs, states):
           len(strip) == 2 and len({l.get_ydata()[0] for l in strip}) == 2 and all(l.get_ydata()[0] > 0.9 for l in strip)
           and math.isnan(curves[0].get_ydata()[-1]))
     fig = plots.fig5_fixed_slopes(plt, states["fixed-slopes"], out)
-    notes = [t.get_text() for t in fig.axes[4].texts if "first non-finite" in t.get_text()]
+    notes = [t.get_text() for t in fig.axes[6].texts if "first non-finite" in t.get_text()]
     check("fig5: a loss-first divergence marked on the loss panel (step 8)", len(notes) == 1 and "step 8,\nthe loss" in notes[0])
 
 
