@@ -4,7 +4,7 @@ train_gpt2.py: the PyTorch reference for normfree-gpt2.
 normfree-gpt2 is a minimal llm.c-style GPT-2 trainer that reproduces "ReLU's Revival: On the
 Entropic Overload in Normalization-Free LLMs" (Jha & Reagen, 2024): GPT-2 with and without
 LayerNorm, with GELU, ReLU, leaky ReLU (fixed or learnable slope) or no activation, and the
-per-head attention entropy the paper measures. README.md ("File formats") is the contract
+per-head attention entropy the paper measures. doc/reference.md ("File formats") is the contract
 shared with the C++ trainers; this file follows it.
 
 This file does two jobs:
@@ -69,7 +69,7 @@ def bits_f32(i):
 
 
 # -----------------------------------------------------------------------------
-# Variants (README "The model and its variants"): the --norm and --act values and their codes in the model file
+# Variants (doc/reference.md, "The model and its variants"): the --norm and --act values and their codes in the model file
 
 NORMS = {"ln": 1, "none": 2, "none-all": 3}
 ACTS = {"gelu": 1, "gelu-tanh": 2, "relu": 3, "lrelu": 4,
@@ -541,7 +541,7 @@ def lr_at(step, lr, warmup, steps, final_frac, schedule):
 
 
 # -----------------------------------------------------------------------------
-# Debug states (README "File formats")
+# Debug states (doc/reference.md, "File formats")
 
 def write_debug_state(path, x, y, logits, loss, grads, entropy, losses, norms, hp, diag):
     """x, y: (B, T); logits: (B, T, V); grads: flat_values(grads=True); entropy: (L, NH);
@@ -627,7 +627,7 @@ def write_debug_states(args):
 
 
 # -----------------------------------------------------------------------------
-# Data: llm.c's token shards (README "File formats")
+# Data: llm.c's token shards (doc/reference.md, "File formats")
 
 def shard_size(path):
     """Validate a shard's header and size; return its number of tokens."""
@@ -777,7 +777,7 @@ def train(args):
           f"train batches/epoch={train_loader.num_batches()} lr={lr:g} warmup={args.u} "
           f"final={args.q:g} schedule={args.k} wd={weight_decay:g}")
 
-    # ---- logs (README "What a run writes")
+    # ---- logs (doc/reference.md, "What a run writes")
     logs = {}
     if args.o:
         os.makedirs(args.o, exist_ok=True)

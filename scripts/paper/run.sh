@@ -182,7 +182,7 @@ if [ "$STEPS" = paper ]; then
 fi
 if [ -n "${WARMUP:-}" ]; then WARMUP_STEPS=$WARMUP; else WARMUP_STEPS=$(awk -v f="$WARMUP_FRAC" -v s="$STEPS" 'BEGIN { printf "%d", f * s + 0.5 }'); fi
 
-# The flags every run of this scale shares (README "Command line").
+# The flags every run of this scale shares (doc/reference.md, "Command line").
 COMMON=(-i "$DATA_TRAIN" -j "$DATA_VAL" -e "$MODEL" -b "$MICRO_B" -t "$SEQ_LEN" -d "$TOKENS_PER_STEP"
         -x "$STEPS" -l "$LR" -u "$WARMUP_STEPS" -k linear -q 0 -c 0.1
         --beta1 0.9 --beta2 0.999 --eps 1e-8 --grad-clip 1.0
