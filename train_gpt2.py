@@ -410,7 +410,7 @@ def parse_descriptor(spec):
 
 
 # -----------------------------------------------------------------------------
-# Model files (llm.c's format, README "File formats")
+# Model files (llm.c's format, doc/reference.md, "File formats")
 
 def flat_values(model, grads=False):
     """Everything the model file stores after its header, as one fp32 array: the parameters in

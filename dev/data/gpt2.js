@@ -79,7 +79,7 @@ function tokenBytesTable() {
   return table;
 }
 
-// llm.c's gpt2_tokenizer.bin (README.md, "File formats"): 256 int32 header
+// llm.c's gpt2_tokenizer.bin (doc/reference.md, "File formats"): 256 int32 header
 // [20240328, 2, vocab size, EOT id], then per token one length byte and its raw bytes.
 function tokenizerBin() {
   const header = Buffer.alloc(256 * 4);

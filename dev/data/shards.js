@@ -1,4 +1,4 @@
-// shards.js: llm.c token shards (README.md, "File formats"): 256 int32 header
+// shards.js: llm.c token shards (doc/reference.md, "File formats"): 256 int32 header
 // [20240520, 1, N], then N uint16 tokens; file size exactly 1024 + 2N.
 'use strict';
 const fs = require('fs');
