@@ -17,14 +17,19 @@
 #define EXIT_BAD_INPUT 1   // usage error, bad flag value, missing/corrupt file, shapes that do not fit
 #define EXIT_NONFINITE 3   // training stopped on a non-finite value under --on-nan stop
 
+// Under MPI, multiproc.h points this at a function that prints the message and aborts every
+// rank (MPI_Abort), so that an error on one rank leaves no other rank waiting in a collective.
+inline void (*fail_hook)(const char* message, int exit_code) = NULL;
+
 // Prints "error: <message>" as one line on stderr and exits with EXIT_BAD_INPUT.
 [[noreturn]] __attribute__((format(printf, 1, 2))) inline void fail(const char* fmt, ...) {
+    char message[2048];
     va_list args;
     va_start(args, fmt);
-    fputs("error: ", stderr);
-    vfprintf(stderr, fmt, args);
-    fputc('\n', stderr);
+    vsnprintf(message, sizeof(message), fmt, args);
     va_end(args);
+    if (fail_hook) fail_hook(message, EXIT_BAD_INPUT);
+    fprintf(stderr, "error: %s\n", message);
     fflush(stdout);
     exit(EXIT_BAD_INPUT);
 }
