@@ -61,6 +61,7 @@ $(REF_DIR)/.stamp: train_gpt2.py
 	touch $@
 
 test: deps train_gpt2 test_gpt2 out/bin/train_gpt2_blas refs
+	@if command -v mpicxx >/dev/null; then $(MAKE) --no-print-directory out/bin/train_gpt2_mpi; fi
 	PYTHON=$(PYTHON) bash scripts/run_tests.sh
 
 # The CUDA trainer and its test (train_gpt2cu, test_gpt2cu, PRECISION=BF16|FP32|FP16): cuda.mk

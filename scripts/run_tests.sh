@@ -35,6 +35,7 @@ run_suite "tests/test_cli.sh: command line, bad input, resume, NaN guard" env PY
 if [ -f dev/data/test_data.sh ]; then
     run_suite "dev/data/test_data.sh: corpus preparation (sample mode)" bash dev/data/test_data.sh
 fi
+command -v mpirun >/dev/null && run_suite "tests/test_mpi.sh: data-parallel CPU training, 1-3 ranks under mpirun" bash tests/test_mpi.sh
 run_suite "tests/test_cuda_build.sh: the CUDA trainer compiles for sm_90 (no GPU needed)" bash tests/test_cuda_build.sh
 run_suite "tests/test_bench_torch_minimal.sh: the minimal PyTorch speed peer on the CPU" \
     env PYTHON="$PYTHON" bash tests/test_bench_torch_minimal.sh

@@ -18,6 +18,11 @@ TRAINER=${TRAINER:-out/bin/train_gpt2_mpi}
 PLAIN=${PLAIN:-./train_gpt2}
 W=out/test_mpi
 source tests/test_lib.sh
+if [ ! -x $TRAINER ]; then
+    bad "$TRAINER is missing: make out/bin/train_gpt2_mpi (needs libopenmpi-dev)"
+    test_summary
+    exit
+fi
 export OMP_NUM_THREADS=1  # up to 3 ranks share 2 cores; the results do not depend on threads
 MPIRUN=(mpirun --oversubscribe --allow-run-as-root --bind-to none)
 ROOT=$(pwd)
