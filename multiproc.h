@@ -8,11 +8,12 @@
 // refused with an error naming USE_MPI=1, instead of N copies training the same thing.
 //
 // The ZeRO-1 split: P values (parameters, gradients, AdamW moments) are cut into `size`
-// contiguous slices, slice r = [P*r/size, P*(r+1)/size). Rank r reduces (sums) the gradients of
+// contiguous slices (mp_slice). Rank r reduces (sums) the gradients of
 // its slice only, updates only its slice of the weights and moments, then every rank gathers
 // every slice of the weights. mp_slice() is the one place this split is defined.
 #pragma once
 
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -37,10 +38,19 @@ inline int mp_rank() { return g_mp.rank; }
 inline int mp_size() { return g_mp.size; }
 inline bool mp_is_root() { return g_mp.rank == 0; }
 
-// The ZeRO-1 slice [*lo, *hi) of n values that `rank` owns.
+// Values per rank in the ZeRO-1 split of n values: n / size rounded up to a multiple of 32, so
+// that every slice starts 128-byte aligned (vector loads on the GPU).
+inline size_t mp_shard_size(size_t n, int size) {
+    size_t per_rank = (n + size - 1) / size;
+    return (per_rank + 31) / 32 * 32;
+}
+
+// The ZeRO-1 slice [*lo, *hi) of n values that `rank` owns: [rank * shard, (rank + 1) * shard)
+// cut at n (the last slices may be short or empty).
 inline void mp_slice(size_t n, int rank, int size, size_t* lo, size_t* hi) {
-    *lo = (size_t)((unsigned __int128)n * rank / size);
-    *hi = (size_t)((unsigned __int128)n * (rank + 1) / size);
+    size_t shard = mp_shard_size(n, size);
+    *lo = std::min(n, (size_t)rank * shard);
+    *hi = std::min(n, *lo + shard);
 }
 
 // The number of processes a launcher started, from the variables mpirun (Open MPI, MPICH) and
@@ -94,7 +104,11 @@ inline void mp_finalize_at_exit() {
 
 // Starts MPI (when built with it) and sets g_mp. Ranks other than 0 print nothing on stdout:
 // the console shows one run, rank 0's; their errors still reach stderr.
+// A second call does nothing (test_gpt2cu reaches it through cuda_setup()).
 inline void mp_init(int* argc, char*** argv) {
+    static bool started = false;
+    if (started) return;
+    started = true;
 #ifdef USE_MPI
     mpiCheck(MPI_Init(argc, argv));
     mpiCheck(MPI_Comm_rank(MPI_COMM_WORLD, &g_mp.rank));
