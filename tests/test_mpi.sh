@@ -127,6 +127,13 @@ LOCAL=(-i "data/train_*.bin" -j "data/val_*.bin" -t 16 -v 5 -m 3 -s 0 "${FREE[@]
 expect_fault "bad data file on rank 1 only ends both ranks" 1 "rank 1 of 2: .*train_000001.bin.*truncated" 10 \
     "${MPIRUN[@]}" -np 1 -wdir $W/node_a $ROOT/$TRAINER "${LOCAL[@]}" : -np 1 -wdir $W/node_b $ROOT/$TRAINER "${LOCAL[@]}"
 check "the run's checkpoints are untouched by the failed launch" test "$before" = "$(checkpoint_sums bad_run)"
+# valid but different data on rank 1 (a node with other files): refused before training
+mkdir -p $W/node_c/data
+cp $W/train_000000.bin $W/val_000000.bin $W/node_c/data/
+$PYTHON tests/make_shard.py $W/node_c/data/train_000001.bin 1500 512 --seed 9
+expect_fault "other training files on rank 1 are refused" 1 "the ranks disagree on the training data's batches per epoch" 10 \
+    "${MPIRUN[@]}" -np 1 -wdir $W/node_a $ROOT/$TRAINER "${LOCAL[@]}" -y 0 -e $ROOT/$W/model_free.bin -o $ROOT/$W/disagree : \
+    -np 1 -wdir $W/node_c $ROOT/$TRAINER "${LOCAL[@]}" -y 0 -e $ROOT/$W/model_free.bin -o $ROOT/$W/disagree
 expect_fault "the same bad flag on every rank prints one error line" 1 "unknown flag '-z'" 10 \
     "${MPIRUN[@]}" -np 3 $TRAINER "${DATA[@]}" "${FREE[@]}" -b 2 -z 1
 expect_fault "a missing file on every rank prints one error line" 1 "no token files match -i" 10 \

@@ -14,5 +14,5 @@ case $PROG in
     train_gpt2cu) SRC=$OUT/src/train_gpt2.cu ;;
     *) echo "unknown program $PROG" >&2; exit 1 ;;
 esac
-OMPI_CXX=${CXX:-g++} mpicxx -O1 -std=c++20 -w -I dev/cuda/emu/include -DUSE_MPI -DENABLE_$PREC -x c++ $SRC -o $OUT/$PROG
+OMPI_CXX=${CXX:-g++} mpicxx -O1 -std=c++20 -w -I dev/cuda/emu/include -DUSE_MPI -DEMU_DEVICE_COUNT=$NP -DENABLE_$PREC -x c++ $SRC -o $OUT/$PROG
 exec mpirun --oversubscribe --allow-run-as-root --bind-to none -np "$NP" $OUT/$PROG "$@"
