@@ -12,7 +12,8 @@ Vp padded vocab.
 
 Build: `make train_gpt2` (plain C++ loops; the matrix products in a small blocked GEMM,
 gemm_acc) or `make train_gpt2 USE_BLAS=1` (gemm_acc calls OpenBLAS's cblas_sgemm). With
-`USE_MPI=1`, `mpirun -np N ./train_gpt2` trains data-parallel (multiproc.h, doc/multi-gpu.md). `#define TESTING` before including this file leaves out main().
+`USE_MPI=1`, `mpirun -np N ./train_gpt2` trains data-parallel (multiproc.h, doc/multi-gpu.md).
+`#define TESTING` before including this file leaves out main().
 */
 #include <algorithm>
 #include <cfloat>
