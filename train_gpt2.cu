@@ -85,7 +85,9 @@ void cuda_setup() {
         exit(1);
     }
     mp_init(NULL, NULL);  // USE_MPI: MPI_Init unless main() did; one process per GPU of its node
-    int device = g_mp.local_rank;
+    // GPU number = rank on the node; a process that sees one GPU (a launcher that binds one GPU
+    // per task, e.g. srun --gpus-per-task=1) takes it
+    int device = count == 1 ? 0 : g_mp.local_rank;
     if (device >= count)
         fail("rank %d is process %d on its node, but the node has %d GPU(s): start at most one process per GPU",
              g_mp.rank, device, count);
