@@ -54,13 +54,17 @@ inline void mp_slice(size_t n, int rank, int size, size_t* lo, size_t* hi) {
 }
 
 // The number of processes a launcher started, from the variables mpirun (Open MPI, MPICH) and
-// Slurm's srun set; 1 when none is set.
+// Slurm's srun set; 1 when none is set. Slurm's count is trusted only inside a job step that srun
+// started (a numeric SLURM_STEP_ID), not in a batch script, which may run one process of many
+// tasks' allocation.
 inline long launcher_process_count() {
-    const char* names[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS"};
-    for (const char* name : names) {
-        long n;
+    const char* names[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE"};
+    long n, step;
+    for (const char* name : names)
         if (parse_int(getenv(name), &n) && n > 1) return n;
-    }
+    if (parse_int(getenv("SLURM_STEP_ID"), &step) && step >= 0 && step < 0xFFFFFFF0L &&
+        parse_int(getenv("SLURM_STEP_NUM_TASKS"), &n) && n > 1)
+        return n;
     return 1;
 }
 
