@@ -20,9 +20,17 @@ ifeq ($(USE_BLAS),1)
   CFLAGS += $(BLAS_CFLAGS)
   LDLIBS += $(BLAS_LDLIBS)
 endif
+# USE_MPI=1: data-parallel training under mpirun (apt-get install libopenmpi-dev openmpi-bin);
+# see doc/multi-gpu.md. The flags come from Open MPI's compiler wrapper, asked only when needed.
+MPI_CFLAGS = -DUSE_MPI $(shell mpicxx --showme:compile 2>/dev/null)
+MPI_LDLIBS = $(shell mpicxx --showme:link 2>/dev/null)
+ifeq ($(USE_MPI),1)
+  CFLAGS += $(MPI_CFLAGS)
+  LDLIBS += $(MPI_LDLIBS)
+endif
 
 HEADERS = common.h config.h model_file.h flags.h dataloader.h schedulers.h logger.h checkpoint.h rng.h tokenizer.h \
-          train_common.h debug_state.h diag.h test_util.h fp16.h
+          train_common.h debug_state.h diag.h test_util.h fp16.h multiproc.h
 
 .PHONY: all test clean refs deps data data-sample quickstart bench-cpu paper-tiny fuzz fuzz-build test-sanitize ci
 
@@ -35,6 +43,12 @@ train_gpt2: train_gpt2.cpp $(HEADERS)
 out/bin/train_gpt2_blas: train_gpt2.cpp $(HEADERS)
 	@mkdir -p out/bin
 	$(CXX) $(CFLAGS) $(BLAS_CFLAGS) $< -o $@ $(LDLIBS) $(BLAS_LDLIBS)
+
+# The MPI build under its own name, for tests/test_mpi.sh (same loops as ./train_gpt2, so that one
+# rank of it matches the plain build bit for bit)
+out/bin/train_gpt2_mpi: train_gpt2.cpp $(HEADERS)
+	@mkdir -p out/bin
+	$(CXX) $(CFLAGS) $(MPI_CFLAGS) $< -o $@ $(LDLIBS) $(MPI_LDLIBS)
 
 test_gpt2: test_gpt2.cpp train_gpt2.cpp $(HEADERS)
 	$(CXX) $(CFLAGS) $< -o $@ $(LDLIBS)
@@ -55,6 +69,7 @@ $(REF_DIR)/.stamp: train_gpt2.py
 	touch $@
 
 test: deps train_gpt2 test_gpt2 test_fp16 $(FP16_CASE) out/bin/train_gpt2_blas refs
+	@if command -v mpicxx >/dev/null; then $(MAKE) --no-print-directory out/bin/train_gpt2_mpi; fi
 	PYTHON=$(PYTHON) bash scripts/run_tests.sh
 
 # Reliability (doc/reliability.md). fuzz: every libFuzzer harness in fuzz/ for FUZZ_SECONDS

@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-// Exit codes, documented in the README.
+// Exit codes, documented in doc/reference.md ("Command line").
 #define EXIT_BAD_INPUT 1   // usage error, bad flag value, missing/corrupt file, shapes that do not fit
 #define EXIT_NONFINITE 3   // training stopped on a non-finite value under --on-nan stop
 
@@ -24,6 +24,10 @@
 #include <stdexcept>
 struct FailError : std::runtime_error { using std::runtime_error::runtime_error; };
 #endif
+
+// Under MPI, multiproc.h points this at a function that prints the message and aborts every
+// rank (MPI_Abort), so that an error on one rank leaves no other rank waiting in a collective.
+inline void (*fail_hook)(const char* message, int exit_code) = NULL;
 
 // Prints "error: <message>" as one line on stderr and exits with EXIT_BAD_INPUT.
 [[noreturn]] __attribute__((format(printf, 1, 2))) inline void fail(const char* fmt, ...) {
@@ -35,10 +39,11 @@ struct FailError : std::runtime_error { using std::runtime_error::runtime_error;
     va_end(args);
     throw FailError(msg);
 #else
-    fputs("error: ", stderr);
-    vfprintf(stderr, fmt, args);
-    fputc('\n', stderr);
+    char message[2048];
+    vsnprintf(message, sizeof(message), fmt, args);
     va_end(args);
+    if (fail_hook) fail_hook(message, EXIT_BAD_INPUT);
+    fprintf(stderr, "error: %s\n", message);
     fflush(stdout);
     exit(EXIT_BAD_INPUT);
 #endif

@@ -21,11 +21,19 @@ PRECISION_FLAG_FP16 = -DENABLE_FP16
 PRECISION_FLAG_bf16 = -DENABLE_BF16
 PRECISION_FLAG_fp32 = -DENABLE_FP32
 PRECISION_FLAG_fp16 = -DENABLE_FP16
+# USE_MPI=1: one process per GPU under mpirun, NCCL for the collectives (doc/multi-gpu.md).
+# Open MPI's wrapper says where its headers and libraries are; NCCL comes with the CUDA Toolkit
+# here (elsewhere: libnccl-dev).
+ifeq ($(USE_MPI),1)
+  NVCC_EXTRA += -DUSE_MPI $(addprefix -I,$(shell mpicxx --showme:incdirs 2>/dev/null))
+  NVCC_LDLIBS += -lnccl $(addprefix -L,$(shell mpicxx --showme:libdirs 2>/dev/null)) \
+                 $(addprefix -l,$(shell mpicxx --showme:libs 2>/dev/null))
+endif
 ifeq ($(PRECISION_FLAG_$(PRECISION)),)
   $(error PRECISION must be BF16, FP32 or FP16, not $(PRECISION))
 endif
 
-CUDA_HEADERS = common.h config.h model_file.h flags.h dataloader.h schedulers.h logger.h checkpoint.h rng.h train_common.h debug_state.h diag.h test_util.h fp16.h \
+CUDA_HEADERS = common.h config.h model_file.h flags.h dataloader.h schedulers.h logger.h checkpoint.h rng.h train_common.h debug_state.h diag.h test_util.h fp16.h multiproc.h \
                tokenizer.h entropy.cuh $(wildcard llmc/*.cuh)
 
 .PHONY: cuda cuda-labs

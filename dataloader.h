@@ -4,6 +4,10 @@
 // sequences, i.e. B*T+1 contiguous tokens as in llm.c; with shuffling the sequence order of each
 // shard is a fresh seeded permutation every epoch. Every file is validated up front (magic,
 // version, size, enough tokens for one batch, ids < vocab) so bad data fails before training.
+// Data parallelism: with R ranks, a global batch is R*B consecutive slots of the sequence order
+// and rank r reads slots [r*B, r*B + B) of it, so R ranks of B read exactly what one process
+// with R*B reads, in the same order; every rank's loader state is that one process's, so a
+// checkpoint resumes on any number of ranks.
 #pragma once
 
 #include <glob.h>
@@ -24,7 +28,9 @@ struct DataLoaderState {
 };
 
 struct DataLoader {
-    int B, T;
+    int B, T;                          // this rank's batch: B sequences of T tokens
+    int rank, ranks;                   // this rank reads slice `rank` of `ranks` of each global batch
+    int global_B;                      // sequences per global batch: B * ranks
     bool shuffle;
     std::vector<std::string> files;
     std::vector<int64_t> file_tokens;  // tokens in each file
@@ -39,7 +45,7 @@ struct DataLoader {
 };
 
 inline int64_t shard_sequences(const DataLoader* d, int shard) { return (d->file_tokens[shard] - 1) / d->T; }
-inline int64_t shard_batches(const DataLoader* d, int shard) { return shard_sequences(d, shard) / d->B; }
+inline int64_t shard_batches(const DataLoader* d, int shard) { return shard_sequences(d, shard) / d->global_B; }
 
 inline int64_t dataloader_batches_per_epoch(const DataLoader* d) {
     int64_t n = 0;
@@ -85,10 +91,14 @@ inline void dataloader_reset_order(DataLoader* d) {
     else for (int64_t i = 0; i < n; i++) d->order[i] = (uint32_t)i;
 }
 
+// rank, ranks: which slice of each global batch of B*ranks sequences this process reads.
 inline void dataloader_init(DataLoader* d, const char* pattern, int B, int T, int vocab_size, bool shuffle,
-                            uint64_t seed, const char* flag) {
+                            uint64_t seed, const char* flag, int rank = 0, int ranks = 1) {
     d->B = B;
     d->T = T;
+    d->rank = rank;
+    d->ranks = ranks;
+    d->global_B = B * ranks;
     d->shuffle = shuffle;
     glob_t g;
     int rc = glob(pattern, 0, NULL, &g);
@@ -99,7 +109,7 @@ inline void dataloader_init(DataLoader* d, const char* pattern, int B, int T, in
     }
     for (size_t i = 0; i < g.gl_pathc; i++) d->files.push_back(g.gl_pathv[i]);  // glob sorts
     globfree(&g);
-    for (auto& path : d->files) d->file_tokens.push_back(validate_shard_or_fail(path.c_str(), B, T, vocab_size, flag));
+    for (auto& path : d->files) d->file_tokens.push_back(validate_shard_or_fail(path.c_str(), d->global_B, T, vocab_size, flag));
     d->state.shard = 0;
     d->state.position = 0;
     d->state.epoch = 0;
@@ -112,10 +122,11 @@ inline void dataloader_init(DataLoader* d, const char* pattern, int B, int T, in
     dataloader_reset_order(d);
 }
 
-// Loads the next (B, T) batch into d->inputs and d->targets, moving to the next shard (and the
-// next epoch after the last shard) when the current one has no full batch left.
+// Loads this rank's (B, T) slice of the next global batch into d->inputs and d->targets, moving
+// to the next shard (and the next epoch after the last shard) when the current one has no full
+// global batch left.
 inline void dataloader_next_batch(DataLoader* d) {
-    if (d->state.position + d->B > (int64_t)d->order.size()) {
+    if (d->state.position + d->global_B > (int64_t)d->order.size()) {
         d->state.shard++;
         if (d->state.shard == (int)d->files.size()) {
             d->state.shard = 0;
@@ -131,7 +142,7 @@ inline void dataloader_next_batch(DataLoader* d) {
         d->open_shard = d->state.shard;
     }
     for (int b = 0; b < d->B; b++) {
-        int64_t seq = d->order[d->state.position + b];
+        int64_t seq = d->order[d->state.position + (int64_t)d->rank * d->B + b];
         fseek_or_fail(d->fp, (long)(256 * sizeof(int32_t) + seq * d->T * sizeof(uint16_t)), path);
         fread_or_fail(d->buffer, sizeof(uint16_t), d->T + 1, d->fp, path);
         for (int t = 0; t < d->T; t++) {
@@ -139,7 +150,7 @@ inline void dataloader_next_batch(DataLoader* d) {
             d->targets[b * d->T + t] = d->buffer[t + 1];
         }
     }
-    d->state.position += d->B;
+    d->state.position += d->global_B;
 }
 
 // Back to the first batch of the first shard (validation runs restart here every time).

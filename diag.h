@@ -15,6 +15,8 @@
 #include <string>
 #include "common.h"
 #include "logger.h"
+#include "multiproc.h"
+#include <vector>
 
 // The sums per layer, in this order; score_max is a running max (start: -inf).
 enum { DIAG_RESID_SQ, DIAG_SCORE_SUM, DIAG_SCORE_SQ, DIAG_SCORE_MAX, DIAG_FFN_SQ, DIAG_FFN_NEG, DIAG_SUMS };
@@ -28,9 +30,18 @@ inline void diag_reset(double* sums, int L) {
     }
 }
 
+// Data-parallel runs: the sums of every rank (max for DIAG_SCORE_MAX), and the passes of all
+// ranks, so that diag_finalize's columns are over all ranks' rows. A no-op in one process.
+inline void diag_reduce(double* sums, int L, long* passes) {
+    std::vector<double> maxes(L);
+    for (int l = 0; l < L; l++) maxes[l] = sums[l * DIAG_SUMS + DIAG_SCORE_MAX];
+    mp_sum(sums, L * DIAG_SUMS);
+    mp_max(maxes.data(), L);
+    for (int l = 0; l < L; l++) sums[l * DIAG_SUMS + DIAG_SCORE_MAX] = maxes[l];
+    mp_sum(passes, 1);
+}
+
 // sums (L, DIAG_SUMS) over `passes` forward passes of (B, T) -> cols (L, DIAG_COLS).
-// Multi-GPU: this is the one place where ranks meet. All-reduce `sums` first (sum; max for
-// DIAG_SCORE_MAX) and pass passes * ranks: the columns are then over all ranks' rows.
 inline void diag_finalize(const double* sums, int L, int B, int T, int C, int NH, long passes, float* cols) {
     double n_resid = (double)passes * B * T * C;
     double n_score = (double)passes * B * NH * ((double)T * (T + 1) / 2);  // causal entries

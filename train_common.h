@@ -15,6 +15,7 @@
 #include "dataloader.h"
 #include "flags.h"
 #include "logger.h"
+#include "multiproc.h"
 #include "schedulers.h"
 
 // ----------------------------------------------------------------------------
@@ -49,7 +50,7 @@ inline ModelSource model_source(const TrainConfig& cfg) {
 #define MAX_STEPS (1L << 30)   // optimizer steps (as -x allows): the loop counts them in an int
 
 // The run's shape: how many micro-batches of B x T tokens make an optimizer step, and how many
-// steps make the run.
+// steps make the run. With R ranks (multiproc.h) a micro-batch is R x B x T tokens, B per rank.
 struct RunPlan {
     long total_batch;  // tokens per optimizer step (-d; -1: B*T)
     int grad_accum;    // micro-batches per optimizer step
@@ -64,18 +65,20 @@ inline RunPlan open_data(const TrainConfig& cfg, const GPT2Config& mc, DataLoade
     int B = cfg.B, T = cfg.T;
     if (T > mc.max_seq_len) fail("-t %d is longer than the model's maximum sequence length %d", T, mc.max_seq_len);
     RunPlan plan;
-    long tokens_per_micro = (long)B * T;
+    long tokens_per_micro = (long)B * T * mp_size();
     plan.total_batch = cfg.total_batch == -1 ? tokens_per_micro : cfg.total_batch;
     if (plan.total_batch % tokens_per_micro != 0)
-        fail("-d %ld is not a multiple of B*T = %ld", plan.total_batch, tokens_per_micro);
+        fail("-d %ld is not a multiple of B*T%s = %ld", plan.total_batch, mp_size() > 1 ? "*ranks" : "", tokens_per_micro);
     long accum = plan.total_batch / tokens_per_micro;  // 64-bit, bounded before it becomes an int
     if (accum > MAX_GRAD_ACCUM)
-        fail("-d %ld asks for %ld micro-batches of B*T = %ld tokens per step, more than %d: use a smaller -d or a larger -b/-t",
-             plan.total_batch, accum, tokens_per_micro, MAX_GRAD_ACCUM);
+        fail("-d %ld asks for %ld micro-batches of B*T%s = %ld tokens per step, more than %d: use a smaller -d or a larger -b/-t",
+             plan.total_batch, accum, mp_size() > 1 ? "*ranks" : "", tokens_per_micro, MAX_GRAD_ACCUM);
     plan.grad_accum = (int)accum;
-    dataloader_init(train, cfg.train_pattern.c_str(), B, T, mc.vocab_size, cfg.shuffle != 0, (uint64_t)cfg.seed, "-i");
+    dataloader_init(train, cfg.train_pattern.c_str(), B, T, mc.vocab_size, cfg.shuffle != 0, (uint64_t)cfg.seed, "-i",
+                    mp_rank(), mp_size());
     plan.validating = cfg.val_every > 0;
-    if (plan.validating) dataloader_init(val, cfg.val_pattern.c_str(), B, T, mc.vocab_size, false, 0, "-j");
+    if (plan.validating)
+        dataloader_init(val, cfg.val_pattern.c_str(), B, T, mc.vocab_size, false, 0, "-j", mp_rank(), mp_size());
     plan.steps = cfg.max_steps;
     if (plan.steps == -1) {
         if (cfg.overfit_single_batch) fail("-a 1 needs a step count -x");
@@ -83,6 +86,8 @@ inline RunPlan open_data(const TrainConfig& cfg, const GPT2Config& mc, DataLoade
         if (plan.steps == 0) fail("the training data holds fewer tokens than one optimizer step (-d %ld)", plan.total_batch);
         if (plan.steps > MAX_STEPS) fail("one epoch is %ld optimizer steps, more than %ld: pass -x", plan.steps, MAX_STEPS);
     }
+    mp_check_same(dataloader_batches_per_epoch(train), "the training data's batches per epoch (-i)");
+    if (plan.validating) mp_check_same(dataloader_batches_per_epoch(val), "the validation data's batches (-j)");
     return plan;
 }
 

@@ -11,7 +11,9 @@ comments: B batch, T time, C channels, NH heads, hs = C/NH head size, L layers, 
 Vp padded vocab.
 
 Build: `make train_gpt2` (plain C++ loops; the matrix products in a small blocked GEMM,
-gemm_acc) or `make train_gpt2 USE_BLAS=1` (gemm_acc calls OpenBLAS's cblas_sgemm). `#define TESTING` before including this file leaves out main().
+gemm_acc) or `make train_gpt2 USE_BLAS=1` (gemm_acc calls OpenBLAS's cblas_sgemm). With
+`USE_MPI=1`, `mpirun -np N ./train_gpt2` trains data-parallel (multiproc.h, doc/multi-gpu.md).
+`#define TESTING` before including this file leaves out main().
 */
 #include <algorithm>
 #include <cfloat>
@@ -35,6 +37,7 @@ gemm_acc) or `make train_gpt2 USE_BLAS=1` (gemm_acc calls OpenBLAS's cblas_sgemm
 #include "flags.h"
 #include "logger.h"
 #include "model_file.h"
+#include "multiproc.h"
 #include "rng.h"
 #include "schedulers.h"
 #include "tokenizer.h"
@@ -988,27 +991,33 @@ void gpt2_backward(GPT2* model, float loss_scale) {
     encoder_backward(g.wte, g.wpe, ga.encoded, model->inputs, B, T, C);
 }
 
-// Global L2 norm of the gradients (slopes included), summed in fixed blocks for reproducibility.
-float gpt2_grad_norm(const GPT2* model) {
+// Sum of squares of the gradients [lo, hi) (slopes included), summed in fixed blocks for
+// reproducibility.
+double gpt2_grad_sumsq(const GPT2* model, size_t lo, size_t hi) {
     const size_t BLOCK = 1 << 16;
-    size_t n = model->num_params, nblocks = (n + BLOCK - 1) / BLOCK;
+    size_t n = hi - lo, nblocks = (n + BLOCK - 1) / BLOCK;
+    const float* g = model->grads_memory + lo;
     std::vector<double> partial(nblocks, 0.0);
     #pragma omp parallel for
     for (size_t blk = 0; blk < nblocks; blk++) {
         double s = 0.0;
-        for (size_t i = blk * BLOCK; i < std::min(n, (blk + 1) * BLOCK); i++)
-            s += (double)model->grads_memory[i] * model->grads_memory[i];
+        for (size_t i = blk * BLOCK; i < std::min(n, (blk + 1) * BLOCK); i++) s += (double)g[i] * g[i];
         partial[blk] = s;
     }
     double total = 0.0;
     for (double s : partial) total += s;
-    return (float)sqrt(total);
+    return total;
 }
+
+// Global L2 norm of the gradients.
+float gpt2_grad_norm(const GPT2* model) { return (float)sqrt(gpt2_grad_sumsq(model, 0, model->num_params)); }
 
 // One AdamW step (t = 1, 2, ... counts applied updates), in the same order of operations as
 // torch.optim.AdamW: decoupled decay, moment updates, bias-corrected step. grad_scale folds in
-// gradient clipping. Weight decay touches matrices and embeddings only.
-void gpt2_update(GPT2* model, float lr, float beta1, float beta2, float eps, float weight_decay, int t, float grad_scale) {
+// gradient clipping. Weight decay touches matrices and embeddings only. Only the parameters
+// [lo, hi) of the flat array change: a rank's ZeRO-1 slice (multiproc.h).
+void gpt2_update(GPT2* model, float lr, float beta1, float beta2, float eps, float weight_decay, int t, float grad_scale,
+                 size_t lo = 0, size_t hi = SIZE_MAX) {
     if (model->m_memory == NULL) {
         model->m_memory = (float*)calloc_or_fail(model->num_params, sizeof(float), "AdamW state");
         model->v_memory = (float*)calloc_or_fail(model->num_params, sizeof(float), "AdamW state");
@@ -1019,12 +1028,13 @@ void gpt2_update(GPT2* model, float lr, float beta1, float beta2, float eps, flo
     float one_minus_beta1 = (float)(1.0 - (double)beta1), one_minus_beta2 = (float)(1.0 - (double)beta2);
     size_t offset = 0;
     for (int k = 0; k < NUM_ALL_TENSORS; k++) {
-        size_t n = model->param_sizes[k];
+        size_t first = std::max(offset, lo), end = std::min(offset + model->param_sizes[k], hi);  // tensor k's part of [lo, hi)
+        size_t n = end > first ? end - first : 0;
         float decay = param_tensor_decays(k) ? (float)(1.0 - (double)lr * weight_decay) : 1.0f;
-        float* p = model->params_memory + offset;
-        float* gr = model->grads_memory + offset;
-        float* m = model->m_memory + offset;
-        float* v = model->v_memory + offset;
+        float* p = model->params_memory + first;
+        float* gr = model->grads_memory + first;
+        float* m = model->m_memory + first;
+        float* v = model->v_memory + first;
         #pragma omp parallel for
         for (size_t i = 0; i < n; i++) {
             float grad = gr[i] * grad_scale;
@@ -1034,8 +1044,48 @@ void gpt2_update(GPT2* model, float lr, float beta1, float beta2, float eps, flo
             float denom = sqrtf(v[i]) / (float)bias2_sqrt + eps;
             p[i] -= step_size * (m[i] / denom);
         }
-        offset += n;
+        offset += model->param_sizes[k];
     }
+}
+
+// ----------------------------------------------------------------------------
+// Data parallelism (multiproc.h), ZeRO-1 shape: what a step adds to the single-process trainer
+// when R ranks each run B sequences. Each rank's backward scaled its loss by 1/R, so the sum
+// over ranks of the gradients is the gradient of the mean loss of all R*B sequences. With one
+// rank every collective is a no-op and the numbers are the single-process ones, bit for bit.
+
+// Sums the step's measurements over the ranks (the loss sum, the non-finite counts, and on
+// logging steps the entropy sums and rows), then reduce-scatters the gradients: this rank's
+// slice of grads_memory holds the global gradient, the rest is stale. Returns the global
+// gradient norm (every rank's slice counted once).
+float gpt2_reduce_step(GPT2* model, double* loss_sum, bool entropy, bool diag) {
+    int L = model->config.num_layers;
+    mp_sum(loss_sum, 1);
+    mp_sum(model->nonfinite_att.data(), L);
+    mp_sum(model->nonfinite_ffn.data(), L);
+    if (entropy) {
+        mp_sum(model->entropy_sum.data(), (int)model->entropy_sum.size());
+        mp_sum(model->entropy_nansum.data(), (int)model->entropy_nansum.size());  // the paper's metrics
+        mp_sum(model->nan_entries.data(), (int)model->nan_entries.size());
+        mp_sum(&model->entropy_rows, 1);
+    }
+    if (diag) diag_reduce(model->diag_sums.data(), L, &model->diag_passes);
+    mp_reduce_scatter_sum(model->grads_memory, model->num_params);
+    size_t lo, hi;
+    mp_slice(model->num_params, mp_rank(), mp_size(), &lo, &hi);
+    double sumsq = gpt2_grad_sumsq(model, lo, hi);
+    mp_sum(&sumsq, 1);
+    return (float)sqrt(sumsq);
+}
+
+// AdamW on this rank's slice of the weights and moments, then every rank gathers all weights.
+// The moments stay sliced (stale outside the slice) until a checkpoint gathers them.
+void gpt2_update_sharded(GPT2* model, float lr, float beta1, float beta2, float eps, float weight_decay, int t,
+                         float grad_scale) {
+    size_t lo, hi;
+    mp_slice(model->num_params, mp_rank(), mp_size(), &lo, &hi);
+    gpt2_update(model, lr, beta1, beta2, eps, weight_decay, t, grad_scale, lo, hi);
+    mp_all_gather(model->params_memory, model->num_params);
 }
 
 void gpt2_free(GPT2* model) {
@@ -1057,7 +1107,8 @@ double now_seconds() {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-// Mean loss over the first max_batches batches of the validation set.
+// Mean loss over the first max_batches (global) batches of the validation set; each rank runs
+// its slice of every batch.
 float evaluate(GPT2* model, DataLoader* val, int max_batches) {
     dataloader_reset(val);
     int64_t n = dataloader_batches_per_epoch(val);
@@ -1068,7 +1119,8 @@ float evaluate(GPT2* model, DataLoader* val, int max_batches) {
         gpt2_forward(model, val->inputs, val->targets, val->B, val->T);
         sum += model->mean_loss;
     }
-    return (float)(sum / n);
+    mp_sum(&sum, 1);
+    return (float)(sum / (n * mp_size()));
 }
 
 // Generates up to n tokens after the end-of-text token and prints them.
@@ -1099,7 +1151,14 @@ bool params_finite(const GPT2* model) {
     return true;
 }
 
+// Every rank calls this: the ranks' slices of the AdamW moments are gathered, then rank 0 alone
+// writes the single-process files.
 void save_checkpoint(GPT2* model, const std::string& dir, const TrainState& state) {
+    if (model->m_memory) {
+        mp_gather_to_root(model->m_memory, model->num_params);
+        mp_gather_to_root(model->v_memory, model->num_params);
+    }
+    if (!mp_is_root()) return;
     std::string model_path = checkpoint_path(dir, "model", state.step, ".bin");
     std::string state_path = checkpoint_path(dir, "state", state.step, ".bin");
     write_model_file(model_path.c_str(), model->config, model->params_memory);
@@ -1110,6 +1169,7 @@ void save_checkpoint(GPT2* model, const std::string& dir, const TrainState& stat
 }
 
 int main(int argc, char** argv) {
+    mp_init(&argc, &argv);  // one process, or rank mp_rank() of mp_size() under mpirun (USE_MPI=1)
     TrainConfig cfg;
     parse_flags(argc, argv, &cfg);
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1153,10 +1213,15 @@ int main(int argc, char** argv) {
     }
     if (model.fp16) printf("fp16 autocast regime: on (dynamic loss scale %g)\n", scaler.scale);
     Logger logger;
-    open_output(&logger, cfg, resume_step, model.num_slopes > 0);
+    TrainConfig rank_cfg = cfg;  // ranks other than 0 write no logs
+    if (!mp_is_root()) rank_cfg.output_dir.clear();
+    open_output(&logger, rank_cfg, resume_step, model.num_slopes > 0);
     LRSchedule schedule = {cfg.schedule, cfg.lr, cfg.warmup, cfg.final_frac, (int)steps};
 
     print_run_config(cfg, mc, model.num_params, &train, plan);
+    if (mp_size() > 1)
+        printf("ranks: %d data-parallel, B=%d each (global batch %d sequences), ZeRO-1 slices of ~%zu parameters\n",
+               mp_size(), B, B * mp_size(), model.num_params / mp_size());
 #ifdef _OPENMP
     printf("threads: %d\n", omp_get_max_threads());
 #endif
@@ -1201,7 +1266,7 @@ int main(int argc, char** argv) {
                 }
             }
         }
-        if (cfg.sample_every > 0 && step > 0 && (step % cfg.sample_every == 0 || last)) {
+        if (mp_is_root() && cfg.sample_every > 0 && step > 0 && (step % cfg.sample_every == 0 || last)) {
             model.measure = false;
             sample(&model, &tokenizer, &state.sample_rng, cfg.gen_tokens);
         }
@@ -1221,11 +1286,11 @@ int main(int argc, char** argv) {
         for (int micro = 0; micro < grad_accum; micro++) {
             if (!cfg.overfit_single_batch) dataloader_next_batch(&train);
             gpt2_forward(&model, train.inputs, train.targets, B, T);
-            gpt2_backward(&model, loss_scale / grad_accum);
+            gpt2_backward(&model, loss_scale / (grad_accum * mp_size()));
             loss_sum += model.mean_loss;
         }
-        float loss = (float)(loss_sum / grad_accum);
-        float norm = gpt2_grad_norm(&model) / loss_scale;
+        float norm = gpt2_reduce_step(&model, &loss_sum, log_entropy, log_diag) / loss_scale;  // over all ranks
+        float loss = (float)(loss_sum / (grad_accum * mp_size()));
         // fp16 regime: Hugging Face's Trainer steps its LR scheduler only when GradScaler let the
         // optimizer step run, so the schedule follows the applied updates, not the steps
         float lr = lr_at(schedule, model.fp16 ? state.adam_t : step);
@@ -1236,9 +1301,11 @@ int main(int argc, char** argv) {
         // --fp16-autocast: a finite forward whose scaled gradients overflow is GradScaler's skip, not
         // a NaN-guard event (as the CUDA FP16 build, llmc/guard.cuh)
         bool overflow = model.fp16 && forward_ok && !finite;
+        // every rank sees the same summed counts, so all take the same branch; rank 0 reports
         if (!finite && !overflow &&
-            report_nonfinite(&logger, cfg, step, L, model.nonfinite_att.data(), model.nonfinite_ffn.data(), loss, lr, norm,
-                             last_checkpoint)) {
+            (mp_is_root() ? report_nonfinite(&logger, cfg, step, L, model.nonfinite_att.data(), model.nonfinite_ffn.data(),
+                                             loss, lr, norm, last_checkpoint)
+                          : cfg.on_nan == ON_NAN_STOP)) {
             exit_code = EXIT_NONFINITE;  // --on-nan stop: free everything on the way out
             break;
         }
@@ -1249,8 +1316,8 @@ int main(int argc, char** argv) {
         }
         if (finite || (!overflow && cfg.on_nan == ON_NAN_LOG)) {
             state.adam_t++;
-            gpt2_update(&model, lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, state.adam_t,
-                        clip_scale(norm, cfg.grad_clip) / loss_scale);
+            gpt2_update_sharded(&model, lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, state.adam_t,
+                                clip_scale(norm, cfg.grad_clip) / loss_scale);
             if (!finite) params_ok = false;
         } else {
             state.skipped++;

@@ -51,6 +51,7 @@ leaves out main(). Kernels live in the llmc/ headers (one concern each) and entr
 #include "llmc/classifier.cuh"
 #include "llmc/guard.cuh"
 #include "llmc/adamw.cuh"
+#include "llmc/zero.cuh"
 #include "llmc/profile.cuh"
 #include "llmc/diag.cuh"
 #include "entropy.cuh"
@@ -84,8 +85,15 @@ void cuda_setup() {
                 err != cudaSuccess ? cudaGetErrorString(err) : "no devices");
         exit(1);
     }
-    cudaCheck(cudaSetDevice(0));
-    cudaCheck(cudaGetDeviceProperties(&g_device_prop, 0));
+    mp_init(NULL, NULL);  // USE_MPI: MPI_Init unless main() did; one process per GPU of its node
+    // GPU number = rank on the node; a process that sees one GPU (a launcher that binds one GPU
+    // per task, e.g. srun --gpus-per-task=1) takes it
+    int device = count == 1 ? 0 : g_mp.local_rank;
+    if (device >= count)
+        fail("rank %d is process %d on its node, but the node has %d GPU(s): start at most one process per GPU",
+             g_mp.rank, device, count);
+    cudaCheck(cudaSetDevice(device));
+    cudaCheck(cudaGetDeviceProperties(&g_device_prop, device));
     // a blocking stream: the synchronous cudaMemcpy/cudaMemset calls (loading, checkpoints, tests)
     // stay ordered with it
     if (g_stream == 0) cudaCheck(cudaStreamCreate(&g_stream));
@@ -220,6 +228,13 @@ struct GPT2 {
     double* d_norm_partials;        // NORM_BLOCKS
     ScalerState* d_scaler;          // fp16 loss scaling
     double* d_loss_acc;             // validation and test loss accumulator
+#ifdef USE_MPI
+    // data parallelism (llmc/zero.cuh): d_master, d_m, d_v hold this rank's slice only (ZeRO-1),
+    // d_grads and d_weights the whole array padded to shard * ranks; the forward reads the
+    // learnable slopes from d_slopes_live, every rank's copy of them
+    ZeroShard zero;
+    float* d_slopes_live;           // (num_slopes)
+#endif
     cudaEvent_t step_start[2], step_end[2];
     // everything allocated for this model, released by gpt2_free
     std::vector<std::pair<void*, size_t>> device_allocs;
@@ -249,6 +264,20 @@ void gpt2_allocate(GPT2* model, const GPT2Config& c) {
     model->num_params = count_params(c, true);
     model->params_memory = (float*)calloc_or_fail(model->num_params, sizeof(float), "parameters");
     size_t n = model->num_params;
+#ifdef USE_MPI
+    zero_init(&model->zero, n);
+    size_t own = model->zero.shard, padded = model->zero.shard * model->zero.size;
+    model->d_master = gpt2_alloc<float>(model, own, "master weights (this rank's slice)");
+    model->d_weights = gpt2_alloc<floatX>(model, padded, "working weights");
+    model->d_grads = gpt2_alloc<float>(model, padded, "gradients");
+    model->d_m = gpt2_alloc<float>(model, own, "AdamW state (this rank's slice)");
+    model->d_v = gpt2_alloc<float>(model, own, "AdamW state (this rank's slice)");
+    model->d_slopes_live = gpt2_alloc<float>(model, std::max(model->num_slopes, 1), "slopes");
+    cudaCheck(cudaMemset(model->d_grads, 0, padded * sizeof(float)));
+    cudaCheck(cudaMemset(model->d_m, 0, own * sizeof(float)));
+    cudaCheck(cudaMemset(model->d_v, 0, own * sizeof(float)));
+    point_parameters(&model->master, model->d_master, model->param_sizes);  // valid below hi - lo only
+#else
     model->d_master = gpt2_alloc<float>(model, n, "master weights");
 #if defined(ENABLE_FP32)
     model->d_weights = model->d_master;
@@ -261,9 +290,10 @@ void gpt2_allocate(GPT2* model, const GPT2Config& c) {
     cudaCheck(cudaMemset(model->d_grads, 0, n * sizeof(float)));
     cudaCheck(cudaMemset(model->d_m, 0, n * sizeof(float)));
     cudaCheck(cudaMemset(model->d_v, 0, n * sizeof(float)));
+    point_parameters(&model->master, model->d_master, model->param_sizes);
+#endif
     point_parameters(&model->w, model->d_weights, model->param_sizes);
     point_parameters(&model->g, model->d_grads, model->param_sizes);
-    point_parameters(&model->master, model->d_master, model->param_sizes);
     model->alloc_B = model->alloc_T = 0;
     model->batch_size = model->seq_len = 0;
     model->has_targets = false;
@@ -311,18 +341,38 @@ void gpt2_allocate(GPT2* model, const GPT2Config& c) {
 }
 
 // The master weights from params_memory to the device, and their floatX working copy.
+// USE_MPI: every rank has all of params_memory; it uploads its slice and rounds it, then the
+// ranks gather the working weights and the slopes.
 void gpt2_upload_params(GPT2* model) {
+#ifdef USE_MPI
+    ZeroShard* z = &model->zero;
+    cudaCheck(cudaMemcpy(model->d_master, model->params_memory + z->lo, (z->hi - z->lo) * sizeof(float), cudaMemcpyHostToDevice));
+#if defined(ENABLE_FP32)
+    cudaCheck(cudaMemcpyAsync(model->d_weights + z->lo, model->d_master, (z->hi - z->lo) * sizeof(float),
+                              cudaMemcpyDeviceToDevice, g_stream));
+#else
+    round_params(model->d_weights + z->lo, model->d_master, z->hi - z->lo);
+#endif
+    zero_all_gather_weights(z, model->d_weights);
+    zero_sync_slopes(z, model->d_slopes_live, model->d_master, z->n - model->num_slopes, model->num_slopes);
+#else
     cudaCheck(cudaMemcpy(model->d_master, model->params_memory, model->num_params * sizeof(float), cudaMemcpyHostToDevice));
 #if !defined(ENABLE_FP32)
     round_params(model->d_weights, model->d_master, model->num_params);
 #endif
+#endif
     cudaCheck(cudaStreamSynchronize(g_stream));
 }
 
-// The master weights from the device into params_memory (waits for the stream).
+// The master weights from the device into params_memory (waits for the stream). USE_MPI: every
+// rank must call it; rank 0 gets all of them, the others keep theirs as they were.
 void gpt2_download_params(GPT2* model) {
     cudaCheck(cudaStreamSynchronize(g_stream));
+#ifdef USE_MPI
+    zero_gather_to_root_host(&model->zero, model->d_master, model->params_memory);
+#else
     cudaCheck(cudaMemcpy(model->params_memory, model->d_master, model->num_params * sizeof(float), cudaMemcpyDeviceToHost));
+#endif
 }
 
 // From a model file; --norm/--act (flags) override what it records (as the CPU trainer).
@@ -459,8 +509,13 @@ inline void layer_slope(GPT2* model, int l, float* fixed, const float** ptr, flo
     *fixed = model->config.variant.slope;
     *ptr = NULL;
     *grad = NULL;
-    if (act == ACT_LRELU_LAYER) { *ptr = model->master.slopes + l; *grad = model->g.slopes + l; }
-    if (act == ACT_LRELU_GLOBAL) { *ptr = model->master.slopes; *grad = model->g.slopes; }
+#ifdef USE_MPI
+    const float* live = model->d_slopes_live;  // the master holds only this rank's slice
+#else
+    const float* live = model->master.slopes;
+#endif
+    if (act == ACT_LRELU_LAYER) { *ptr = live + l; *grad = model->g.slopes + l; }
+    if (act == ACT_LRELU_GLOBAL) { *ptr = live; *grad = model->g.slopes; }
 }
 
 // The forward pass of the staged batch (gpt2_set_batch). measure: count non-finite attention
@@ -677,9 +732,52 @@ struct StepOptions {
     bool log_anyway;   // --on-nan log: apply even a non-finite update
 };
 
+#ifdef USE_MPI
+// The step's end under data parallelism, steps 1-5 of llmc/zero.cuh: the measurements summed
+// over ranks, the gradients reduce-scattered, the global norm from every rank's slice, the same
+// verdict on every rank, AdamW on this rank's slice, the weights and slopes gathered.
+// o.micro_batches counts the micro-batches of all ranks (the loss sum is over all of them).
+void gpt2_step_end_sharded(GPT2* model, const StepOptions& o) {
+    const GPT2Config& c = model->config;
+    ZeroShard* z = &model->zero;
+    prof_mark("step end: all-reduce measurements, reduce-scatter grads");
+    zero_sum_measurements(z, &model->d_header->loss_sum, model->d_att_bad, 2 * c.num_layers, model->d_entropy_sum,
+                          3 * c.num_layers * c.num_heads);  // att_bad, ffn_bad adjacent; entropy then the paper's two sums
+    zero_reduce_scatter_grads(z, model->d_grads);
+    prof_mark("step end: grad norm, guard");
+    grad_norm_partials(model->d_norm_partials, model->d_grads + z->lo, z->hi - z->lo);
+    zero_sum_partials(z, model->d_norm_partials, NORM_BLOCKS);
+    step_verdict(model->d_header, model->d_scaler, model->d_norm_partials, model->d_att_bad, model->d_ffn_bad, c.num_layers,
+                 o.micro_batches, o.grad_clip, o.log_anyway, USE_LOSS_SCALER);
+    prof_mark("step end: adamw on this rank's slice");
+    AdamWArgs args = adamw_args(o.lr, o.beta1, o.beta2, o.eps, o.adam_t);
+    size_t offset = 0;
+    for (int k = 0; k < NUM_ALL_TENSORS; k++) {
+        size_t first = std::max(offset, z->lo), end = std::min(offset + model->param_sizes[k], z->hi);  // tensor k in the slice
+        if (end > first) {
+            float decay = adamw_decay(o.lr, o.weight_decay, param_tensor_decays(k));
+            size_t at = first - z->lo;  // in the slice buffers
+            adamw_update(model->d_master + at, model->d_weights + first, model->d_grads + first, model->d_m + at,
+                         model->d_v + at, end - first, decay, args, model->d_header);
+        }
+        offset += model->param_sizes[k];
+    }
+    prof_mark("step end: all-gather weights");
+    zero_all_gather_weights(z, model->d_weights);
+    zero_sync_slopes(z, model->d_slopes_live, model->d_master, z->n - model->num_slopes, model->num_slopes);
+    // AdamW zeroed the gradients of this rank's slice; the rest still holds its own sums
+    if (z->size > 1)
+        cudaCheck(cudaMemsetAsync(model->d_grads, 0, z->shard * z->size * sizeof(float), g_stream));
+}
+#endif
+
 // Ends a step on the device: gradient norm, NaN guard, clipping, loss scaling, AdamW (if the
 // verdict allows), then copies the measurements to pinned slot `slot` and records step_end[slot].
 void gpt2_step_end(GPT2* model, const StepOptions& o, int slot) {
+#ifdef USE_MPI
+    gpt2_step_end_sharded(model, o);
+    const float* slopes_now = model->d_slopes_live;
+#else
     const GPT2Config& c = model->config;
     prof_mark("step end: grad norm, guard");
     step_finalize(model->d_header, model->d_scaler, model->d_norm_partials, model->d_grads, model->num_params,
@@ -699,9 +797,11 @@ void gpt2_step_end(GPT2* model, const StepOptions& o, int slot) {
                      decay, args, model->d_header);
         offset += n;
     }
+    const float* slopes_now = model->master.slopes;
+#endif
     prof_mark("step end: results to host");
     if (model->num_slopes > 0)
-        cudaCheck(cudaMemcpyAsync(model->d_slopes_out, model->master.slopes, model->num_slopes * sizeof(float),
+        cudaCheck(cudaMemcpyAsync(model->d_slopes_out, slopes_now, model->num_slopes * sizeof(float),
                                   cudaMemcpyDeviceToDevice, g_stream));
     cudaCheck(cudaMemcpyAsync(model->h_result[slot], model->d_result, model->layout.total, cudaMemcpyDeviceToHost, g_stream));
     cudaCheck(cudaEventRecord(model->step_end[slot], g_stream));
@@ -748,13 +848,17 @@ void gpt2_free(GPT2* model) {
     }
     free(model->params_memory);
     model->params_memory = NULL;
+#ifdef USE_MPI
+    zero_free(&model->zero);
+#endif
 }
 
 #ifndef TESTING
 // ----------------------------------------------------------------------------
 // Training
 
-// Mean loss over the first max_batches batches of the validation set (one wait, at the end).
+// Mean loss over the first max_batches (global) batches of the validation set (one wait, at the
+// end); each rank runs its slice of every batch.
 float evaluate(GPT2* model, DataLoader* val, int max_batches) {
     dataloader_reset(val);
     int64_t n = dataloader_batches_per_epoch(val);
@@ -768,7 +872,8 @@ float evaluate(GPT2* model, DataLoader* val, int max_batches) {
     double sum;
     cudaCheck(cudaMemcpyAsync(&sum, model->d_loss_acc, sizeof(double), cudaMemcpyDeviceToHost, g_stream));
     cudaCheck(cudaStreamSynchronize(g_stream));
-    return (float)(sum / n);
+    mp_sum(&sum, 1);
+    return (float)(sum / (n * mp_size()));
 }
 
 // Generates up to n tokens after the end-of-text token and prints them (as the CPU trainer:
@@ -809,7 +914,8 @@ void sample(GPT2* model, const Tokenizer* tok, Rng* rng, int n, int train_T) {
 
 // model and state files, then the DONE marker, as the CPU trainer; the FP16 build's loss scaler
 // goes into the state file's header (other builds write it absent). Waits for the device: the
-// parameters, AdamW state and loss scale must be those after `state.step` steps.
+// parameters, AdamW state and loss scale must be those after `state.step` steps. USE_MPI: every
+// rank calls it; the slices are gathered and rank 0 alone writes.
 void save_checkpoint(GPT2* model, const std::string& dir, TrainState state) {
     std::string model_path = checkpoint_path(dir, "model", state.step, ".bin");
     std::string state_path = checkpoint_path(dir, "state", state.step, ".bin");
@@ -822,8 +928,14 @@ void save_checkpoint(GPT2* model, const std::string& dir, TrainState state) {
         }
     }
     std::vector<float> m(model->num_params), v(model->num_params);
+#ifdef USE_MPI
+    zero_gather_to_root_host(&model->zero, model->d_m, m.data());
+    zero_gather_to_root_host(&model->zero, model->d_v, v.data());
+    if (!mp_is_root()) return;
+#else
     cudaCheck(cudaMemcpy(m.data(), model->d_m, model->num_params * sizeof(float), cudaMemcpyDeviceToHost));
     cudaCheck(cudaMemcpy(v.data(), model->d_v, model->num_params * sizeof(float), cudaMemcpyDeviceToHost));
+#endif
     state.scaler = LossScalerRecord{0, 0.0f, 0, 0};
     if (USE_LOSS_SCALER) {
         ScalerState s = gpt2_scaler(model);
@@ -846,10 +958,14 @@ struct PendingStep {
 };
 
 int main(int argc, char** argv) {
+    mp_init(&argc, &argv);  // one process, or rank mp_rank() of mp_size() under mpirun (USE_MPI=1)
     TrainConfig cfg;
     parse_flags(argc, argv, &cfg);
     setvbuf(stdout, NULL, _IOLBF, 0);
     // --fp16-autocast: the FP16 build is the paper's fp16 regime (entropy.cuh att_score), the others never
+    // the diagnostics' sums are not yet reduced over GPUs (diag_reduce is the CPU trainer's)
+    if (cfg.diag_every > 0 && mp_size() > 1)
+        fail("--diag-every is not yet supported with several GPUs (%d ranks): run it on one GPU or with the CPU trainer", mp_size());
     if (cfg.fp16_autocast == 1 && !USE_LOSS_SCALER)
         fail("--fp16-autocast 1 needs the FP16 build (make -f cuda.mk train_gpt2cu PRECISION=FP16); this one is %s", PRECISION_NAME);
     if (cfg.fp16_autocast == 0 && USE_LOSS_SCALER)
@@ -883,8 +999,13 @@ int main(int argc, char** argv) {
         read_state_file(path.c_str(), resume_step, &state, model.num_params - model.num_slopes, model.num_slopes, m.data(),
                         v.data());
         check_resume_step(plan, state.step, path.c_str());
-        cudaCheck(cudaMemcpy(model.d_m, m.data(), model.num_params * sizeof(float), cudaMemcpyHostToDevice));
-        cudaCheck(cudaMemcpy(model.d_v, v.data(), model.num_params * sizeof(float), cudaMemcpyHostToDevice));
+        size_t lo = 0, hi = model.num_params;  // USE_MPI: this rank's slice
+#ifdef USE_MPI
+        lo = model.zero.lo;
+        hi = model.zero.hi;
+#endif
+        cudaCheck(cudaMemcpy(model.d_m, m.data() + lo, (hi - lo) * sizeof(float), cudaMemcpyHostToDevice));
+        cudaCheck(cudaMemcpy(model.d_v, v.data() + lo, (hi - lo) * sizeof(float), cudaMemcpyHostToDevice));
         // fp16: the loss scale goes on from the checkpoint's (a state without one, from another
         // build or the CPU trainer, leaves it at its start); other builds ignore the record
         if (USE_LOSS_SCALER && state.scaler.present)
@@ -893,10 +1014,15 @@ int main(int argc, char** argv) {
         printf("resumed from %s (step %d)\n", path.c_str(), state.step);
     }
     Logger logger;
-    open_output(&logger, cfg, resume_step, model.num_slopes > 0);
+    TrainConfig rank_cfg = cfg;  // ranks other than 0 write no logs
+    if (!mp_is_root()) rank_cfg.output_dir.clear();
+    open_output(&logger, rank_cfg, resume_step, model.num_slopes > 0);
     LRSchedule schedule = {cfg.schedule, cfg.lr, cfg.warmup, cfg.final_frac, (int)steps};
 
     print_run_config(cfg, mc, model.num_params, &train, plan);
+    if (mp_size() > 1)
+        printf("ranks: %d GPUs data-parallel, B=%d each (global batch %d sequences), ZeRO-1 slices of %zu parameters\n",
+               mp_size(), B, B * mp_size(), mp_shard_size(model.num_params, mp_size()));
     printf("device: %s, %d SMs, precision %s%s\n", g_device_prop.name, g_device_prop.multiProcessorCount, PRECISION_NAME,
            USE_LOSS_SCALER ? " with dynamic loss scaling" : "");
 
@@ -931,7 +1057,10 @@ int main(int argc, char** argv) {
             att_bad[l] = (long)result_att_bad(&model, slot)[l];
             ffn_bad[l] = (long)result_ffn_bad(&model, slot)[l];
         }
-        if (!finite && report_nonfinite(&logger, cfg, step, L, att_bad.data(), ffn_bad.data(), loss, lr, norm, last_checkpoint))
+        // every rank has the same summed counts and verdict; rank 0 reports
+        if (!finite && (mp_is_root() ? report_nonfinite(&logger, cfg, step, L, att_bad.data(), ffn_bad.data(), loss, lr,
+                                                         norm, last_checkpoint)
+                                     : cfg.on_nan == ON_NAN_STOP))
             return EXIT_NONFINITE;  // --on-nan stop
         if (h->apply) {
             state.adam_t++;
@@ -948,14 +1077,14 @@ int main(int argc, char** argv) {
 
         if (finite) logger_train(&logger, step, loss, lr, norm);
         if (ps.log_entropy) {
-            result_entropies(&model, slot, (long)B * T * grad_accum, entropy.data());
+            result_entropies(&model, slot, (long)B * T * grad_accum * mp_size(), entropy.data());
             logger_entropy(&logger, step, L, NH, entropy.data());
             // the paper's metrics: entropy with NaN rows as 0 (mean over rows), NaN probabilities of
             // one micro-batch (T per NaN row, mean over the micro-batches), as the CPU trainer
             const double* ps_sum = result_paper(&model, slot);
             for (int i = 0; i < L * NH; i++) {
-                paper_entropy[i] = (float)(ps_sum[i] / ((double)B * T * grad_accum));
-                paper_nan[i] = (float)(ps_sum[L * NH + i] * T / grad_accum);
+                paper_entropy[i] = (float)(ps_sum[i] / ((double)B * T * grad_accum * mp_size()));
+                paper_nan[i] = (float)(ps_sum[L * NH + i] * T / ((double)grad_accum * mp_size()));
             }
             logger_paper(&logger, step, L, NH, paper_nan.data(), paper_entropy.data());
             if (finite) logger_nonfinite(&logger, step, L, att_bad.data(), ffn_bad.data());
@@ -983,7 +1112,7 @@ int main(int argc, char** argv) {
         bool val_due = validating && (step % cfg.val_every == 0 || last);
         bool checkpoint_due = !cfg.output_dir.empty() && step > 0 && step != last_checkpoint &&
                               ((cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0) || last);
-        bool sample_due = cfg.sample_every > 0 && step > 0 && (step % cfg.sample_every == 0 || last);
+        bool sample_due = mp_is_root() && cfg.sample_every > 0 && step > 0 && (step % cfg.sample_every == 0 || last);
         if (val_due || checkpoint_due || sample_due || last) {
             int rc = finish_step(pending);  // these need the previous step's outcome
             if (rc >= 0) return rc;
@@ -1016,8 +1145,9 @@ int main(int argc, char** argv) {
         for (int micro = 0; micro < grad_accum; micro++) {
             if (!cfg.overfit_single_batch) dataloader_next_batch(&train);
             gpt2_set_batch(&model, train.inputs, train.targets, B, T);
-            gpt2_forward(&model, true, log_entropy, 1.0f / grad_accum, &model.d_header->loss_sum);
-            gpt2_backward(&model, 1.0f / grad_accum);
+            // each rank's share of the global batch's mean loss: 1 / (micro-batches of all ranks)
+            gpt2_forward(&model, true, log_entropy, 1.0f / (grad_accum * mp_size()), &model.d_header->loss_sum);
+            gpt2_backward(&model, 1.0f / (grad_accum * mp_size()));
         }
         // the previous step has finished on the device by now (this one is queued behind it):
         // its outcome fixes AdamW's step count for this one
@@ -1026,8 +1156,8 @@ int main(int argc, char** argv) {
         // FP16 (the paper's regime): the schedule follows the applied updates, as Hugging Face's
         // Trainer, which steps its LR scheduler only when GradScaler ran the optimizer step
         float lr = lr_at(schedule, USE_LOSS_SCALER ? state.adam_t : step);
-        StepOptions opt = {lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, cfg.grad_clip, state.adam_t + 1, grad_accum,
-                           cfg.on_nan == ON_NAN_LOG};
+        StepOptions opt = {lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay, cfg.grad_clip, state.adam_t + 1,
+                           grad_accum * mp_size(), cfg.on_nan == ON_NAN_LOG};
         gpt2_step_end(&model, opt, slot);
         model.want_diag = false;
         pending = {true, step, slot, lr, log_entropy, log_diag};

@@ -120,14 +120,26 @@ __global__ void step_finalize_kernel(StepHeader* h, ScalerState* scaler, const d
     h->overflow = overflow;
 }
 
-// Launches both kernels; partials holds NORM_BLOCKS doubles.
-inline void step_finalize(StepHeader* h, ScalerState* scaler, double* partials, const float* grads, size_t n,
-                          const unsigned long long* att_bad, const unsigned long long* ffn_bad, int L, int micro_batches,
-                          float clip, bool log_anyway, bool use_scaler) {
+// The norm's NORM_BLOCKS partial sums of squares of grads[0..n).
+inline void grad_norm_partials(double* partials, const float* grads, size_t n) {
     if (!aligned16(grads)) fail("internal: the gradient buffer is not 16-byte aligned");
     grad_norm_partial_kernel<<<NORM_BLOCKS, NORM_THREADS, 0, g_stream>>>(partials, grads, n);
     cudaCheckLaunch();
+}
+
+// The verdict from the partials (summed over ranks first under data parallelism, llmc/zero.cuh).
+inline void step_verdict(StepHeader* h, ScalerState* scaler, const double* partials, const unsigned long long* att_bad,
+                         const unsigned long long* ffn_bad, int L, int micro_batches, float clip, bool log_anyway,
+                         bool use_scaler) {
     step_finalize_kernel<<<1, 32, 0, g_stream>>>(h, scaler, partials, NORM_BLOCKS, att_bad, ffn_bad, L, micro_batches, clip,
                                                  log_anyway ? 1 : 0, use_scaler ? 1 : 0);
     cudaCheckLaunch();
+}
+
+// Both on one GPU; partials holds NORM_BLOCKS doubles.
+inline void step_finalize(StepHeader* h, ScalerState* scaler, double* partials, const float* grads, size_t n,
+                          const unsigned long long* att_bad, const unsigned long long* ffn_bad, int L, int micro_batches,
+                          float clip, bool log_anyway, bool use_scaler) {
+    grad_norm_partials(partials, grads, n);
+    step_verdict(h, scaler, partials, att_bad, ffn_bad, L, micro_batches, clip, log_anyway, use_scaler);
 }

@@ -33,6 +33,10 @@
 #      hand-made overflow model under torch.autocast float16 where numpy float16 puts them;
 #      GradScaler's scale sequence = the trainers' rule), then train_gpt2.py --dtype float16 and
 #      train_gpt2cu_fp16 on the same short LN-free run in the paper's regime (a few seconds)
+#  13. (STAGES=mpi; not in the default list) the data-parallel build (USE_MPI=1: NCCL, ZeRO-1) at
+#      N = 1, the one GPU here: test_gpt2cu through the sharded path (FP32, BF16), a short
+#      training run that must match the plain build's bit for bit, and the benchmark of one
+#      config, plain vs USE_MPI=1 at N = 1 (mpi_stage below; needs libopenmpi-dev)
 # PyTorch's compilation is warmed in the background while the builds and tests run (its cache
 # makes the timed runs start in seconds); nothing else uses the GPU while anything is timed.
 # Every stage has a time limit and the whole script a deadline; a summary table is printed at
@@ -403,5 +407,43 @@ WRAP
     SUMMARY+=("info reliability: $(ls $W/memcheck/run_*.log 2>/dev/null | wc -l) trainer runs under memcheck, $dirty with errors")
 }
 if want reliability; then stage_reliability; fi
+# Stage 13: the multi-GPU code path on one GPU. At N = 1 every collective is a copy or a sum of
+# one, the slice is the whole array and the AdamW launches are the plain build's, so the
+# training run must be bit-identical to the plain build's and the speed the same (what NCCL
+# costs at N = 1: the calls themselves). More than one GPU is not tested here.
+mpi_stage() {
+    if ! command -v mpicxx >/dev/null; then
+        SUMMARY+=("SKIP mpi (no Open MPI: apt-get install libopenmpi-dev openmpi-bin)")
+        return
+    fi
+    local MB=$W/bin_mpi MPI1=(mpirun --allow-run-as-root -np 1)
+    run mpi_build 300 make -f cuda.mk -j4 CUDA_BIN=$MB USE_MPI=1 $MB/test_gpt2cu_fp32 $MB/test_gpt2cu_bf16 $MB/train_gpt2cu_bf16 \
+        || return
+    [ -x $BIN/train_gpt2cu_bf16 ] || run mpi_build_plain 300 make -f cuda.mk CUDA_BIN=$BIN $BIN/train_gpt2cu_bf16 || return
+    run mpi_test_fp32 150 "${MPI1[@]}" $MB/test_gpt2cu_fp32 out/ref
+    run mpi_test_bf16 150 "${MPI1[@]}" $MB/test_gpt2cu_bf16 out/ref
+    local TR=(-e d12 -i "$W/data/syn_train_*.bin" -j "$W/data/syn_val_*.bin" -b 32 -t 128 -x 20 -n 20 -v 10 -m 2 -s 0
+              --norm none --act lrelu-layer:0.1 -l 3e-4 --entropy-every 5)
+    rm -rf $W/mpi_plain $W/mpi_zero
+    run mpi_train_plain 120 $BIN/train_gpt2cu_bf16 "${TR[@]}" -o $W/mpi_plain
+    run mpi_train_zero 120 "${MPI1[@]}" $MB/train_gpt2cu_bf16 "${TR[@]}" -o $W/mpi_zero
+    for f in model_00000020.bin state_00000020.bin main.log entropy.tsv slopes.tsv; do
+        if cmp -s $W/mpi_plain/$f $W/mpi_zero/$f; then SUMMARY+=("ok   mpi N=1: $f bit-identical to the plain build")
+        else SUMMARY+=("FAIL mpi N=1: $f differs from the plain build"); FAILED=$((FAILED + 1)); fi
+    done
+    local BENCH=(-i "$W/data/bench_train_*.bin" -e d12 -b $BENCH_B -t 128 -x $STEPS -v 0 -s 0 --entropy-every 1 --norm none --act relu)
+    run mpi_bench_plain 120 $BIN/train_gpt2cu_bf16 "${BENCH[@]}"
+    run mpi_bench_zero 120 "${MPI1[@]}" $MB/train_gpt2cu_bf16 "${BENCH[@]}"
+    local a b
+    a=$(sed -n 's/^summary: .*tok_per_s=\([0-9.]*\).*/\1/p' $W/mpi_bench_plain.log | tail -1)
+    b=$(sed -n 's/^summary: .*tok_per_s=\([0-9.]*\).*/\1/p' $W/mpi_bench_zero.log | tail -1)
+    if [ -n "$a" ] && [ -n "$b" ]; then
+        local line
+        line=$(awk -v a="$a" -v b="$b" 'BEGIN {r = b / a; printf "%s mpi N=1 speed: %.0f vs plain %.0f tok/s (x%.3f; bar >= 0.98)", (r >= 0.98) ? "ok  " : "FAIL", b, a, r}')
+        SUMMARY+=("$line")
+        [[ $line == FAIL* ]] && FAILED=$((FAILED + 1))
+    fi
+}
+want mpi && mpi_stage
 
 [ $FAILED -eq 0 ]

@@ -46,6 +46,7 @@ run_suite "tests/test_diag.sh: --diag-every, diag.tsv, the entropic-overload pag
     env PYTHON="$PYTHON" bash tests/test_diag.sh
 run_suite "dev/data/test_codeparrot.sh: the paper's CodeParrot selection (prepare.sh --codeparrot)" \
     env PYTHON="$PYTHON" bash dev/data/test_codeparrot.sh
+command -v mpirun >/dev/null && run_suite "tests/test_mpi.sh: data-parallel CPU training, 1-3 ranks under mpirun" bash tests/test_mpi.sh
 run_suite "tests/test_cuda_build.sh: the CUDA trainer compiles for sm_90 (no GPU needed)" bash tests/test_cuda_build.sh
 run_suite "tests/test_docs.sh: the tutorials' commands, numbers and links" env PYTHON="$PYTHON" bash tests/test_docs.sh
 run_suite "tests/test_bench_torch_minimal.sh: the minimal PyTorch speed peer on the CPU" \

@@ -24,6 +24,17 @@ for precision in BF16 FP32 FP16; do
         fi
     done
 done
+# the data-parallel build (USE_MPI=1: llmc/zero.cuh, NCCL), where Open MPI is installed
+if command -v mpicxx >/dev/null; then
+    log=out/cuda_build/mpi/train_gpt2cu_bf16.log
+    mkdir -p out/cuda_build/mpi
+    if make -s -f cuda.mk CUDA_BIN=out/cuda_build/mpi out/cuda_build/mpi/train_gpt2cu_bf16 USE_MPI=1 NVCC="$NVCC" >"$log" 2>&1 \
+            && ! grep -qi "warning" "$log"; then
+        passed=$((passed + 1)); echo "  ok   train_gpt2cu PRECISION=BF16 USE_MPI=1 compiles without warnings"
+    else
+        failed=$((failed + 1)); echo "  FAIL train_gpt2cu PRECISION=BF16 USE_MPI=1: $(head -c 600 "$log")"
+    fi
+fi
 log=out/cuda_build/labs.log
 if make -s -B -f cuda.mk cuda-labs out/cuda_build/attention_entropy_syncloads.out CUDA_BIN=out/cuda_build NVCC="$NVCC" \
         >"$log" 2>&1; then

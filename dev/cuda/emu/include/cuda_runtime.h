@@ -14,7 +14,10 @@ enum cudaMemcpyKind { cudaMemcpyHostToHost = 0, cudaMemcpyHostToDevice = 1, cuda
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 struct cudaDeviceProp { char name[256]; int multiProcessorCount; };
 inline double emu_now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-inline cudaError_t cudaGetDeviceCount(int* n) { *n = 1; return cudaSuccess; }
+#ifndef EMU_DEVICE_COUNT  // run_mpi.sh: one "device" per rank
+#define EMU_DEVICE_COUNT 1
+#endif
+inline cudaError_t cudaGetDeviceCount(int* n) { *n = EMU_DEVICE_COUNT; return cudaSuccess; }
 inline cudaError_t cudaSetDevice(int) { return cudaSuccess; }
 inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int) { strcpy(p->name, "CPU emulator"); p->multiProcessorCount = 1; return cudaSuccess; }
 inline cudaError_t cudaStreamCreate(cudaStream_t* s) { *s = (void*)1; return cudaSuccess; }
