@@ -1032,7 +1032,7 @@ int main(int argc, char** argv) {
     if (cfg.diag_every > 0) diag_check_shape(mc.channels, NH);
     std::vector<double> diag_sums((size_t)L * DIAG_SUMS);
     std::vector<float> diag_cols((size_t)L * DIAG_COLS);
-    FILE* diag_file = diag_log_open(cfg.output_dir, cfg.diag_every, resume_step);
+    FILE* diag_file = diag_log_open(rank_cfg.output_dir, cfg.diag_every, resume_step);  // rank 0 only
     bool params_ok = true;   // false once --on-nan log applied a non-finite update
     int last_checkpoint = resume_step;
     double total_time = 0.0;  // excludes the run's first step (warm-up)

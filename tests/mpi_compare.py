@@ -1,7 +1,8 @@
 """mpi_compare.py: compares two training runs within a tolerance, for tests/test_mpi.sh.
 
 Usage:
-  mpi_compare.py logs DIR_A DIR_B RTOL   main.log, entropy.tsv, slopes.tsv, nonfinite.tsv: the same
+  mpi_compare.py logs DIR_A DIR_B RTOL   main.log, entropy.tsv, slopes.tsv, nonfinite.tsv, paper.tsv,
+                                         diag.tsv: the same
                                          lines, every number within RTOL relative (+1e-7 absolute)
   mpi_compare.py model FILE_A FILE_B ATOL  two llm.c model files: the same header, every
                                          parameter within ATOL absolute
@@ -18,7 +19,7 @@ NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|nan|-?inf")
 
 def compare_logs(a, b, rtol):
     worst, where = 0.0, ""
-    for name in ["main.log", "entropy.tsv", "slopes.tsv", "nonfinite.tsv"]:
+    for name in ["main.log", "entropy.tsv", "slopes.tsv", "nonfinite.tsv", "paper.tsv", "diag.tsv"]:
         pa, pb = os.path.join(a, name), os.path.join(b, name)
         if not os.path.exists(pa) and not os.path.exists(pb):
             continue

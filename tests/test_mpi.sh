@@ -36,7 +36,7 @@ $PYTHON tests/make_shard.py $W/val_000000.bin 2000 512 --seed 3
 # softmax ignores a constant added to a row) but ~1e-9 of rounding noise in fp32 into a step of
 # ~lr with the noise's sign, which no two summation orders share; with eps above that noise such
 # parameters stay put and the rest can be compared (with 1e-8: differences up to 2e-3).
-DATA=(-i "$W/train_*.bin" -j "$W/val_*.bin" -t 16 -v 5 -m 3 -s 0 --entropy-every 1 -l 3e-3 --eps 1e-5 -x 10)
+DATA=(-i "$W/train_*.bin" -j "$W/val_*.bin" -t 16 -v 5 -m 3 -s 0 --entropy-every 1 --diag-every 2 -l 3e-3 --eps 1e-5 -x 10)
 # the two models, their attention sharpened (tests/mpi_sharpen.py) so that entropies are not all
 # the uniform maximum: an LN model with GELU, and an LN-free one with a learnable slope per layer
 sharpened_model() {  # NAME NORM ACT FACTOR -> $W/model_NAME.bin
