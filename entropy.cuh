@@ -483,6 +483,23 @@ inline size_t attw_forward_smem() {
            ATTW_WARPS * align128(16 * ATTW_LDS * sizeof(float)) + ATTW_WARPS * align128(16 * ATTW_LDP * sizeof(floatX));
 }
 
+// Stores the entropy partials of a block of 4 warps x 16 query rows (block qt: rows 64 qt ..) in
+// entropy_reduce's layout, one partial per 32-row tile: tile 2 qt + i = warps 2i and 2i + 1.
+// Shared by this file's tensor-core forward and llmc/attention_tiled.cuh's; all threads of the
+// block call it (it holds a barrier). warp_entropy: the block's shared slots, one per warp.
+__device__ inline void attw_store_entropy_partials(float* ent_partial, float* warp_entropy, float entropy, int qt, int b,
+                                                   int h, int NH, int T) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) warp_entropy[warp] = entropy;
+    __syncthreads();
+    const int qtiles = (T + 31) / 32;
+    if (threadIdx.x < 2) {
+        const int tile = 2 * qt + threadIdx.x;
+        if (tile < qtiles)
+            ent_partial[((size_t)b * NH + h) * qtiles + tile] = warp_entropy[2 * threadIdx.x] + warp_entropy[2 * threadIdx.x + 1];
+    }
+}
+
 // Grid (ceil(T / 64), NH, B), 128 threads. Same outputs as attention_forward_kernel.
 __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel(floatX* out, float* lse, float* ent_partial,
                                                                                 unsigned long long* nonfinite,
@@ -592,17 +609,8 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel
             for (int d = lane; d < ATTW_HS; d += 32) o_t[d] = from_float<floatX>(Sw[rr * ATTW_LDS + d]);
         }
     }
-    if (ent_partial != NULL) {
-        // the layout of the SIMT path: one partial per 32-row tile = two warps here
-        if (lane == 0) warp_entropy[warp] = entropy;
-        __syncthreads();
-        const int qtiles = (T + 31) / 32;
-        if (threadIdx.x < 2) {
-            const int tile = 2 * qt + threadIdx.x;
-            if (tile < qtiles)
-                ent_partial[((size_t)b * NH + h) * qtiles + tile] = warp_entropy[2 * threadIdx.x] + warp_entropy[2 * threadIdx.x + 1];
-        }
-    }
+    // the layout of the SIMT path: one partial per 32-row tile = two warps here
+    if (ent_partial != NULL) attw_store_entropy_partials(ent_partial, warp_entropy, entropy, qt, b, h, NH, T);
     if (paper_partial != NULL) {  // the same tiles; plane 0 the NaN-ignoring entropy, plane 1 NaN rows
         if (lane == 0) warp_paper[0][warp] = nansum, warp_paper[1][warp] = nan_rows;
         __syncthreads();

@@ -32,6 +32,7 @@
 #pragma once
 
 #include "cuda_common.cuh"
+#include "../entropy.cuh"  // attw_store_entropy_partials, the shared tile layout of the partials
 
 #if !defined(ENABLE_FP32)
 #include <mma.h>
@@ -256,16 +257,8 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_forward_tiled_kerne
 #endif
         }
     }
-    if (ent_partial != NULL) {  // one partial per 32-row tile (entropy_reduce's layout): two warps
-        if (lane == 0) warp_entropy[warp] = entropy;
-        __syncthreads();
-        const int qtiles = (T + 31) / 32;
-        if (threadIdx.x < 2) {
-            const int tile = 2 * qt + threadIdx.x;
-            if (tile < qtiles)
-                ent_partial[((size_t)b * NH + h) * qtiles + tile] = warp_entropy[2 * threadIdx.x] + warp_entropy[2 * threadIdx.x + 1];
-        }
-    }
+    // one partial per 32-row tile (entropy_reduce's layout): two warps
+    if (ent_partial != NULL) attw_store_entropy_partials(ent_partial, warp_entropy, entropy, qt, b, h, NH, T);
     if (nonfinite != NULL) {
         bad = __reduce_add_sync(0xffffffffu, bad);
         if (lane == 0 && bad > 0) atomicAdd(nonfinite, (unsigned long long)bad);

@@ -195,6 +195,20 @@ void run_version(int version, Buffers& x, int B, int T, int C, int NH, bool back
         attention_backward(x.dqkv, x.D, x.dout, x.qkv, x.out, x.lse, B, T, C, NH);
 }
 
+// One sequence's forward for the checks below: uploads qkv (B = 1, (T, 3C), rounded to floatX),
+// clears the non-finite counter and runs the version to completion. The caller reads x back
+// and frees it.
+Buffers run_forward_one(int version, const std::vector<float>& qkv, int T, int C, int NH) {
+    Buffers x = alloc_buffers(1, T, C, NH);
+    std::vector<floatX> hq(qkv.size());
+    for (size_t i = 0; i < qkv.size(); i++) hq[i] = from_float<floatX>(qkv[i]);
+    cudaCheck(cudaMemcpy(x.qkv, hq.data(), hq.size() * sizeof(floatX), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemset(x.bad, 0, sizeof(unsigned long long)));
+    run_version(version, x, 1, T, C, NH, false);
+    cudaCheck(cudaStreamSynchronize(g_stream));
+    return x;
+}
+
 float max_diff(const std::vector<floatX>& got, const std::vector<double>& ref, float* scale) {
     float worst = 0.0f;
     double s = 0.0;
@@ -286,13 +300,7 @@ int check_hard_rows(int version, int T, int C, int NH) {
             // -p_j (c_j - sum p c), so |dH| <= max |ds_j| * 2 sum p |c|
             bound[h * qtiles + t / 32] += 2.0 * eps * ((d + 2) + (2 * d + 5) * pc / l + fabs(H) + 2 + 20 * fabs(H)) + 2.0 * ds * pc / l;
         }
-    Buffers x = alloc_buffers(1, T, C, NH);
-    std::vector<floatX> hq(qkv.size());
-    for (size_t i = 0; i < qkv.size(); i++) hq[i] = from_float<floatX>(qkv[i]);
-    cudaCheck(cudaMemcpy(x.qkv, hq.data(), hq.size() * sizeof(floatX), cudaMemcpyHostToDevice));
-    cudaCheck(cudaMemset(x.bad, 0, sizeof(unsigned long long)));
-    run_version(version, x, 1, T, C, NH, false);
-    cudaCheck(cudaStreamSynchronize(g_stream));
+    Buffers x = run_forward_one(version, qkv, T, C, NH);
     std::vector<float> part(NH * qtiles);
     unsigned long long bad = 0;
     cudaCheck(cudaMemcpy(part.data(), x.part, part.size() * sizeof(float), cudaMemcpyDeviceToHost));
@@ -396,13 +404,7 @@ int check_nonfinite(int version, int T, int C, int NH) {
     std::vector<float> qkv = random_inputs((size_t)T * 3 * C, &rng, 1.0f);
     const int j = T / 3;
     qkv[(size_t)j * 3 * C + C] = INFINITY;
-    Buffers x = alloc_buffers(1, T, C, NH);
-    std::vector<floatX> hq(qkv.size());
-    for (size_t i = 0; i < qkv.size(); i++) hq[i] = from_float<floatX>(qkv[i]);
-    cudaCheck(cudaMemcpy(x.qkv, hq.data(), hq.size() * sizeof(floatX), cudaMemcpyHostToDevice));
-    cudaCheck(cudaMemset(x.bad, 0, sizeof(unsigned long long)));
-    run_version(version, x, 1, T, C, NH, false);
-    cudaCheck(cudaStreamSynchronize(g_stream));
+    Buffers x = run_forward_one(version, qkv, T, C, NH);
     unsigned long long bad = 0;
     cudaCheck(cudaMemcpy(&bad, x.bad, sizeof(bad), cudaMemcpyDeviceToHost));
     free_buffers(x);
