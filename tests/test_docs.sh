@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 W=$ROOT/out/test_docs
 source tests/test_lib.sh
-PAGES="doc/start-here.md doc/attention-entropy.md doc/backward.md"
+PAGES="doc/start-here.md doc/attention-entropy.md doc/backward.md doc/fp16-and-nans.md"
 # Pages other branches write; links to them count as resolved until they arrive.
 EXPECTED="doc/entropic-overload.md doc/fp16-and-nans.md doc/reliability.md doc/multi-gpu.md"
 
@@ -62,6 +62,12 @@ check "the overfitting run's loss is below 1 at step 40 (start-here, stop 2: 0.6
         <(out_of "./train_gpt2 -e L2H2C64T64 --norm none --act relu -i 'data/pysample_train_*.bin' -j 'data/pysample_val_*.bin' -b 2 -t 32 -x 40 -l 3e-3 -a 1 -v 0 -s 0")
 check "the entropy run prints the bound ln(T!)/T = 2.549 at T = 32" grep -q "max 2.549" \
     <(out_of "./train_gpt2 -e L2H2C64T64 --norm none --act relu -i 'data/pysample_train_*.bin' -j 'data/pysample_val_*.bin' -b 4 -t 32 -x 10 -v 0 -s 0 --entropy-every 5 -o out/start-here-entropy")
+
+check "fp16-and-nans: the paper regime skips steps 2-20 and keeps the scale's last value 0.125" \
+    grep -q "step 19: non-finite forward, update skipped, loss scale -> 0.125" \
+        <(out_of "./train_gpt2 -e L2H2C64T128 --norm none --act lrelu:0.2 -i 'data/pysample_train_*.bin' -j 'data/pysample_val_*.bin' -b 4 -t 128 -x 20 -l 0.5 -v 10 -m 2 -s 0 --entropy-every 5 --fp16-autocast 1 --on-nan skip -o out/fp16demo/paper")
+check "fp16-and-nans: the paper regime's checkpoint is written, the fp32 log run's is not" \
+    bash -c "test -f '$W/out/fp16demo/paper/DONE_00000020' && test ! -e '$W/out/fp16demo/fp32log/DONE_00000020'"
 
 # Every relative link resolves (anchors dropped), except the pages other branches bring.
 broken=""
