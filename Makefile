@@ -100,6 +100,7 @@ test-sanitize: deps out/san/train_gpt2 out/san/test_gpt2 refs
 	PYTHON=$(PYTHON) bash tests/test_sanitize.sh
 
 ci: deps train_gpt2 test_gpt2 test_fp16 $(FP16_CASE) out/bin/train_gpt2_blas refs fuzz-build out/san/train_gpt2 out/san/test_gpt2
+	@if command -v mpicxx >/dev/null; then $(MAKE) --no-print-directory out/bin/train_gpt2_mpi; fi
 	PYTHON=$(PYTHON) bash scripts/run_tests.sh --ci
 
 # The CUDA trainer and its test (train_gpt2cu, test_gpt2cu, PRECISION=BF16|FP32|FP16): cuda.mk
