@@ -816,11 +816,25 @@ def fig5_fixed_slopes(plt, runs, out):
         if mark_first_event(row, r) is None:
             row[0].text(0.6, 0.72, f"no non-finite values in {r.steps_done} steps", transform=row[0].transAxes,
                         ha="center", va="center", bbox=dict(facecolor="white", edgecolor="0.7"))
-    regime = "fp16 autocast + loss scaling" if runs[0].info.get("regime") == "fp16-autocast" else "fp32"
+    regime = run_precision(runs[0].info)
     fig.suptitle(f"Figure 5: LN-free with fixed leaky-ReLU slopes ({regime}, --on-nan {runs[0].info.get('on_nan', 'log')}); "
                  "columns 1-3 our conventions, 4-5 the paper's")
     fig.tight_layout(rect=(0, 0.03, 1, 0.97))
     return save(fig, out, "fig5_fixed_slopes", runs)
+
+
+def run_precision(info):
+    """The arithmetic a run trained in, from its run.info: the paper's fp16 regime, or the build's
+    precision (the CUDA trainer is bf16 unless its name says fp32 or fp16; the CPU trainer fp32)."""
+    if info.get("regime") == "fp16-autocast":
+        return "fp16 autocast + loss scaling"
+    trainer = os.path.basename(info.get("trainer", ""))
+    if "gpt2cu" not in trainer:
+        return "fp32"
+    for name in ("fp32", "fp16"):
+        if name in trainer:
+            return name
+    return "bf16"
 
 
 # ---- the table ----------------------------------------------------------------------------------
