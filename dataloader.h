@@ -68,7 +68,7 @@ inline int64_t validate_shard_or_fail(const char* path, int B, int T, int vocab_
     if (n < (int64_t)B * T + 1)
         fail("token shard '%s' has %lld tokens, fewer than one batch needs (B*T+1 = %lld): use a smaller -b or -t",
              path, (long long)n, (long long)B * T + 1);
-    std::vector<uint16_t> chunk(1 << 20);
+    std::vector<uint16_t> chunk((size_t)std::min<int64_t>(n, 1 << 20));  // no 2 MB buffer for a small shard
     for (int64_t done = 0; done < n;) {
         size_t want = (size_t)std::min<int64_t>((int64_t)chunk.size(), n - done);
         fread_or_fail(chunk.data(), sizeof(uint16_t), want, f, path);
