@@ -963,9 +963,6 @@ int main(int argc, char** argv) {
     parse_flags(argc, argv, &cfg);
     setvbuf(stdout, NULL, _IOLBF, 0);
     // --fp16-autocast: the FP16 build is the paper's fp16 regime (entropy.cuh att_score), the others never
-    // the diagnostics' sums are not yet reduced over GPUs (diag_reduce is the CPU trainer's)
-    if (cfg.diag_every > 0 && mp_size() > 1)
-        fail("--diag-every is not yet supported with several GPUs (%d ranks): run it on one GPU or with the CPU trainer", mp_size());
     if (cfg.fp16_autocast == 1 && !USE_LOSS_SCALER)
         fail("--fp16-autocast 1 needs the FP16 build (make -f cuda.mk train_gpt2cu PRECISION=FP16); this one is %s", PRECISION_NAME);
     if (cfg.fp16_autocast == 0 && USE_LOSS_SCALER)
@@ -1100,7 +1097,9 @@ int main(int argc, char** argv) {
         if (ps.log_entropy) print_entropy_summary(L, NH, entropy.data(), T);
         if (ps.log_diag) {
             diag_sums_from_device(result_diag(&model, slot), L, diag_sums.data());
-            diag_finalize(diag_sums.data(), L, B, T, mc.channels, NH, grad_accum, diag_cols.data());
+            long passes = grad_accum;
+            diag_reduce(diag_sums.data(), L, &passes);  // over all ranks (MPI on the host; one process: nothing)
+            diag_finalize(diag_sums.data(), L, B, T, mc.channels, NH, passes, diag_cols.data());
             diag_log(diag_file, step, L, diag_cols.data());
             diag_print(L, diag_cols.data());
         }
