@@ -500,6 +500,22 @@ __device__ inline void attw_store_entropy_partials(float* ent_partial, float* wa
     }
 }
 
+// The paper's partials of a 64-row block (4 warps x 16 rows) in the same tiles: plane 0 the
+// NaN-ignoring entropy, plane 1 the NaN rows (att_paper_row); every thread calls it.
+__device__ inline void attw_store_paper_partials(float* paper_partial, float (*warp_paper)[4], float nansum, float nan_rows,
+                                                 int qt, int b, int h, int B, int NH, int T) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) warp_paper[0][warp] = nansum, warp_paper[1][warp] = nan_rows;
+    __syncthreads();
+    const int qtiles = (T + 31) / 32;
+    if (threadIdx.x < 4) {
+        const int plane = threadIdx.x / 2, tile = 2 * qt + threadIdx.x % 2;
+        if (tile < qtiles)
+            paper_partial[(size_t)plane * B * NH * qtiles + ((size_t)b * NH + h) * qtiles + tile] =
+                warp_paper[plane][2 * (threadIdx.x % 2)] + warp_paper[plane][2 * (threadIdx.x % 2) + 1];
+    }
+}
+
 // Grid (ceil(T / 64), NH, B), 128 threads. Same outputs as attention_forward_kernel.
 __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel(floatX* out, float* lse, float* ent_partial,
                                                                                 unsigned long long* nonfinite,
@@ -611,17 +627,7 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel
     }
     // the layout of the SIMT path: one partial per 32-row tile = two warps here
     if (ent_partial != NULL) attw_store_entropy_partials(ent_partial, warp_entropy, entropy, qt, b, h, NH, T);
-    if (paper_partial != NULL) {  // the same tiles; plane 0 the NaN-ignoring entropy, plane 1 NaN rows
-        if (lane == 0) warp_paper[0][warp] = nansum, warp_paper[1][warp] = nan_rows;
-        __syncthreads();
-        const int qtiles = (T + 31) / 32;
-        if (threadIdx.x < 4) {
-            const int plane = threadIdx.x / 2, tile = 2 * qt + threadIdx.x % 2;
-            if (tile < qtiles)
-                paper_partial[(size_t)plane * B * NH * qtiles + ((size_t)b * NH + h) * qtiles + tile] =
-                    warp_paper[plane][2 * (threadIdx.x % 2)] + warp_paper[plane][2 * (threadIdx.x % 2) + 1];
-        }
-    }
+    if (paper_partial != NULL) attw_store_paper_partials(paper_partial, warp_paper, nansum, nan_rows, qt, b, h, B, NH, T);
     if (nonfinite != NULL) {
         bad = __reduce_add_sync(0xffffffffu, bad);
         if (lane == 0 && bad > 0) atomicAdd(nonfinite, (unsigned long long)bad);
