@@ -15,9 +15,10 @@ whose scores overflow fp16 (NaN rows where numpy float16 finds them; none in FP3
 
 Usage: ./test_gpt2cu [DIR [FP16DIR]]   (default out/ref, out/fp16case: tests/fp16_case.py writes it). Exit status 0 only if every check passed; the
 last line is "test_gpt2cu: N passed, M failed".
-       ./test_gpt2cu --states DIR...       only the checks against the debug states in each DIR (the
+       ./test_gpt2cu --states [--steps N] [--simt] DIR...   only the checks against the debug states in each DIR (the
 long-T states of `make refs-long`: T = 256 and 1024, head sizes 64 and 128; each variant's line
-names the attention path it ran).
+names the attention path it ran); ./test_gpt2cu --units [FP16DIR]: every test but the debug
+states'; --steps N: only the first N of the 10 AdamW steps (N >= 1); --simt: on the SIMT path, to compare.
 */
 #define TESTING
 #include "train_gpt2.cu"
@@ -156,6 +157,10 @@ void check_diag(const std::string& tag, const GPT2& model, const DebugState& ref
     check_diag_cols(tag.c_str(), cols.data(), ref.diag.data(), L, TOL_DIAG_REL, TOL_DIAG_NEG);
 }
 
+// How many of a debug state's AdamW steps test_variant takes (--steps N: fewer, for the long-T
+// states in the slow CPU emulator); -1: all of them.
+static int g_max_steps = -1;
+
 void test_variant(const std::string& dir, const std::string& tag) {
     printf("variant %s (%s)\n", tag.c_str(), dir.c_str());
     GPT2 model;
@@ -185,7 +190,8 @@ void test_variant(const std::string& dir, const std::string& tag) {
     size_t at;
     float d = max_abs_diff(logits.data(), ref.logits.data(), logits.size(), &at);
     float tol = TOL_LOGITS * fmaxf(1.0f, max_abs(ref.logits.data(), ref.logits.size()));
-    check(d <= tol, "%s: logits max diff %.2e (tol %.1e)", tag.c_str(), d, tol);
+    check(d <= tol, "%s: logits max diff %.2e (tol %.1e), relative L2 %.1e", tag.c_str(), d, tol,
+          rel_l2(logits.data(), ref.logits.data(), logits.size()));
     double loss_sum = to_host(&model.d_header->loss_sum, 1)[0];
     float loss = (float)loss_sum;
     d = fabsf(loss - ref.loss);
@@ -236,7 +242,8 @@ void test_variant(const std::string& dir, const std::string& tag) {
     float worst_loss = 0.0f, worst_norm = 0.0f;
     int worst_step = 0;
     bool all_applied = true;
-    for (int step = 0; step < ref.num_steps; step++) {
+    const int num_steps = g_max_steps >= 0 && g_max_steps < ref.num_steps ? g_max_steps : ref.num_steps;
+    for (int step = 0; step < num_steps; step++) {
         StepOptions opt = {ref.lr, ref.beta1, ref.beta2, ref.eps, ref.weight_decay, ref.grad_clip, step + 1, 1, false};
         StepHeader h = train_step(&model, ref.x.data(), ref.y.data(), B, T, 1, opt, false);
         float dl = fabsf(h.loss - ref.step_losses[step]);
@@ -247,9 +254,9 @@ void test_variant(const std::string& dir, const std::string& tag) {
     }
     check(all_applied, "%s: every step finite and applied", tag.c_str());
     check(worst_loss <= TOL_STEP_LOSS, "%s: %d AdamW steps, loss max diff %.2e at step %d (tol %.0e); final loss %.6f",
-          tag.c_str(), ref.num_steps, worst_loss, worst_step, TOL_STEP_LOSS, ref.step_losses[ref.num_steps - 1]);
+          tag.c_str(), num_steps, worst_loss, worst_step, TOL_STEP_LOSS, ref.step_losses[num_steps - 1]);
     check(worst_norm <= TOL_STEP_NORM, "%s: %d AdamW steps, grad norm max relative diff %.2e (tol %.0e)", tag.c_str(),
-          ref.num_steps, worst_norm, TOL_STEP_NORM);
+          num_steps, worst_norm, TOL_STEP_NORM);
     gpt2_free(&model);
 }
 
@@ -1080,8 +1087,18 @@ int main(int argc, char** argv) {
     cuda_setup();
     printf("test_gpt2cu: %s, precision %s\n", g_device_prop.name, PRECISION_NAME);
     if (dir == "--states") {  // only the debug states of the given directories
-        check(argc > 2, "--states names at least one directory");
-        for (int i = 2; i < argc; i++) {
+        int first = 2;
+        if (argc > first + 1 && strcmp(argv[first], "--steps") == 0) {
+            g_max_steps = atoi(argv[first + 1]);
+            if (g_max_steps < 1) fail("--steps needs a count >= 1 (got '%s')", argv[first + 1]);
+            first += 2;
+        }
+        if (argc > first && strcmp(argv[first], "--simt") == 0) {  // the same checks on the SIMT path, to compare
+            g_attention_force_simt = true;
+            first += 1;
+        }
+        check(argc > first, "--states names at least one directory");
+        for (int i = first; i < argc; i++) {
             std::vector<std::string> tags = find_variants(argv[i]);
             check(tags.size() >= 1, "found %zu variant debug states in %s", tags.size(), argv[i]);
             for (auto& tag : tags) test_variant(argv[i], tag);
@@ -1089,9 +1106,11 @@ int main(int argc, char** argv) {
         printf("test_gpt2cu: %d passed, %d failed\n", g_passed, g_failed);
         return g_failed == 0 ? 0 : 1;
     }
-    std::vector<std::string> tags = find_variants(dir);
-    check(tags.size() >= 1, "found %zu variant debug states in %s", tags.size(), dir.c_str());
-    for (auto& tag : tags) test_variant(dir, tag);
+    if (dir != "--units") {  // --units: the tests below only (the emulator's quick look at kernel changes)
+        std::vector<std::string> tags = find_variants(dir);
+        check(tags.size() >= 1, "found %zu variant debug states in %s", tags.size(), dir.c_str());
+        for (auto& tag : tags) test_variant(dir, tag);
+    }
     test_attention_dispatch();
     test_attention_shapes();
     test_entropy_rows();
