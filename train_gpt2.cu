@@ -21,7 +21,8 @@ trainer's output needs the state (validation, checkpoints, samples, the end).
 Layout: the model (parameters, activations, forward, backward, the step's end), then the training
 loop in main() at the bottom. Shapes in comments: B batch, T time, C channels, NH heads,
 hs = C/NH, L layers, V vocab, Vp padded vocab. `#define TESTING` before including this file
-leaves out main(). Kernels live in the llmc/ headers (one concern each) and entropy.cuh (attention).
+leaves out main(). Kernels live in the llmc/ headers (one concern each) and entropy.cuh (attention);
+llmc/attention.cuh's attention_path says which attention kernels run for a shape and precision.
 */
 #include <cfloat>
 #include <cmath>
