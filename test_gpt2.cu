@@ -734,6 +734,52 @@ void test_attention_hard_rows() {
 #endif
 }
 
+// FP16, the paper's regime: a score whose q.k overflows fp16 is inf and its softmax row NaN. On
+// each path (whole-row at T = 128, tiled at T = 200, and SIMT) the non-finite count must be the
+// number of causal scores the host's fp16 rounding overflows, the paper's NaN rows the rows that
+// hold one, and the NaN-ignoring entropy finite. Every third query is large (q = 34, k in 31..34:
+// q.k >= 67,456 > 65,504), the others small (q.k <= 52,224); integers, so the fp32 dot is exact.
+void test_attention_fp16_overflow() {
+#if defined(ENABLE_FP16)
+    printf("attention in the paper's fp16 regime: overflowing scores\n");
+    const int B = 1, C = 64, NH = 1, hs = 64;
+    const size_t C3 = 3 * (size_t)C;
+    for (int T : {128, 200}) {
+        std::vector<float> qkv((size_t)B * T * C3), dout((size_t)B * T * C, 0.0f);
+        Rng rng;
+        rng_seed(&rng, 31);
+        for (int t = 0; t < T; t++) {
+            float* q = &qkv[(size_t)t * C3];
+            for (int d = 0; d < C; d++) {
+                q[d] = t % 3 == 0 ? 34.0f : (float)(20 + (int)rng_below(&rng, 5));
+                q[C + d] = (float)(31 + (int)rng_below(&rng, 4));
+                q[2 * C + d] = rng_normal(&rng);
+            }
+        }
+        unsigned long long want_bad = 0;
+        double want_rows = 0.0;
+        for (int t = 0; t < T; t++) {
+            bool nan_row = false;
+            for (int j = 0; j <= t; j++) {
+                double dot = 0.0;
+                for (int d = 0; d < C; d++) dot += (double)qkv[(size_t)t * C3 + d] * qkv[(size_t)j * C3 + C + d];
+                if (!std::isfinite(host_att_score(dot, hs, 0.0))) want_bad++, nan_row = true;
+            }
+            want_rows += nan_row;
+        }
+        for (int path_id : {0, 2}) {
+            g_attention_force_simt = path_id == 2;
+            const char* path = attention_path_name(attention_path(T, C, NH, true));
+            AttGpu gpu = attention_gpu(qkv, dout, B, T, C, NH);
+            check(gpu.bad == want_bad && gpu.paper[1] == want_rows && std::isfinite(gpu.paper[0]) && want_rows > 0,
+                  "%s, T=%d: %llu non-finite scores (want %llu), %g NaN rows (want %g), NaN-ignoring entropy %.4f finite", path,
+                  T, gpu.bad, want_bad, gpu.paper[1], want_rows, gpu.paper[0]);
+        }
+        g_attention_force_simt = false;
+    }
+#endif
+}
+
 // ----------------------------------------------------------------------------
 // Activations: derivatives at 0, the slope gradient, the non-finite count
 
@@ -1115,6 +1161,7 @@ int main(int argc, char** argv) {
     test_attention_shapes();
     test_entropy_rows();
     test_attention_hard_rows();
+    test_attention_fp16_overflow();
     test_activation_kinks();
     test_classifier_rows();
     printf("column sums (bias and LayerNorm gradients)\n");
