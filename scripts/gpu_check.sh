@@ -42,7 +42,9 @@
 #      and 1024, head sizes 64 and 128; the tiled tensor-core attention), the attention lab's
 #      timings that dev/cuda/PERF.md predicts (B = 16, T = 1024; T = 128 side by side), GPT-2
 #      124M at B = 16, T = 1024 with the entropy every step beside train_gpt2.py --compile and
-#      dev/bench_torch_minimal.py, and racecheck over the lab's tiled version 6 at T = 256
+#      dev/bench_torch_minimal.py, and racecheck over the lab's tiled version 6 at T = 256. Run
+#      it alone: STAGES=long DEADLINE=600 scripts/gpu_check.sh (env LONG_CONFIGS="none:relu ln:gelu"
+#      for more benchmark configs, LONG_B, LONG_STEPS; REUSE_REFS=1 keeps out/ref_long)
 # PyTorch's compilation is warmed in the background while the builds and tests run (its cache
 # makes the timed runs start in seconds); nothing else uses the GPU while anything is timed.
 # Every stage has a time limit and the whole script a deadline; a summary table is printed at
@@ -455,7 +457,7 @@ want mpi && mpi_stage
 # Stage 14: long sequences (issue 13). Every number it prints is a first measurement of the tiled
 # attention; dev/cuda/PERF.md's table of predictions is where they go.
 long_t_stage() {
-    local LB=${LONG_B:-16} LT=1024 LSTEPS=${LONG_STEPS:-15} LCONFIGS=${LONG_CONFIGS:-"ln:gelu none:relu"}
+    local LB=${LONG_B:-16} LT=1024 LSTEPS=${LONG_STEPS:-15} LCONFIGS=${LONG_CONFIGS:-"none:relu"}
     local need=()
     for f in test_gpt2cu_fp32 test_gpt2cu_bf16 test_gpt2cu_fp16 train_gpt2cu_bf16; do [ -x $BIN/$f ] || need+=($BIN/$f); done
     [ ${#need[@]} -gt 0 ] && { run long_build 300 make -f cuda.mk -j8 CUDA_BIN=$BIN "${need[@]}" || return; }
@@ -476,15 +478,15 @@ long_t_stage() {
     run long_lab_T128 90 dev/cuda/attention_entropy.out 0 128 128
     for n in v5 v2 v6 v6_hs128 T128; do grep -hE "ms per layer" $W/long_lab_$n.log 2>/dev/null | sed "s/^/  lab $n: /"; done
     for n in v5 v2 v6 v6_hs128; do
-        line=$(grep -hE "forward.*ms per layer" $W/long_lab_$n.log | tr '\n' ';' | tr -s ' ')
+        line=$(grep -hE "forward.*ms per layer" $W/long_lab_$n.log 2>/dev/null | tr '\n' ';' | tr -s ' ')
         [ -n "$line" ] && SUMMARY+=("info lab $n (B = 16, T = 1024): $line")
     done
-    line=$(grep -hE "forward.*ms per layer" $W/long_lab_T128.log | tr '\n' ';' | tr -s ' ')
+    line=$(grep -hE "forward.*ms per layer" $W/long_lab_T128.log 2>/dev/null | tr '\n' ';' | tr -s ' ')
     [ -n "$line" ] && SUMMARY+=("info lab T = 128, B = 128: $line")
     # GPT-2 124M at B = 16, T = 1024: ours (entropy every step) vs the two PyTorch peers
     local tokens=$((LB * LT * (LSTEPS + 2) + 1))
     [ -f $W/data/long_train_000000.bin ] || $PYTHON tests/make_shard.py $W/data/long_train_000000.bin $tokens 50257 --seed 4
-    local field_re='s/^summary: .*%s=\([0-9.]*\).*/\1/p'
+    long_field() { sed -n "s/^summary: .*$1=\([0-9.]*\).*/\1/p" "$2" 2>/dev/null | tail -1; }
     for cfg in $LCONFIGS; do
         local norm=${cfg%%:*} act=${cfg#*:} tag=${cfg/:/_}
         local common=(-i "$W/data/long_train_*.bin" -e d12 -b $LB -t $LT -x $LSTEPS --norm $norm --act $act)
@@ -497,8 +499,8 @@ long_t_stage() {
         local row=""
         for who in ours torch torchmin; do
             local tok mem
-            tok=$(sed -n "$(printf "$field_re" tok_per_s)" $W/long_bench_${who}_$tag.log 2>/dev/null | tail -1)
-            mem=$(sed -n "$(printf "$field_re" peak_mem_mb)" $W/long_bench_${who}_$tag.log 2>/dev/null | tail -1)
+            tok=$(long_field tok_per_s $W/long_bench_${who}_$tag.log)
+            mem=$(long_field peak_mem_mb $W/long_bench_${who}_$tag.log)
             row+=" $who ${tok:--} tok/s ${mem:--} MiB;"
         done
         SUMMARY+=("info B=$LB T=$LT $norm+$act:$row (ours: entropy of every head every step; bar: ours >= the faster PyTorch)")
