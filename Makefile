@@ -32,7 +32,7 @@ endif
 HEADERS = common.h config.h model_file.h flags.h dataloader.h schedulers.h logger.h checkpoint.h rng.h tokenizer.h \
           train_common.h debug_state.h diag.h test_util.h fp16.h multiproc.h
 
-.PHONY: all test clean refs deps data data-sample quickstart bench-cpu paper-tiny fuzz fuzz-build test-sanitize ci
+.PHONY: all test clean refs refs-long deps data data-sample quickstart bench-cpu paper-tiny fuzz fuzz-build test-sanitize ci
 
 all: train_gpt2 test_gpt2 test_fp16
 
@@ -66,6 +66,22 @@ REF_DIR = out/ref
 refs: $(REF_DIR)/.stamp
 $(REF_DIR)/.stamp: train_gpt2.py
 	$(PYTHON) train_gpt2.py --write-debug-states $(REF_DIR)
+	touch $@
+
+# Long-T debug states for the CUDA trainer's tiled attention (test_gpt2cu --states DIR...;
+# doc/reference.md, "CUDA"): head size 64 at T = 256 (B = 2, two variants) and T = 1024, head
+# size 128 at T = 256 and 1024. Small models, one batch each: ~30 MB, ~10 s on a CPU. The init
+# scale is 6-6.5, not the tiny variants' 12: at 12 the LN-free C = 256 model's layer-1 scores have
+# std ~1.3e3, and the FP16 build (the paper's regime: q.k rounded to fp16) rightly overflows them
+# into NaN rows (54464 non-finite scores), which an fp32 PyTorch state cannot be compared with.
+REF_LONG = out/ref_long
+REF_LONG_DIRS = $(REF_LONG)/t256 $(REF_LONG)/t1024 $(REF_LONG)/t256_hs128 $(REF_LONG)/t1024_hs128
+refs-long: $(REF_LONG)/.stamp
+$(REF_LONG)/.stamp: train_gpt2.py
+	$(PYTHON) train_gpt2.py --write-debug-states $(REF_LONG)/t256 -e L2H2C128T256V100 -b 2 -t 256 --debug-init-scale 6 --variants none_relu,ln_gelu
+	$(PYTHON) train_gpt2.py --write-debug-states $(REF_LONG)/t1024 -e L2H2C128T1024V100 -b 1 -t 1024 --debug-init-scale 6 --variants ln_gelu
+	$(PYTHON) train_gpt2.py --write-debug-states $(REF_LONG)/t256_hs128 -e L2H2C256T256V100 -b 1 -t 256 --debug-init-scale 6.5 --variants none_relu
+	$(PYTHON) train_gpt2.py --write-debug-states $(REF_LONG)/t1024_hs128 -e L1H1C128T1024V100 -b 1 -t 1024 --debug-init-scale 6 --variants ln_gelu
 	touch $@
 
 test: deps train_gpt2 test_gpt2 test_fp16 $(FP16_CASE) out/bin/train_gpt2_blas refs
@@ -132,4 +148,4 @@ paper-tiny: deps data out/bin/train_gpt2_blas
 
 clean:
 	rm -f train_gpt2 test_gpt2 test_fp16 train_gpt2cu test_gpt2cu
-	rm -rf out/ref out/fp16case out/bin out/cuda_build out/fuzz out/san
+	rm -rf out/ref out/ref_long out/fp16case out/bin out/cuda_build out/fuzz out/san

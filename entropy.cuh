@@ -22,10 +22,13 @@
 // dv_j = sum_t p_tj dO_t. Two kernels, query-major (dq, and D) then key-major (dk, dv), so each
 // output has one writer: deterministic, no atomics, at the price of computing the scores twice.
 //
-// This is the general SIMT path: any T, head size up to 256, one warp per query row and the
-// 32 keys of a tile across the lanes, tiles of K and V (fp32) in shared memory with an odd row
-// stride (conflict-free column reads). SPEED WORK REMAINS: the scores and P V products belong
-// on tensor cores (wmma/mma); at GPT-2 124M, T = 128, this path spends several ms per step.
+// This file has two of the trainer's three paths (llmc/attention.cuh's attention_path picks):
+// the general SIMT path below (any T, head size up to 256; the FP32 build, and bf16/fp16 head
+// sizes other than 64 and 128), one warp per query row and the 32 keys of a tile across the
+// lanes, tiles of K and V (fp32) in shared memory with an odd row stride (conflict-free column
+// reads); and the whole-row tensor-core path further down (bf16/fp16, head size 64, T <= 128).
+// Head size 64 past T = 128 and head size 128 at any T run llmc/attention_tiled*.cuh's tiled
+// tensor-core kernels. At GPT-2 124M, T = 128, the SIMT path spends several ms per step.
 #pragma once
 
 #include "llmc/cuda_common.cuh"
@@ -500,6 +503,22 @@ __device__ inline void attw_store_entropy_partials(float* ent_partial, float* wa
     }
 }
 
+// The paper's partials of a 64-row block (4 warps x 16 rows) in the same tiles: plane 0 the
+// NaN-ignoring entropy, plane 1 the NaN rows (att_paper_row); every thread calls it.
+__device__ inline void attw_store_paper_partials(float* paper_partial, float (*warp_paper)[4], float nansum, float nan_rows,
+                                                 int qt, int b, int h, int B, int NH, int T) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) warp_paper[0][warp] = nansum, warp_paper[1][warp] = nan_rows;
+    __syncthreads();
+    const int qtiles = (T + 31) / 32;
+    if (threadIdx.x < 4) {
+        const int plane = threadIdx.x / 2, tile = 2 * qt + threadIdx.x % 2;
+        if (tile < qtiles)
+            paper_partial[(size_t)plane * B * NH * qtiles + ((size_t)b * NH + h) * qtiles + tile] =
+                warp_paper[plane][2 * (threadIdx.x % 2)] + warp_paper[plane][2 * (threadIdx.x % 2) + 1];
+    }
+}
+
 // Grid (ceil(T / 64), NH, B), 128 threads. Same outputs as attention_forward_kernel.
 __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel(floatX* out, float* lse, float* ent_partial,
                                                                                 unsigned long long* nonfinite,
@@ -611,17 +630,7 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel
     }
     // the layout of the SIMT path: one partial per 32-row tile = two warps here
     if (ent_partial != NULL) attw_store_entropy_partials(ent_partial, warp_entropy, entropy, qt, b, h, NH, T);
-    if (paper_partial != NULL) {  // the same tiles; plane 0 the NaN-ignoring entropy, plane 1 NaN rows
-        if (lane == 0) warp_paper[0][warp] = nansum, warp_paper[1][warp] = nan_rows;
-        __syncthreads();
-        const int qtiles = (T + 31) / 32;
-        if (threadIdx.x < 4) {
-            const int plane = threadIdx.x / 2, tile = 2 * qt + threadIdx.x % 2;
-            if (tile < qtiles)
-                paper_partial[(size_t)plane * B * NH * qtiles + ((size_t)b * NH + h) * qtiles + tile] =
-                    warp_paper[plane][2 * (threadIdx.x % 2)] + warp_paper[plane][2 * (threadIdx.x % 2) + 1];
-        }
-    }
+    if (paper_partial != NULL) attw_store_paper_partials(paper_partial, warp_paper, nansum, nan_rows, qt, b, h, B, NH, T);
     if (nonfinite != NULL) {
         bad = __reduce_add_sync(0xffffffffu, bad);
         if (lane == 0 && bad > 0) atomicAdd(nonfinite, (unsigned long long)bad);

@@ -15,6 +15,10 @@ whose scores overflow fp16 (NaN rows where numpy float16 finds them; none in FP3
 
 Usage: ./test_gpt2cu [DIR [FP16DIR]]   (default out/ref, out/fp16case: tests/fp16_case.py writes it). Exit status 0 only if every check passed; the
 last line is "test_gpt2cu: N passed, M failed".
+       ./test_gpt2cu --states [--steps N] [--simt] DIR...   only the checks against the debug states in each DIR (the
+long-T states of `make refs-long`: T = 256 and 1024, head sizes 64 and 128; each variant's line
+names the attention path it ran); ./test_gpt2cu --units [FP16DIR]: every test but the debug
+states'; --steps N: only the first N of the 10 AdamW steps (N >= 1); --simt: on the SIMT path, to compare.
 */
 #define TESTING
 #include "train_gpt2.cu"
@@ -153,8 +157,12 @@ void check_diag(const std::string& tag, const GPT2& model, const DebugState& ref
     check_diag_cols(tag.c_str(), cols.data(), ref.diag.data(), L, TOL_DIAG_REL, TOL_DIAG_NEG);
 }
 
+// How many of a debug state's AdamW steps test_variant takes (--steps N: fewer, for the long-T
+// states in the slow CPU emulator); -1: all of them.
+static int g_max_steps = -1;
+
 void test_variant(const std::string& dir, const std::string& tag) {
-    printf("variant %s\n", tag.c_str());
+    printf("variant %s (%s)\n", tag.c_str(), dir.c_str());
     GPT2 model;
     std::string model_path = dir + "/" + tag + ".bin";
     std::string state_path = dir + "/" + tag + "_debug_state.bin";
@@ -167,6 +175,8 @@ void test_variant(const std::string& dir, const std::string& tag) {
     int B = ref.B, T = ref.T, V = c.vocab_size, Vp = c.padded_vocab_size, L = c.num_layers, NH = c.num_heads;
     if (USE_LOSS_SCALER) gpt2_set_scaler(&model, ScalerState{1.0f, 0, 0, 0});  // compare unscaled values
     gpt2_allocate_activations(&model, B, T);
+    printf("  B=%d T=%d C=%d NH=%d: attention path %s\n", B, T, c.channels, NH,
+           attention_path_name(attention_path(T, c.channels, NH, true)));
 
     // forward: logits, loss, entropies, diagnostics, no non-finite values
     gpt2_step_begin(&model);
@@ -180,7 +190,8 @@ void test_variant(const std::string& dir, const std::string& tag) {
     size_t at;
     float d = max_abs_diff(logits.data(), ref.logits.data(), logits.size(), &at);
     float tol = TOL_LOGITS * fmaxf(1.0f, max_abs(ref.logits.data(), ref.logits.size()));
-    check(d <= tol, "%s: logits max diff %.2e (tol %.1e)", tag.c_str(), d, tol);
+    check(d <= tol, "%s: logits max diff %.2e (tol %.1e), relative L2 %.1e", tag.c_str(), d, tol,
+          rel_l2(logits.data(), ref.logits.data(), logits.size()));
     double loss_sum = to_host(&model.d_header->loss_sum, 1)[0];
     float loss = (float)loss_sum;
     d = fabsf(loss - ref.loss);
@@ -231,7 +242,8 @@ void test_variant(const std::string& dir, const std::string& tag) {
     float worst_loss = 0.0f, worst_norm = 0.0f;
     int worst_step = 0;
     bool all_applied = true;
-    for (int step = 0; step < ref.num_steps; step++) {
+    const int num_steps = g_max_steps >= 0 && g_max_steps < ref.num_steps ? g_max_steps : ref.num_steps;
+    for (int step = 0; step < num_steps; step++) {
         StepOptions opt = {ref.lr, ref.beta1, ref.beta2, ref.eps, ref.weight_decay, ref.grad_clip, step + 1, 1, false};
         StepHeader h = train_step(&model, ref.x.data(), ref.y.data(), B, T, 1, opt, false);
         float dl = fabsf(h.loss - ref.step_losses[step]);
@@ -242,9 +254,9 @@ void test_variant(const std::string& dir, const std::string& tag) {
     }
     check(all_applied, "%s: every step finite and applied", tag.c_str());
     check(worst_loss <= TOL_STEP_LOSS, "%s: %d AdamW steps, loss max diff %.2e at step %d (tol %.0e); final loss %.6f",
-          tag.c_str(), ref.num_steps, worst_loss, worst_step, TOL_STEP_LOSS, ref.step_losses[ref.num_steps - 1]);
+          tag.c_str(), num_steps, worst_loss, worst_step, TOL_STEP_LOSS, ref.step_losses[num_steps - 1]);
     check(worst_norm <= TOL_STEP_NORM, "%s: %d AdamW steps, grad norm max relative diff %.2e (tol %.0e)", tag.c_str(),
-          ref.num_steps, worst_norm, TOL_STEP_NORM);
+          num_steps, worst_norm, TOL_STEP_NORM);
     gpt2_free(&model);
 }
 
@@ -358,10 +370,12 @@ T* upload(const std::vector<T>& v) {
 struct AttGpu {
     std::vector<float> out, dqkv;
     std::vector<double> entropy;  // (NH) mean over b and t
+    std::vector<double> paper;    // (2, NH): the NaN-ignoring entropy's mean over b and t, the NaN rows
     unsigned long long bad;
 };
 
-// Runs the trainer's attention forward (with entropy and the non-finite counter) and backward.
+// Runs the trainer's attention forward (with entropy, the paper's metrics and the non-finite
+// counter) and backward, on the path llmc/attention.cuh's attention_path picks.
 AttGpu attention_gpu(const std::vector<float>& qkv, const std::vector<float>& dout, int B, int T, int C, int NH) {
     size_t n_qkv = (size_t)B * T * 3 * C, n_out = (size_t)B * T * C;
     int qtiles = att_num_qtiles(T);
@@ -372,20 +386,26 @@ AttGpu attention_gpu(const std::vector<float>& qkv, const std::vector<float>& do
     float* d_lse = device_alloc<float>((size_t)B * NH * T, "test");
     float* d_D = device_alloc<float>((size_t)B * NH * T, "test");
     float* d_part = device_alloc<float>((size_t)B * NH * qtiles, "test");
+    float* d_paper_part = device_alloc<float>(2 * (size_t)B * NH * qtiles, "test");
     double* d_ent = device_alloc<double>(NH, "test");
+    double* d_paper = device_alloc<double>(2 * NH, "test");
     unsigned long long* d_bad = device_alloc<unsigned long long>(1, "test");
     cudaCheck(cudaMemset(d_ent, 0, NH * sizeof(double)));
+    cudaCheck(cudaMemset(d_paper, 0, 2 * NH * sizeof(double)));
     cudaCheck(cudaMemset(d_bad, 0, sizeof(unsigned long long)));
-    attention_forward(d_out, d_lse, d_part, d_bad, d_qkv, B, T, C, NH);
+    attention_forward_any(d_out, d_lse, d_part, d_bad, d_qkv, B, T, C, NH, d_paper_part);
     entropy_reduce(d_ent, d_part, 1, B, NH, T);
-    attention_backward(d_dqkv, d_D, d_dout, d_qkv, d_out, d_lse, B, T, C, NH);
+    paper_reduce(d_paper, d_paper_part, 1, B, NH, T);
+    attention_backward_any(d_dqkv, d_D, d_dout, d_qkv, d_out, d_lse, B, T, C, NH);
     AttGpu r;
     r.out = floatx_to_host(d_out, n_out);
     r.dqkv = floatx_to_host(d_dqkv, n_qkv);
     r.entropy = to_host(d_ent, NH);
     for (auto& e : r.entropy) e /= (double)B * T;
+    r.paper = to_host(d_paper, 2 * NH);
+    for (int h = 0; h < NH; h++) r.paper[h] /= (double)B * T;
     r.bad = to_host(d_bad, 1)[0];
-    void* ptrs[] = {d_qkv, d_dout, d_out, d_dqkv, d_lse, d_D, d_part, d_ent, d_bad};
+    void* ptrs[] = {d_qkv, d_dout, d_out, d_dqkv, d_lse, d_D, d_part, d_paper_part, d_ent, d_paper, d_bad};
     for (void* p : ptrs) cudaCheck(cudaFree(p));
     return r;
 }
@@ -405,11 +425,41 @@ float max_abs_d(const std::vector<double>& a) {
     return (float)m;
 }
 
+// The dispatch rule (llmc/attention.cuh's attention_path) at the shapes it separates.
+void test_attention_dispatch() {
+    printf("attention dispatch\n");
+    struct Case { int T, C, NH; bool aligned; AttentionPath want; };
+    const bool tc = sizeof(floatX) == 2;  // bf16/fp16: the tensor-core paths; fp32: SIMT everywhere
+    const AttentionPath whole = tc ? ATT_PATH_WHOLE_ROW : ATT_PATH_SIMT, tiled = tc ? ATT_PATH_TILED : ATT_PATH_SIMT;
+    const Case cases[] = {
+        {128, 768, 12, true, whole},          // GPT-2 124M at the paper's T
+        {64, 768, 12, true, whole},
+        {129, 768, 12, true, tiled},          // one row past the whole-row kernels
+        {1024, 768, 12, true, tiled},         // llm.c's T
+        {128, 768, 6, true, tiled},           // head size 128 at any T
+        {1024, 1536, 12, true, tiled},
+        {1024, 960, 12, true, ATT_PATH_SIMT},  // head size 80: no tensor-core path
+        {128, 768, 12, false, ATT_PATH_SIMT},  // rows not 16-byte aligned
+        {1024, 768, 6, false, ATT_PATH_SIMT},
+    };
+    for (const Case& k : cases) {
+        AttentionPath got = attention_path(k.T, k.C, k.NH, k.aligned);
+        check(got == k.want, "T=%d C=%d NH=%d%s: %s (want %s)", k.T, k.C, k.NH, k.aligned ? "" : " unaligned",
+              attention_path_name(got), attention_path_name(k.want));
+    }
+    g_attention_force_simt = true;
+    check(attention_path(1024, 768, 12, true) == ATT_PATH_SIMT, "g_attention_force_simt forces SIMT");
+    g_attention_force_simt = false;
+}
+
 void test_attention_shapes() {
     printf("attention kernels vs double precision\n");
     // (B, T, C, NH): GPT-2's head size 64 over 4 query tiles, and with a ragged T; head size 80;
-    // the tiny head size of the reference model; head size 256 (more than 48 KB of shared memory)
-    const int shapes[][4] = {{2, 128, 128, 2}, {2, 100, 128, 2}, {1, 100, 160, 2}, {3, 40, 24, 3}, {1, 70, 256, 1}};
+    // the tiny head size of the reference model; head size 256 (more than 48 KB of shared memory);
+    // past the whole-row kernels (the tiled ones in bf16/fp16): head size 64 at a ragged T = 200
+    // (4 key tiles, the last partial), head size 128 at T = 256
+    const int shapes[][4] = {{2, 128, 128, 2}, {2, 100, 128, 2}, {1, 100, 160, 2}, {3, 40, 24, 3}, {1, 70, 256, 1},
+                             {2, 200, 128, 2}, {1, 256, 256, 2}};
     Rng rng;
     rng_seed(&rng, 11);
     const bool default_bwd_wmma8 = g_attention_bwd_wmma8;
@@ -424,14 +474,17 @@ void test_attention_shapes() {
         round_to_floatx(qkv);
         round_to_floatx(dout);
         AttRef ref = attention_reference(qkv, dout, B, T, C, NH);
-        // the tensor-core paths where they apply (bf16/fp16, head size 64, T <= 128; the backward
-        // with 4 warps, then with 8), and the SIMT path always
+        // the tensor-core path where one applies (attention_path: whole-row with the 4-warp
+        // backward, then the 8-warp one; or tiled), and the SIMT path always
         for (int path_id = 0; path_id < 3; path_id++) {
             g_attention_force_simt = path_id == 2;
             g_attention_bwd_wmma8 = path_id == 1;
-            bool wmma = attention_use_wmma((void*)16, (void*)16, T, C, NH);
-            if (path_id < 2 && !wmma) continue;
-            const char* path = !wmma ? "SIMT" : path_id == 1 ? "tensor cores, 8-warp backward" : "tensor cores, 4-warp backward";
+            const AttentionPath kind = attention_path(T, C, NH, true);
+            const bool wmma = kind != ATT_PATH_SIMT;  // tensor cores: products in another order
+            if (path_id < 2 && kind == ATT_PATH_SIMT) continue;
+            if (path_id == 1 && kind != ATT_PATH_WHOLE_ROW) continue;
+            const char* path = kind == ATT_PATH_SIMT ? "SIMT" : kind == ATT_PATH_TILED ? "tiled tensor cores"
+                               : path_id == 1 ? "tensor cores, 8-warp backward" : "tensor cores, 4-warp backward";
             AttGpu gpu = attention_gpu(qkv, dout, B, T, C, NH);
             float d_out = max_abs_diff_d(gpu.out, ref.out), s_out = max_abs_d(ref.out);
             float d_grad = max_abs_diff_d(gpu.dqkv, ref.dqkv), s_grad = max_abs_d(ref.dqkv);
@@ -447,6 +500,15 @@ void test_attention_shapes() {
             check(d_ent <= ent_tol, "%s, B=%d T=%d C=%d NH=%d: per-head entropy max diff %.2e (tol %.0e)", path, B, T, C, NH,
                   d_ent, ent_tol);
             check(gpu.bad == 0, "%s, B=%d T=%d C=%d NH=%d: no non-finite scores counted (%llu)", path, B, T, C, NH, gpu.bad);
+            // the paper's metrics: no NaN rows here, so the NaN-ignoring entropy is the entropy
+            double d_paper = 0.0, nan_rows = 0.0;
+            for (int h = 0; h < NH; h++) {
+                d_paper = fmax(d_paper, fabs(gpu.paper[h] - gpu.entropy[h]));
+                nan_rows += gpu.paper[NH + h];
+            }
+            check(d_paper <= 1e-6 && nan_rows == 0.0,
+                  "%s, B=%d T=%d C=%d NH=%d: the paper's partials: entropy as the plain one (diff %.1e), %g NaN rows", path, B, T, C,
+                  NH, d_paper, nan_rows);
         }
         g_attention_force_simt = false;
         g_attention_bwd_wmma8 = default_bwd_wmma8;
@@ -521,7 +583,8 @@ void test_entropy_rows() {
 // its own condition sum (AttRef::cond: rounding p and ds to floatX moves it by ~u times that),
 // with a floor of u * 2^-10 times the sequence's magnitude scale for fp32 rounding, instead of
 // against the tensor's largest element. q and k are small integers (exact in bf16 and fp16, and
-// so are the fp32 scores); v and dout are normal. Sequences (T = 128, then the first 100 rows):
+// so are the fp32 scores); v and dout are normal. Sequences (T = 128, then the first 100 rows,
+// on the whole-row kernels; T = 256 and the first 200 rows on the tiled ones):
 //   b = 0  every query and key 32 + integers in [-4, 4]: a shared component, scores ~8.5e3, each
 //          row dominated by one key (mean entropy ~0.005 nats)
 //   b = 1  queries 8 + ..., key j at level c_j (distinct in [-30, 30]) + ...: one-hot rows,
@@ -578,7 +641,7 @@ void test_attention_hard_rows() {
 #if defined(ENABLE_FP32)
     printf("  (no tensor-core path in the fp32 build)\n");
 #else
-    const int B = 3, Tfull = 128, C = 64, NH = 1, hs = 64;
+    const int B = 3, Tfull = 256, C = 64, NH = 1, hs = 64;
     const size_t C3 = 3 * (size_t)C;
 #if defined(ENABLE_FP16)
     const double u = 1.0 / 2048.0;  // floatX's unit roundoff: 2^-11 (fp16), 2^-8 (bf16)
@@ -622,7 +685,7 @@ void test_attention_hard_rows() {
     round_to_floatx(qkv);
     round_to_floatx(dout);
     const bool default_bwd_wmma8 = g_attention_bwd_wmma8;
-    for (int T : {Tfull, 100}) {
+    for (int T : {128, 100, 256, 200}) {
         std::vector<float> q_T, d_T;  // the first T rows of each sequence
         for (int b = 0; b < B; b++) {
             q_T.insert(q_T.end(), qkv.begin() + (size_t)b * Tfull * C3, qkv.begin() + ((size_t)b * Tfull + T) * C3);
@@ -633,8 +696,11 @@ void test_attention_hard_rows() {
         for (int path_id = 0; path_id < 3; path_id++) {
             g_attention_force_simt = path_id == 2;
             g_attention_bwd_wmma8 = path_id == 1;
-            const char* path = path_id == 2 ? "SIMT" : path_id == 1 ? "tensor cores, 8-warp backward" : "tensor cores, 4-warp backward";
-            if (path_id < 2 && !attention_use_wmma((void*)16, (void*)16, T, C, NH)) continue;
+            const AttentionPath kind = attention_path(T, C, NH, true);
+            if (path_id < 2 && kind == ATT_PATH_SIMT) continue;
+            if (path_id == 1 && kind != ATT_PATH_WHOLE_ROW) continue;
+            const char* path = path_id == 2 ? "SIMT" : kind == ATT_PATH_TILED ? "tiled tensor cores"
+                               : path_id == 1 ? "tensor cores, 8-warp backward" : "tensor cores, 4-warp backward";
             AttGpu gpu = attention_gpu(q_T, d_T, B, T, C, NH);
             if (path_id == 0) dqkv_4warp = gpu.dqkv;
             if (path_id == 1)
@@ -642,9 +708,11 @@ void test_attention_hard_rows() {
             float d_out = max_abs_diff_d(gpu.out, ref.out), s_out = max_abs_d(ref.out);
             double d_ent = fabs(gpu.entropy[0] - ref.entropy[0]);
             if (path_id < 2)
-                check(d_out <= TOL_ATT * s_out && d_ent <= 2e-5 && gpu.bad == 0,
-                      "%s, hard rows, T=%d: output max diff %.2e (tol %.1e), entropy diff %.2e (tol 2e-5), %llu non-finite",
-                      path, T, d_out, TOL_ATT * s_out, d_ent, gpu.bad);
+                check(d_out <= TOL_ATT * s_out && d_ent <= 2e-5 && gpu.bad == 0 && gpu.paper[1] == 0.0 &&
+                          fabs(gpu.paper[0] - gpu.entropy[0]) <= 1e-6,
+                      "%s, hard rows, T=%d: output max diff %.2e (tol %.1e), entropy diff %.2e (tol 2e-5), %llu non-finite, "
+                      "paper's entropy as the plain one, %g NaN rows",
+                      path, T, d_out, TOL_ATT * s_out, d_ent, gpu.bad, gpu.paper[1]);
             for (int b = 0; b < B; b++) {
                 HardRowErrors r = hard_row_errors(gpu.dqkv, ref, q_T, d_T, b, T, C, u, scale);
                 const double *worst = r.worst, *err = r.err, *mag = r.mag;
@@ -662,6 +730,52 @@ void test_attention_hard_rows() {
         }
         g_attention_force_simt = false;
         g_attention_bwd_wmma8 = default_bwd_wmma8;
+    }
+#endif
+}
+
+// FP16, the paper's regime: a score whose q.k overflows fp16 is inf and its softmax row NaN. On
+// each path (whole-row at T = 128, tiled at T = 200, and SIMT) the non-finite count must be the
+// number of causal scores the host's fp16 rounding overflows, the paper's NaN rows the rows that
+// hold one, and the NaN-ignoring entropy finite. Every third query is large (q = 34, k in 31..34:
+// q.k >= 67,456 > 65,504), the others small (q.k <= 52,224); integers, so the fp32 dot is exact.
+void test_attention_fp16_overflow() {
+#if defined(ENABLE_FP16)
+    printf("attention in the paper's fp16 regime: overflowing scores\n");
+    const int B = 1, C = 64, NH = 1, hs = 64;
+    const size_t C3 = 3 * (size_t)C;
+    for (int T : {128, 200}) {
+        std::vector<float> qkv((size_t)B * T * C3), dout((size_t)B * T * C, 0.0f);
+        Rng rng;
+        rng_seed(&rng, 31);
+        for (int t = 0; t < T; t++) {
+            float* q = &qkv[(size_t)t * C3];
+            for (int d = 0; d < C; d++) {
+                q[d] = t % 3 == 0 ? 34.0f : (float)(20 + (int)rng_below(&rng, 5));
+                q[C + d] = (float)(31 + (int)rng_below(&rng, 4));
+                q[2 * C + d] = rng_normal(&rng);
+            }
+        }
+        unsigned long long want_bad = 0;
+        double want_rows = 0.0;
+        for (int t = 0; t < T; t++) {
+            bool nan_row = false;
+            for (int j = 0; j <= t; j++) {
+                double dot = 0.0;
+                for (int d = 0; d < C; d++) dot += (double)qkv[(size_t)t * C3 + d] * qkv[(size_t)j * C3 + C + d];
+                if (!std::isfinite(host_att_score(dot, hs, 0.0))) want_bad++, nan_row = true;
+            }
+            want_rows += nan_row;
+        }
+        for (int path_id : {0, 2}) {
+            g_attention_force_simt = path_id == 2;
+            const char* path = attention_path_name(attention_path(T, C, NH, true));
+            AttGpu gpu = attention_gpu(qkv, dout, B, T, C, NH);
+            check(gpu.bad == want_bad && gpu.paper[1] == want_rows && std::isfinite(gpu.paper[0]) && want_rows > 0,
+                  "%s, T=%d: %llu non-finite scores (want %llu), %g NaN rows (want %g), NaN-ignoring entropy %.4f finite", path,
+                  T, gpu.bad, want_bad, gpu.paper[1], want_rows, gpu.paper[0]);
+        }
+        g_attention_force_simt = false;
     }
 #endif
 }
@@ -1018,12 +1132,36 @@ int main(int argc, char** argv) {
     make_dirs_or_fail(scratch.c_str());
     cuda_setup();
     printf("test_gpt2cu: %s, precision %s\n", g_device_prop.name, PRECISION_NAME);
-    std::vector<std::string> tags = find_variants(dir);
-    check(tags.size() >= 1, "found %zu variant debug states in %s", tags.size(), dir.c_str());
-    for (auto& tag : tags) test_variant(dir, tag);
+    if (dir == "--states") {  // only the debug states of the given directories
+        int first = 2;
+        if (argc > first + 1 && strcmp(argv[first], "--steps") == 0) {
+            g_max_steps = atoi(argv[first + 1]);
+            if (g_max_steps < 1) fail("--steps needs a count >= 1 (got '%s')", argv[first + 1]);
+            first += 2;
+        }
+        if (argc > first && strcmp(argv[first], "--simt") == 0) {  // the same checks on the SIMT path, to compare
+            g_attention_force_simt = true;
+            first += 1;
+        }
+        check(argc > first, "--states names at least one directory");
+        for (int i = first; i < argc; i++) {
+            std::vector<std::string> tags = find_variants(argv[i]);
+            check(tags.size() >= 1, "found %zu variant debug states in %s", tags.size(), argv[i]);
+            for (auto& tag : tags) test_variant(argv[i], tag);
+        }
+        printf("test_gpt2cu: %d passed, %d failed\n", g_passed, g_failed);
+        return g_failed == 0 ? 0 : 1;
+    }
+    if (dir != "--units") {  // --units: the tests below only (the emulator's quick look at kernel changes)
+        std::vector<std::string> tags = find_variants(dir);
+        check(tags.size() >= 1, "found %zu variant debug states in %s", tags.size(), dir.c_str());
+        for (auto& tag : tags) test_variant(dir, tag);
+    }
+    test_attention_dispatch();
     test_attention_shapes();
     test_entropy_rows();
     test_attention_hard_rows();
+    test_attention_fp16_overflow();
     test_activation_kinks();
     test_classifier_rows();
     printf("column sums (bias and LayerNorm gradients)\n");

@@ -21,7 +21,8 @@ trainer's output needs the state (validation, checkpoints, samples, the end).
 Layout: the model (parameters, activations, forward, backward, the step's end), then the training
 loop in main() at the bottom. Shapes in comments: B batch, T time, C channels, NH heads,
 hs = C/NH, L layers, V vocab, Vp padded vocab. `#define TESTING` before including this file
-leaves out main(). Kernels live in the llmc/ headers (one concern each) and entropy.cuh (attention).
+leaves out main(). Kernels live in the llmc/ headers (one concern each) and entropy.cuh (attention);
+llmc/attention.cuh's attention_path says which attention kernels run for a shape and precision.
 */
 #include <cfloat>
 #include <cmath>
@@ -54,7 +55,7 @@ leaves out main(). Kernels live in the llmc/ headers (one concern each) and entr
 #include "llmc/zero.cuh"
 #include "llmc/profile.cuh"
 #include "llmc/diag.cuh"
-#include "entropy.cuh"
+#include "llmc/attention.cuh"  // entropy.cuh and the tiled kernels, and which one runs
 
 // -DRECOMPUTE_FFN_ACT: keep f = act(h) for one layer only and recompute it in the backward
 // (saves L*B*T*4C floatX of memory, ~1.2 GB at GPT-2 124M, B = 128, T = 128; costs one
@@ -558,9 +559,9 @@ void gpt2_forward(GPT2* model, bool measure, bool entropy, float grad_multiplier
         prof_mark("matmul fwd: qkv");
         matmul_forward(l_qkv, l_ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, N, C, 3 * C);
         prof_mark(entropy ? "attention fwd + entropy" : "attention fwd");
-        attention_forward(l_atty, l_lse, entropy ? model->d_ent_partial + (size_t)l * B * NH * qtiles : NULL,
-                          measure ? model->d_att_bad + l : NULL, l_qkv, B, T, C, NH,
-                          entropy ? model->d_paper_partial + (size_t)l * 2 * B * NH * qtiles : NULL);
+        attention_forward_any(l_atty, l_lse, entropy ? model->d_ent_partial + (size_t)l * B * NH * qtiles : NULL,
+                              measure ? model->d_att_bad + l : NULL, l_qkv, B, T, C, NH,
+                              entropy ? model->d_paper_partial + (size_t)l * 2 * B * NH * qtiles : NULL);
         // residual2 = residual + atty Wo^T + bo (the residual is the product's C input)
         prof_mark("matmul fwd: attn proj + residual");
         matmul_forward(l_residual2, l_atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, N, C, C, residual);
@@ -701,7 +702,7 @@ void gpt2_backward(GPT2* model, float grad_multiplier) {
         prof_mark("bias grads");
         matmul_backward_bias(g.attprojb + l * C, s.dresidual, N, C, s.colsum);
         prof_mark("attention bwd");
-        attention_backward(s.dqkv, s.att_D, s.datty, l_qkv, l_atty, l_lse, B, T, C, NH);
+        attention_backward_any(s.dqkv, s.att_D, s.datty, l_qkv, l_atty, l_lse, B, T, C, NH);
         prof_mark("matmul bwd dx: qkv");
         matmul_backward_input(block_ln ? s.dln : s.dresidual, s.dqkv, p.qkvw + (size_t)l * 3 * C * C, N, C, 3 * C, !block_ln);
         prof_mark("matmul bwd dW: qkv");

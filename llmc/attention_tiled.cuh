@@ -13,8 +13,10 @@
 //                                in the warp's shared strip, rescaled by alpha = e^(m0-m1) per row)
 // At the end O / l is written, lse = m + ln l (the backward's saved statistic), and the entropy
 // H_t = ln l - u'/l of every row summed per 32-row tile: the same out (B, T, C), lse (B, NH, T),
-// entropy partials (B, NH, ceil(T / 32)) and counter as attention_forward, so it can drop in
-// (entropy_reduce reads the partials unchanged).
+// entropy partials (B, NH, ceil(T / 32)), paper partials (NaN-ignoring entropy and NaN rows per
+// tile) and counter as attention_forward, so it drops in (entropy_reduce and paper_reduce read
+// the partials unchanged). The FP16 build rounds the scores as entropy.cuh's att_score does (the
+// paper's regime), here and in the backward's recomputed P.
 //
 // Why centred: u'/l is a p-weighted mean of s - m, terms of the row's own spread; the uncentred
 // sum_j p_j s_j at scores ~1e4 is ~1e4 and H = lse - sum p s loses ~1e4 * 2^-24 per term and
@@ -128,7 +130,7 @@ __device__ inline unsigned int attt_softmax_tile(AttTiledRows& rs, const float* 
         for (int h = 0; h < 2; h++) {
             const int j = k0 + lane + 32 * h;
             valid[h] = j <= t && t < T;
-            s[h] = valid[h] ? Sw[rr * L::LDS + lane + 32 * h] * scale : -INFINITY;
+            s[h] = valid[h] ? att_score(Sw[rr * L::LDS + lane + 32 * h], HS, scale) : -INFINITY;  // fp16 build: rounded
             if (valid[h]) bad += !isfinite(s[h]);
             mt = fmaxf(mt, s[h]);
         }
@@ -186,10 +188,11 @@ __device__ inline void attt_accumulate_pv(float* Ow, const floatX* Pw, const flo
 template <int HS>
 __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_forward_tiled_kernel(floatX* out, float* lse, float* ent_partial,
                                                                                  unsigned long long* nonfinite,
-                                                                                 const floatX* qkv, int B, int T, int C, int NH) {
+                                                                                 const floatX* qkv, int B, int T, int C, int NH,
+                                                                                 float* paper_partial) {
     using L = AttTiledLayout<HS>;
     extern __shared__ __align__(128) unsigned char smem_w[];  // the name the emulator maps (dev/cuda/emu)
-    __shared__ float warp_entropy[ATTT_WARPS];
+    __shared__ float warp_entropy[ATTT_WARPS], warp_paper[2][ATTT_WARPS];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     floatX* Qs = (floatX*)smem_w;                                        // (64, LDX)
     unsigned char* kv = smem_w + L::q_bytes;                              // stage s: K at 2s, V at 2s + 1
@@ -241,7 +244,7 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_forward_tiled_kerne
         }
         __syncthreads();  // this stage is consumed before the next iteration refills it
     }
-    float entropy = 0.0f;
+    float entropy = 0.0f, nansum = 0.0f, nan_rows = 0.0f;
 #pragma unroll
     for (int rr = 0; rr < 16; rr++) {
         const int t = t0 + rr;
@@ -255,10 +258,12 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_forward_tiled_kerne
 #else
             entropy += log_l - rs.u[rr] * inv_l;
 #endif
+            att_paper_row(log_l - rs.u[rr] * inv_l, rs.l[rr], &nansum, &nan_rows);
         }
     }
     // one partial per 32-row tile (entropy_reduce's layout): two warps
     if (ent_partial != NULL) attw_store_entropy_partials(ent_partial, warp_entropy, entropy, qt, b, h, NH, T);
+    if (paper_partial != NULL) attw_store_paper_partials(paper_partial, warp_paper, nansum, nan_rows, qt, b, h, B, NH, T);
     if (nonfinite != NULL) {
         bad = __reduce_add_sync(0xffffffffu, bad);
         if (lane == 0 && bad > 0) atomicAdd(nonfinite, (unsigned long long)bad);
@@ -279,25 +284,27 @@ inline bool attention_tiled_supported(const void* qkv, const void* out, int C, i
 #if !defined(ENABLE_FP32)
 template <int HS>
 inline void attention_forward_tiled_launch(floatX* out, float* lse, float* ent_partial, unsigned long long* nonfinite,
-                                           const floatX* qkv, int B, int T, int C, int NH) {
+                                           const floatX* qkv, int B, int T, int C, int NH, float* paper_partial) {
     const size_t smem = AttTiledLayout<HS>::total;
     cudaCheck(cudaFuncSetAttribute(attention_forward_tiled_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid((T + ATTT_QT - 1) / ATTT_QT, NH, B);
-    attention_forward_tiled_kernel<HS><<<grid, ATTT_WARPS * 32, smem, g_stream>>>(out, lse, ent_partial, nonfinite, qkv, B, T, C, NH);
+    attention_forward_tiled_kernel<HS><<<grid, ATTT_WARPS * 32, smem, g_stream>>>(out, lse, ent_partial, nonfinite, qkv, B, T, C, NH,
+                                                                                         paper_partial);
     cudaCheckLaunch();
 }
 #endif
 
 // The same contract as attention_forward (entropy.cuh): out (B, T, C), lse (B, NH, T) from qkv
-// (B, T, 3C); ent_partial (B, NH, ceil(T / 32)) or NULL; nonfinite or NULL.
+// (B, T, 3C); ent_partial (B, NH, ceil(T / 32)) or NULL; nonfinite or NULL; paper_partial
+// (2, B, NH, ceil(T / 32)) for the paper's metrics (entropy.cuh's att_paper_row) or NULL.
 inline void attention_forward_tiled(floatX* out, float* lse, float* ent_partial, unsigned long long* nonfinite,
-                                    const floatX* qkv, int B, int T, int C, int NH) {
+                                    const floatX* qkv, int B, int T, int C, int NH, float* paper_partial = NULL) {
     if (!attention_tiled_supported(qkv, out, C, NH)) {
         fprintf(stderr, "error: the tiled attention needs a bf16/fp16 build, head size 64 or 128 (got C %d / NH %d) and 16-byte aligned rows\n", C, NH);
         exit(1);
     }
 #if !defined(ENABLE_FP32)
-    if (C / NH == 64) attention_forward_tiled_launch<64>(out, lse, ent_partial, nonfinite, qkv, B, T, C, NH);
-    else attention_forward_tiled_launch<128>(out, lse, ent_partial, nonfinite, qkv, B, T, C, NH);
+    if (C / NH == 64) attention_forward_tiled_launch<64>(out, lse, ent_partial, nonfinite, qkv, B, T, C, NH, paper_partial);
+    else attention_forward_tiled_launch<128>(out, lse, ent_partial, nonfinite, qkv, B, T, C, NH, paper_partial);
 #endif
 }

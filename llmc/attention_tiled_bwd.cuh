@@ -92,9 +92,10 @@ __device__ inline void attb_tile_scores(float* S, float* dP, int ld, const float
     wmma::store_matrix_sync(dP, acc_p, ld, wmma::mem_row_major);
 }
 
-// p~ of one element (0 where masked: key after the query, or a query past T).
-__device__ inline float attb_p(float s, float scale, float lse, bool valid) {
-    return to_float(from_float<floatX>(valid ? expf(s * scale - lse) : 0.0f));
+// p~ of one element (0 where masked: key after the query, or a query past T); s is the unscaled
+// dot, turned into the score by att_score exactly as the forward did (fp16 rounding in FP16).
+__device__ inline float attb_p(float s, int hs, float scale, float lse, bool valid) {
+    return to_float(from_float<floatX>(valid ? expf(att_score(s, hs, scale) - lse) : 0.0f));
 }
 
 // acc (16, HS) fp32 += A (16, 16 n) B (16 n, HS); A row-major (lda) or, with A_T, the transpose of
@@ -199,7 +200,7 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_tiled_dq_k
                     const int t = t0 + rr;
                     for (int j = lane; j < 16 * nsub; j += 32) {
                         const bool valid = k0 + j <= t && t < T;
-                        const float p = attb_p(w.S[rr * 68 + j], scale, row_lse[rr], valid), dp = w.dP[rr * 68 + j];
+                        const float p = attb_p(w.S[rr * 68 + j], HS, scale, row_lse[rr], valid), dp = w.dP[rr * 68 + j];
                         if (pass == 0) {
                             num[rr] += valid ? p * dp : 0.0f;
                             den[rr] += p;
@@ -291,7 +292,7 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_tiled_dkv_
                 for (int e = lane; e < 256; e += 32) {  // (query r, key c) into the (64, 16) strips of P~ and dS
                     const int rr = e / 16, c = e % 16, r = 16 * i + rr, t = q0 + r, j = j0 + c;
                     const bool valid = j <= t && t < T;
-                    const float p = attb_p(w.S[rr * 20 + c], scale, lse_s[r], valid);
+                    const float p = attb_p(w.S[rr * 20 + c], HS, scale, lse_s[r], valid);
                     w.P[r * 24 + c] = from_float<floatX>(p);
                     w.dS[r * 24 + c] = from_float<floatX>(valid ? p * (w.dP[rr * 20 + c] - D_s[r]) : 0.0f);
                 }

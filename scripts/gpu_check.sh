@@ -37,6 +37,14 @@
 #      N = 1, the one GPU here: test_gpt2cu through the sharded path (FP32, BF16), a short
 #      training run that must match the plain build's bit for bit, and the benchmark of one
 #      config, plain vs USE_MPI=1 at N = 1 (mpi_stage below; needs libopenmpi-dev)
+#  14. (STAGES=long; not in the default list, ~5-7 min) long sequences, issue 13 (long_t_stage
+#      below): test_gpt2cu in every precision against the long-T states (make refs-long: T = 256
+#      and 1024, head sizes 64 and 128; the tiled tensor-core attention), the attention lab's
+#      timings that dev/cuda/PERF.md predicts (B = 16, T = 1024; T = 128 side by side), GPT-2
+#      124M at B = 16, T = 1024 with the entropy every step beside train_gpt2.py --compile and
+#      dev/bench_torch_minimal.py, and racecheck over the lab's tiled version 6 at T = 256. Run
+#      it alone: STAGES=long DEADLINE=600 scripts/gpu_check.sh (env LONG_CONFIGS="none:relu ln:gelu"
+#      for more benchmark configs, LONG_B, LONG_STEPS; REUSE_REFS=1 keeps out/ref_long)
 # PyTorch's compilation is warmed in the background while the builds and tests run (its cache
 # makes the timed runs start in seconds); nothing else uses the GPU while anything is timed.
 # Every stage has a time limit and the whole script a deadline; a summary table is printed at
@@ -445,5 +453,68 @@ mpi_stage() {
     fi
 }
 want mpi && mpi_stage
+
+# Stage 14: long sequences (issue 13). Every number it prints is a first measurement of the tiled
+# attention; dev/cuda/PERF.md's table of predictions is where they go.
+long_t_stage() {
+    local LB=${LONG_B:-16} LT=1024 LSTEPS=${LONG_STEPS:-15} LCONFIGS=${LONG_CONFIGS:-"none:relu"}
+    local need=()
+    for f in test_gpt2cu_fp32 test_gpt2cu_bf16 test_gpt2cu_fp16 train_gpt2cu_bf16; do [ -x $BIN/$f ] || need+=($BIN/$f); done
+    [ ${#need[@]} -gt 0 ] && { run long_build 300 make -f cuda.mk -j8 CUDA_BIN=$BIN "${need[@]}" || return; }
+    [ -x dev/cuda/attention_entropy.out ] || { run long_build_lab 120 make -f cuda.mk dev/cuda/attention_entropy.out || return; }
+    local dirs=(out/ref_long/t256 out/ref_long/t1024 out/ref_long/t256_hs128 out/ref_long/t1024_hs128)
+    if [ $TORCH_OK -eq 1 ] && [ "${REUSE_REFS:-0}" != 1 ]; then run long_refs 120 make refs-long PYTHON=$PYTHON; fi
+    if has_states ${dirs[0]}; then
+        for p in fp32 bf16 fp16; do run long_test_$p 150 $BIN/test_gpt2cu_$p --states "${dirs[@]}"; done
+        grep -h "attention path" $W/long_test_bf16.log | sort | uniq -c
+    else
+        SUMMARY+=("SKIP long_test (no out/ref_long states: make refs-long needs PyTorch)")
+    fi
+    # the lab: validation at B = 2 then timing at B = 16 (PERF.md, "Predictions: the tiled ...")
+    run long_lab_v5 90 dev/cuda/attention_entropy.out 5 16 1024
+    run long_lab_v2 120 dev/cuda/attention_entropy.out 2 16 1024
+    run long_lab_v6 120 dev/cuda/attention_entropy.out 6 16 1024
+    run long_lab_v6_hs128 120 dev/cuda/attention_entropy.out 6 16 1024 128
+    run long_lab_T128 90 dev/cuda/attention_entropy.out 0 128 128
+    for n in v5 v2 v6 v6_hs128 T128; do grep -hE "ms per layer" $W/long_lab_$n.log 2>/dev/null | sed "s/^/  lab $n: /"; done
+    for n in v5 v2 v6 v6_hs128; do
+        line=$(grep -hE "forward.*ms per layer" $W/long_lab_$n.log 2>/dev/null | tr '\n' ';' | tr -s ' ')
+        [ -n "$line" ] && SUMMARY+=("info lab $n (B = 16, T = 1024): $line")
+    done
+    line=$(grep -hE "forward.*ms per layer" $W/long_lab_T128.log 2>/dev/null | tr '\n' ';' | tr -s ' ')
+    [ -n "$line" ] && SUMMARY+=("info lab T = 128, B = 128: $line")
+    # GPT-2 124M at B = 16, T = 1024: ours (entropy every step) vs the two PyTorch peers
+    local tokens=$((LB * LT * (LSTEPS + 2) + 1))
+    [ -f $W/data/long_train_000000.bin ] || $PYTHON tests/make_shard.py $W/data/long_train_000000.bin $tokens 50257 --seed 4
+    long_field() { sed -n "s/^summary: .*$1=\([0-9.]*\).*/\1/p" "$2" 2>/dev/null | tail -1; }
+    for cfg in $LCONFIGS; do
+        local norm=${cfg%%:*} act=${cfg#*:} tag=${cfg/:/_}
+        local common=(-i "$W/data/long_train_*.bin" -e d12 -b $LB -t $LT -x $LSTEPS --norm $norm --act $act)
+        run long_bench_ours_$tag 150 $BIN/train_gpt2cu_bf16 "${common[@]}" -v 0 -s 0 --entropy-every 1
+        if [ $TORCH_OK -eq 1 ]; then
+            run long_bench_torch_$tag 240 $PYTHON train_gpt2.py "${common[@]}" -v 0 --compile --dtype bfloat16 --device cuda --bench-skip 5
+            run long_bench_torchmin_$tag 240 $PYTHON dev/bench_torch_minimal.py "${common[@]}" --bench-skip 5 --compile 1 \
+                --dtype bfloat16 --device cuda
+        fi
+        local row=""
+        for who in ours torch torchmin; do
+            local tok mem
+            tok=$(long_field tok_per_s $W/long_bench_${who}_$tag.log)
+            mem=$(long_field peak_mem_mb $W/long_bench_${who}_$tag.log)
+            row+=" $who ${tok:--} tok/s ${mem:--} MiB;"
+        done
+        SUMMARY+=("info B=$LB T=$LT $norm+$act:$row (ours: entropy of every head every step; bar: ours >= the faster PyTorch)")
+    done
+    # shared-memory races in the tiled kernels (validation only, B = 2): head size 64 and 128
+    local sanitizer=${SANITIZER:-$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)}
+    if [ -x "$sanitizer" ]; then
+        run long_racecheck_v6 150 "$sanitizer" --tool racecheck --error-exitcode 9 --print-limit 20 dev/cuda/attention_entropy.out 6 0 256
+        run long_racecheck_v6_hs128 150 "$sanitizer" --tool racecheck --error-exitcode 9 --print-limit 20 \
+            dev/cuda/attention_entropy.out 6 0 256 128
+    else
+        SUMMARY+=("SKIP long racecheck (no compute-sanitizer)")
+    fi
+}
+want long && long_t_stage
 
 [ $FAILED -eq 0 ]
