@@ -2,7 +2,8 @@
 // steps. The sums go into the step's result block, (L, DIAG_SUMS) 8-byte slots, so they reach the
 // host with the step's other measurements. All sums are doubles added with atomicAdd (one per
 // block); the score maximum is kept as an order-preserving integer key (diag_max_key) in its
-// slot, because atomicMax exists for integers only.
+// slot, because atomicMax exists for integers only. Float atomics add in no fixed order, so
+// diag.tsv can differ in its last digits between identical runs; training never reads these sums.
 // The fused attention kernel never forms the scores in memory, so diag_scores recomputes them
 // (q.k over the causal entries, fp32 sums of floatX inputs, as the attention kernel): one extra
 // pass of O(B NH T^2 hs) on diagnostic steps, none on the others.
