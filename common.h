@@ -5,6 +5,7 @@
 
 #include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
@@ -29,24 +30,43 @@ struct FailError : std::runtime_error { using std::runtime_error::runtime_error;
 // rank (MPI_Abort), so that an error on one rank leaves no other rank waiting in a collective.
 inline void (*fail_hook)(const char* message, int exit_code) = NULL;
 
-// Prints "error: <message>" as one line on stderr and exits with EXIT_BAD_INPUT.
-[[noreturn]] __attribute__((format(printf, 1, 2))) inline void fail(const char* fmt, ...) {
-    va_list args;
-    va_start(args, fmt);
+// Prints "error: <message>" as one line on stderr and exits with `code` (under MPI, through
+// fail_hook: every rank ends with it).
+[[noreturn]] inline void vfail_with_code(int code, const char* fmt, va_list args) {
 #ifdef FUZZING
+    (void)code;
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, args);
-    va_end(args);
     throw FailError(msg);
 #else
     char message[2048];
     vsnprintf(message, sizeof(message), fmt, args);
-    va_end(args);
-    if (fail_hook) fail_hook(message, EXIT_BAD_INPUT);
+    if (fail_hook) fail_hook(message, code);
     fprintf(stderr, "error: %s\n", message);
     fflush(stdout);
-    exit(EXIT_BAD_INPUT);
+    exit(code);
 #endif
+}
+
+// Bad input: one "error:" line, exit EXIT_BAD_INPUT.
+[[noreturn]] __attribute__((format(printf, 1, 2))) inline void fail(const char* fmt, ...) {
+    va_list args;
+    va_start(args, fmt);
+    vfail_with_code(EXIT_BAD_INPUT, fmt, args);
+}
+
+// A stop of the NaN guard (--on-nan stop semantics): one "error:" line, exit EXIT_NONFINITE.
+[[noreturn]] __attribute__((format(printf, 1, 2))) inline void fail_nonfinite(const char* fmt, ...) {
+    va_list args;
+    va_start(args, fmt);
+    vfail_with_code(EXIT_NONFINITE, fmt, args);
+}
+
+// True when none of x[0..n) is inf or NaN.
+inline bool all_finite(const float* x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!std::isfinite(x[i])) return false;
+    return true;
 }
 
 // Refuses an allocation larger than the machine's memory (1 GiB in fuzz builds) before trying

@@ -286,17 +286,14 @@ long attention_forward(float* out, float* preatt, float* att, double* entropy_su
             head_nan[(size_t)b * NH + h] = nan_bh;
         }
     }
-    if (entropy_sum) {
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < NH; h++) entropy_sum[h] += head_entropy[(size_t)b * NH + h];
-    }
-    if (entropy_nansum) {
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < NH; h++) entropy_nansum[h] += head_nansum[(size_t)b * NH + h];
-    }
-    if (nan_entries) {
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < NH; h++) nan_entries[h] += head_nan[(size_t)b * NH + h];
+    // per head, summed over b in order (bit-reproducible whatever the threads)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            size_t bh = (size_t)b * NH + h;
+            if (entropy_sum) entropy_sum[h] += head_entropy[bh];
+            if (entropy_nansum) entropy_nansum[h] += head_nansum[bh];
+            if (nan_entries) nan_entries[h] += head_nan[bh];
+        }
     }
     return nonfinite;
 }
@@ -1145,11 +1142,7 @@ void sample(GPT2* model, const Tokenizer* tok, Rng* rng, int n) {
     printf("\n");
 }
 
-bool params_finite(const GPT2* model) {
-    for (size_t i = 0; i < model->num_params; i++)
-        if (!std::isfinite(model->params_memory[i])) return false;
-    return true;
-}
+bool params_finite(const GPT2* model) { return all_finite(model->params_memory, model->num_params); }
 
 // Every rank calls this: the ranks' slices of the AdamW moments are gathered, then rank 0 alone
 // writes the single-process files.

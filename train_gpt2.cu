@@ -733,6 +733,25 @@ struct StepOptions {
     bool log_anyway;   // --on-nan log: apply even a non-finite update
 };
 
+// AdamW over the parameters [lo, hi) of the flat array, tensor by tensor (weight decay is per
+// tensor): the master weights and moments hold [lo, hi) from their start (all of it in one
+// process, this rank's ZeRO-1 slice under USE_MPI); grads and `working` (the floatX copy, or NULL
+// when the master is the working copy) are the whole array.
+void adamw_range(GPT2* model, const StepOptions& o, size_t lo, size_t hi, floatX* working) {
+    AdamWArgs args = adamw_args(o.lr, o.beta1, o.beta2, o.eps, o.adam_t);
+    size_t offset = 0;
+    for (int k = 0; k < NUM_ALL_TENSORS; k++) {
+        size_t first = std::max(offset, lo), end = std::min(offset + model->param_sizes[k], hi);  // tensor k in [lo, hi)
+        if (end > first) {
+            float decay = adamw_decay(o.lr, o.weight_decay, param_tensor_decays(k));
+            size_t at = first - lo;  // in the master and moment buffers
+            adamw_update(model->d_master + at, working ? working + first : NULL, model->d_grads + first, model->d_m + at,
+                         model->d_v + at, end - first, decay, args, model->d_header);
+        }
+        offset += model->param_sizes[k];
+    }
+}
+
 #ifdef USE_MPI
 // The step's end under data parallelism, steps 1-5 of llmc/zero.cuh: the measurements summed
 // over ranks, the gradients reduce-scattered, the global norm from every rank's slice, the same
@@ -751,18 +770,7 @@ void gpt2_step_end_sharded(GPT2* model, const StepOptions& o) {
     step_verdict(model->d_header, model->d_scaler, model->d_norm_partials, model->d_att_bad, model->d_ffn_bad, c.num_layers,
                  o.micro_batches, o.grad_clip, o.log_anyway, USE_LOSS_SCALER);
     prof_mark("step end: adamw on this rank's slice");
-    AdamWArgs args = adamw_args(o.lr, o.beta1, o.beta2, o.eps, o.adam_t);
-    size_t offset = 0;
-    for (int k = 0; k < NUM_ALL_TENSORS; k++) {
-        size_t first = std::max(offset, z->lo), end = std::min(offset + model->param_sizes[k], z->hi);  // tensor k in the slice
-        if (end > first) {
-            float decay = adamw_decay(o.lr, o.weight_decay, param_tensor_decays(k));
-            size_t at = first - z->lo;  // in the slice buffers
-            adamw_update(model->d_master + at, model->d_weights + first, model->d_grads + first, model->d_m + at,
-                         model->d_v + at, end - first, decay, args, model->d_header);
-        }
-        offset += model->param_sizes[k];
-    }
+    adamw_range(model, o, z->lo, z->hi, model->d_weights);
     prof_mark("step end: all-gather weights");
     zero_all_gather_weights(z, model->d_weights);
     zero_sync_slopes(z, model->d_slopes_live, model->d_master, z->n - model->num_slopes, model->num_slopes);
@@ -784,20 +792,11 @@ void gpt2_step_end(GPT2* model, const StepOptions& o, int slot) {
     step_finalize(model->d_header, model->d_scaler, model->d_norm_partials, model->d_grads, model->num_params,
                   model->d_att_bad, model->d_ffn_bad, c.num_layers, o.micro_batches, o.grad_clip, o.log_anyway, USE_LOSS_SCALER);
     prof_mark("step end: adamw");
-    AdamWArgs args = adamw_args(o.lr, o.beta1, o.beta2, o.eps, o.adam_t);
-    size_t offset = 0;
-    for (int k = 0; k < NUM_ALL_TENSORS; k++) {
-        size_t n = model->param_sizes[k];
-        float decay = adamw_decay(o.lr, o.weight_decay, param_tensor_decays(k));
 #if defined(ENABLE_FP32)
-        floatX* working = NULL;  // the master is the working copy
+    adamw_range(model, o, 0, model->num_params, NULL);  // the master is the working copy
 #else
-        floatX* working = model->d_weights + offset;
+    adamw_range(model, o, 0, model->num_params, model->d_weights);
 #endif
-        adamw_update(model->d_master + offset, working, model->d_grads + offset, model->d_m + offset, model->d_v + offset, n,
-                     decay, args, model->d_header);
-        offset += n;
-    }
     const float* slopes_now = model->master.slopes;
 #endif
     prof_mark("step end: results to host");
@@ -921,13 +920,10 @@ void save_checkpoint(GPT2* model, const std::string& dir, TrainState state) {
     std::string model_path = checkpoint_path(dir, "model", state.step, ".bin");
     std::string state_path = checkpoint_path(dir, "state", state.step, ".bin");
     gpt2_download_params(model);
-    // never a complete checkpoint of non-finite parameters (one its own resume would refuse)
-    for (size_t i = 0; i < model->num_params; i++) {
-        if (!std::isfinite(model->params_memory[i])) {
-            fprintf(stderr, "error: non-finite parameter %zu at step %d: checkpoint not written, stopped\n", i, state.step);
-            exit(EXIT_NONFINITE);
-        }
-    }
+    // never a complete checkpoint of non-finite parameters (one its own resume would refuse).
+    // Rank 0 holds them all (the others' copies are stale); fail_nonfinite ends every rank.
+    if (mp_is_root() && !all_finite(model->params_memory, model->num_params))
+        fail_nonfinite("non-finite parameters at step %d: checkpoint not written, stopped", state.step);
     std::vector<float> m(model->num_params), v(model->num_params);
 #ifdef USE_MPI
     zero_gather_to_root_host(&model->zero, model->d_m, m.data());

@@ -34,6 +34,7 @@
 #pragma once
 
 #include "cuda_common.cuh"
+#include "../common.h"   // fail
 #include "../entropy.cuh"  // attw_store_entropy_partials, the shared tile layout of the partials
 
 #if !defined(ENABLE_FP32)
@@ -299,10 +300,8 @@ inline void attention_forward_tiled_launch(floatX* out, float* lse, float* ent_p
 // (2, B, NH, ceil(T / 32)) for the paper's metrics (entropy.cuh's att_paper_row) or NULL.
 inline void attention_forward_tiled(floatX* out, float* lse, float* ent_partial, unsigned long long* nonfinite,
                                     const floatX* qkv, int B, int T, int C, int NH, float* paper_partial = NULL) {
-    if (!attention_tiled_supported(qkv, out, C, NH)) {
-        fprintf(stderr, "error: the tiled attention needs a bf16/fp16 build, head size 64 or 128 (got C %d / NH %d) and 16-byte aligned rows\n", C, NH);
-        exit(1);
-    }
+    if (!attention_tiled_supported(qkv, out, C, NH))
+        fail("the tiled attention needs a bf16/fp16 build, head size 64 or 128 (got C %d / NH %d) and 16-byte aligned rows", C, NH);
 #if !defined(ENABLE_FP32)
     if (C / NH == 64) attention_forward_tiled_launch<64>(out, lse, ent_partial, nonfinite, qkv, B, T, C, NH, paper_partial);
     else attention_forward_tiled_launch<128>(out, lse, ent_partial, nonfinite, qkv, B, T, C, NH, paper_partial);

@@ -331,10 +331,9 @@ inline void attention_backward_tiled_launch(floatX* dqkv, float* Dbuf, const flo
 // (entropy.cuh) less the output, which it does not read.
 inline void attention_backward_tiled(floatX* dqkv, float* Dbuf, const floatX* dout, const floatX* qkv, const float* lse, int B,
                                      int T, int C, int NH) {
-    if (!attention_tiled_supported(qkv, dqkv, C, NH) || !aligned16(dout)) {
-        fprintf(stderr, "error: the tiled attention backward needs a bf16/fp16 build, head size 64 or 128 (got C %d / NH %d) and 16-byte aligned rows\n", C, NH);
-        exit(1);
-    }
+    if (!attention_tiled_supported(qkv, dqkv, C, NH) || !aligned16(dout))
+        fail("the tiled attention backward needs a bf16/fp16 build, head size 64 or 128 (got C %d / NH %d) and 16-byte aligned rows",
+             C, NH);
 #if !defined(ENABLE_FP32)
     if (C / NH == 64) attention_backward_tiled_launch<64>(dqkv, Dbuf, dout, qkv, lse, B, T, C, NH);
     else attention_backward_tiled_launch<128>(dqkv, Dbuf, dout, qkv, lse, B, T, C, NH);
