@@ -52,72 +52,100 @@ inline uint32_t pointer_alignment(const void* p) {
     return align;
 }
 
-// The heuristic's choice per problem, so that it is asked once per shape (it costs tens of us
-// of host time) and the same algorithm is used every time (bit-reproducible runs).
+// The heuristic's choice per problem (matmul_lt).
 typedef std::array<int64_t, 16> MatmulKey;
 static std::map<MatmulKey, cublasLtMatmulHeuristicResult_t> g_matmul_algos;
 
-// Column-major core: D (m, n) = alpha * op(A) op(B) + beta * C + bias (length m, broadcast over
-// columns). C is D's twin (same type and layout); c == NULL means C = D. A and B have type
-// ab_type, C and D cd_type; bias (or NULL) is floatX.
+// One product's cuBLASLt description: the operation, the four matrix layouts and the key that
+// names the problem (shape, types, pointer alignments) in g_matmul_algos.
+struct MatmulProblem {
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, lc, ld;
+    MatmulKey key;
+};
+
+// Column-major: D (m, n) = alpha * op(A) op(B) + beta * C + bias (length m, broadcast over
+// columns). C is D's twin (same type and layout). A and B have type ab_type, C and D cd_type;
+// bias (or NULL) is floatX.
+inline MatmulProblem matmul_describe(const void* d, cudaDataType_t cd_type, const void* c, const void* a, const void* b,
+                                     cudaDataType_t ab_type, const floatX* bias, int m, int n, int k, bool transa,
+                                     bool transb, int lda, int ldb, int ldd) {
+    MatmulProblem pr;
+    cublasCheck(cublasLtMatmulDescCreate(&pr.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t opa = transa ? CUBLAS_OP_T : CUBLAS_OP_N, opb = transb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasCheck(cublasLtMatmulDescSetAttribute(pr.desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)));
+    cublasCheck(cublasLtMatmulDescSetAttribute(pr.desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)));
+    cublasLtEpilogue_t epilogue = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    cublasCheck(cublasLtMatmulDescSetAttribute(pr.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+    if (bias) {
+        cudaDataType_t bias_type = CUDA_FLOATX;
+        cublasCheck(cublasLtMatmulDescSetAttribute(pr.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
+        cublasCheck(cublasLtMatmulDescSetAttribute(pr.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    }
+    // stored shapes (before op): A is (m, k) or (k, m), B is (k, n) or (n, k)
+    cublasCheck(cublasLtMatrixLayoutCreate(&pr.la, ab_type, transa ? k : m, transa ? m : k, lda));
+    cublasCheck(cublasLtMatrixLayoutCreate(&pr.lb, ab_type, transb ? n : k, transb ? k : n, ldb));
+    cublasCheck(cublasLtMatrixLayoutCreate(&pr.lc, cd_type, m, n, ldd));
+    cublasCheck(cublasLtMatrixLayoutCreate(&pr.ld, cd_type, m, n, ldd));
+    pr.key = {m, n, k, transa, transb, lda, ldb, ldd, (int64_t)ab_type, (int64_t)cd_type, bias != NULL,
+              pointer_alignment(a), pointer_alignment(b), pointer_alignment(c), pointer_alignment(d),
+              bias ? pointer_alignment(bias) : 256};
+    return pr;
+}
+
+inline void matmul_release(MatmulProblem& pr) {
+    cublasCheck(cublasLtMatrixLayoutDestroy(pr.la));
+    cublasCheck(cublasLtMatrixLayoutDestroy(pr.lb));
+    cublasCheck(cublasLtMatrixLayoutDestroy(pr.lc));
+    cublasCheck(cublasLtMatrixLayoutDestroy(pr.ld));
+    cublasCheck(cublasLtMatmulDescDestroy(pr.desc));
+}
+
+// Up to `want` algorithms for the problem, the heuristic's best first, restricted to the
+// pointers' real alignments (its default assumes 256 bytes); returns how many.
+inline int matmul_heuristics(const MatmulProblem& pr, cublasLtMatmulHeuristicResult_t* out, int want) {
+    cublasLtMatmulPreference_t pref;
+    cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
+    size_t ws = CUBLASLT_WORKSPACE_BYTES;
+    uint32_t align[4] = {(uint32_t)pr.key[11], (uint32_t)pr.key[12], (uint32_t)pr.key[13], (uint32_t)pr.key[14]};
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align[0], sizeof(uint32_t)));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align[1], sizeof(uint32_t)));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align[2], sizeof(uint32_t)));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align[3], sizeof(uint32_t)));
+    int returned = 0;
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g_cublaslt, pr.desc, pr.la, pr.lb, pr.lc, pr.ld, pref, want, out, &returned);
+    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+    return st == CUBLAS_STATUS_SUCCESS ? returned : 0;
+}
+
+inline void matmul_run(const MatmulProblem& pr, const cublasLtMatmulAlgo_t& algo, void* d, const void* c, const void* a,
+                       const void* b, float beta) {
+    float alpha = 1.0f;
+    cublasCheck(cublasLtMatmul(g_cublaslt, pr.desc, &alpha, a, pr.la, b, pr.lb, &beta, c, pr.lc, d, pr.ld, &algo,
+                               g_cublaslt_workspace, CUBLASLT_WORKSPACE_BYTES, g_stream));
+}
+
+// The product with the heuristic's first choice for its problem, asked once per problem (it
+// costs tens of us of host time) so that every call uses the same algorithm (bit-reproducible
+// runs). c == NULL means C = D.
 inline void matmul_lt(void* d, cudaDataType_t cd_type, const void* c, const void* a, const void* b,
                       cudaDataType_t ab_type, const floatX* bias, int m, int n, int k, bool transa, bool transb,
                       int lda, int ldb, int ldd, float beta) {
     if (c == NULL) c = d;
-    cublasLtMatmulDesc_t desc;
-    cublasCheck(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    cublasOperation_t opa = transa ? CUBLAS_OP_T : CUBLAS_OP_N, opb = transb ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof(opa)));
-    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof(opb)));
-    cublasLtEpilogue_t epilogue = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
-    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
-    if (bias) {
-        cudaDataType_t bias_type = CUDA_FLOATX;
-        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
-        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
-    }
-    // stored shapes (before op): A is (m, k) or (k, m), B is (k, n) or (n, k)
-    cublasLtMatrixLayout_t la, lb, lc, ld;
-    cublasCheck(cublasLtMatrixLayoutCreate(&la, ab_type, transa ? k : m, transa ? m : k, lda));
-    cublasCheck(cublasLtMatrixLayoutCreate(&lb, ab_type, transb ? n : k, transb ? k : n, ldb));
-    cublasCheck(cublasLtMatrixLayoutCreate(&lc, cd_type, m, n, ldd));
-    cublasCheck(cublasLtMatrixLayoutCreate(&ld, cd_type, m, n, ldd));
-
-    uint32_t align_a = pointer_alignment(a), align_b = pointer_alignment(b), align_c = pointer_alignment(c),
-             align_d = pointer_alignment(d), align_bias = bias ? pointer_alignment(bias) : 256;
-    MatmulKey key = {m, n, k, transa, transb, lda, ldb, ldd, (int64_t)ab_type, (int64_t)cd_type, bias != NULL,
-                     align_a, align_b, align_c, align_d, align_bias};
-    auto found = g_matmul_algos.find(key);
-    cublasLtMatmulHeuristicResult_t heuristic;
-    if (found != g_matmul_algos.end()) {
-        heuristic = found->second;
-    } else {
-        cublasLtMatmulPreference_t pref;
-        cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
-        size_t ws = CUBLASLT_WORKSPACE_BYTES;
-        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
-        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof(align_a)));
-        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof(align_b)));
-        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(align_c)));
-        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof(align_d)));
-        int returned = 0;
-        cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g_cublaslt, desc, la, lb, lc, ld, pref, 1, &heuristic, &returned);
-        cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
-        if (st != CUBLAS_STATUS_SUCCESS || returned == 0) {
-            fprintf(stderr, "error: cuBLASLt has no algorithm for m=%d n=%d k=%d transa=%d transb=%d bias=%d (status %d)\n",
-                    m, n, k, (int)transa, (int)transb, (int)(bias != NULL), (int)st);
+    MatmulProblem pr = matmul_describe(d, cd_type, c, a, b, ab_type, bias, m, n, k, transa, transb, lda, ldb, ldd);
+    auto found = g_matmul_algos.find(pr.key);
+    if (found == g_matmul_algos.end()) {
+        cublasLtMatmulHeuristicResult_t heuristic;
+        if (matmul_heuristics(pr, &heuristic, 1) == 0) {
+            fprintf(stderr, "error: cuBLASLt has no algorithm for m=%d n=%d k=%d transa=%d transb=%d bias=%d\n",
+                    m, n, k, (int)transa, (int)transb, (int)(bias != NULL));
             exit(1);
         }
-        g_matmul_algos[key] = heuristic;
+        found = g_matmul_algos.emplace(pr.key, heuristic).first;
     }
-    float alpha = 1.0f;
-    cublasCheck(cublasLtMatmul(g_cublaslt, desc, &alpha, a, la, b, lb, &beta, c, lc, d, ld, &heuristic.algo,
-                               g_cublaslt_workspace, CUBLASLT_WORKSPACE_BYTES, g_stream));
-    cublasCheck(cublasLtMatrixLayoutDestroy(la));
-    cublasCheck(cublasLtMatrixLayoutDestroy(lb));
-    cublasCheck(cublasLtMatrixLayoutDestroy(lc));
-    cublasCheck(cublasLtMatrixLayoutDestroy(ld));
-    cublasCheck(cublasLtMatmulDescDestroy(desc));
+    matmul_run(pr, found->second.algo, d, c, a, b, beta);
+    matmul_release(pr);
 }
 
 // out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC) [+ residual (N, OC)]. out may not

@@ -322,6 +322,10 @@ if want labs; then
     run lab_attention 90 dev/cuda/attention_entropy.out
     run lab_activation 60 dev/cuda/activation.out
     run lab_adamw 60 dev/cuda/adamw.out
+    # every algorithm cuBLASLt offers for each of the step's products, against the trainer's first choice
+    run lab_matmul 90 dev/cuda/matmul.out
+    line=$(grep "^step (N" $W/lab_matmul.log)
+    [ -n "$line" ] && SUMMARY+=("info matmul lab: ${line}")
     for v in 1 2; do
         line=$(grep "^version $v:" $W/lab_adamw.log)
         [ -n "$line" ] && SUMMARY+=("info adamw v$v (124M parameters): ${line#*| }")
@@ -336,7 +340,7 @@ if want labs; then
     s3=$(sed -n 's/^version 4 forward  .*: \([0-9.]*\) ms per layer.*/\1/p' $W/lab_attention_syncloads.log)
     s4=$(sed -n 's/^version 4 forward+backward .*: \([0-9.]*\) ms per layer.*/\1/p' $W/lab_attention_syncloads.log)
     [ -n "$f3" ] && [ -n "$s3" ] && SUMMARY+=("info attention per layer, cp.async vs load-then-store tiles: forward $f3 vs $s3 ms, fwd+bwd $v4 vs $s4 ms")
-    cat $W/lab_attention.log $W/lab_activation.log $W/lab_adamw.log | tail -40
+    cat $W/lab_attention.log $W/lab_activation.log $W/lab_adamw.log $W/lab_matmul.log | tail -60
 fi
 
 if want sanitize; then
