@@ -41,6 +41,12 @@
 #define ATTM_QT 64     // query rows per block (4 warps x 16)
 #define ATTM_KT 64     // keys per tile
 #define ATTM_WARPS 4
+// Blocks per SM that __launch_bounds__ asks registers for. Head size 64: 4 (128 registers, no
+// spills; unbounded, the bf16 build takes 143, i.e. 3 blocks). Head size 128: 2 (no spills; 3
+// fits in 168 registers with 28-72 bytes of spills: an A/B for a GPU, -DATTM_MIN_BLOCKS_HS128=3).
+#ifndef ATTM_MIN_BLOCKS_HS128
+#define ATTM_MIN_BLOCKS_HS128 2
+#endif
 
 template <int HS>
 struct AttMmaLayout {
@@ -168,9 +174,9 @@ __device__ inline void attm_accumulate_pv(FragC (&O)[HS / 8], const FragC (&P)[8
 // the layer's counter or NULL; paper_partial (2, B, NH, ceil(T / 32)) or NULL. qkv (B, T, 3C)
 // with 16-byte aligned rows.
 template <int HS>
-__global__ void __launch_bounds__(ATTM_WARPS * 32) attention_forward_mma_kernel(floatX* out, float* lse, float* ent_partial,
-                                                                               unsigned long long* nonfinite, const floatX* qkv,
-                                                                               int B, int T, int C, int NH, float* paper_partial) {
+__global__ void __launch_bounds__(ATTM_WARPS * 32, HS == 64 ? 4 : ATTM_MIN_BLOCKS_HS128)
+    attention_forward_mma_kernel(floatX* out, float* lse, float* ent_partial, unsigned long long* nonfinite, const floatX* qkv,
+                                 int B, int T, int C, int NH, float* paper_partial) {
     using L = AttMmaLayout<HS>;
     extern __shared__ __align__(128) unsigned char smem_w[];  // the name the emulator maps (dev/cuda/emu)
     __shared__ float warp_entropy[ATTM_WARPS], warp_paper[2][ATTM_WARPS];

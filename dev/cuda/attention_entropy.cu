@@ -35,7 +35,8 @@ attention shape.
 
 Build: make -f cuda.mk dev/cuda/attention_entropy.out [PRECISION=BF16|FP32|FP16]
 Run:   ./dev/cuda/attention_entropy.out [version (0 = all)] [B for timing (128; 0: validation only,
-       as under compute-sanitizer)] [T (128)] [head size (64; 128: NH = 6)]
+       as under compute-sanitizer)] [T (128)] [head size (64; 128: NH = 6)] [heads (768 / head size;
+       fewer for the CPU emulator, at least 3 for the hard rows' three kinds)]
 */
 #include <vector>
 #include "../../common.h"
@@ -425,9 +426,10 @@ int main(int argc, char** argv) {
     int Btime = argc > 2 ? atoi(argv[2]) : 128;
     int T = argc > 3 ? atoi(argv[3]) : 128;
     const int hs = argc > 4 ? atoi(argv[4]) : 64;
-    const int C = 768, NH = C / hs, Bval = 2;
-    if (T < 1 || (hs != 64 && hs != 128)) {
-        fprintf(stderr, "error: T must be >= 1 and the head size 64 or 128 (got T %d, head size %d)\n", T, hs);
+    const int NH = argc > 5 ? atoi(argv[5]) : 768 / hs, C = NH * hs, Bval = 2;
+    if (T < 1 || (hs != 64 && hs != 128) || NH < 3 || NH > 64) {
+        fprintf(stderr, "error: T must be >= 1, the head size 64 or 128 and the heads 3..64 (got T %d, head size %d, %d heads)\n", T,
+                hs, NH);
         return 1;
     }
     cudaCheck(cudaStreamCreate(&g_stream));
