@@ -42,8 +42,9 @@
 #define ATTM_KT 64     // keys per tile
 #define ATTM_WARPS 4
 // Blocks per SM that __launch_bounds__ asks registers for. Head size 64: 4 (128 registers, no
-// spills; unbounded, the bf16 build takes 143, i.e. 3 blocks). Head size 128: 2 (no spills; 3
-// fits in 168 registers with 28-72 bytes of spills: an A/B for a GPU, -DATTM_MIN_BLOCKS_HS128=3).
+// spills; unbounded, the bf16 build took 143, i.e. 3 blocks). Head size 128: 2 (208-218, no
+// spills; 3 fits in 168 registers with 32-68 bytes of spill loads: an A/B for a GPU,
+// -DATTM_MIN_BLOCKS_HS128=3).
 #ifndef ATTM_MIN_BLOCKS_HS128
 #define ATTM_MIN_BLOCKS_HS128 2
 #endif
@@ -95,7 +96,9 @@ __device__ inline void attm_scores(FragC (&S)[8], const FragA (&qa)[HS / 16], co
 // scores scaled (att_score) and masked (key > row, row >= T), m, l, u' updated, S overwritten by
 // e^(s - m_new) (0 where masked). alpha[i]: the factor for row i's O. Returns the non-finite
 // scores this lane saw (each score has one owner lane, so the warp's sum counts each once).
-template <int HS>
+// MASKED = false: the caller knows every key of the tile is at or before every row and every row
+// is below T (tiles wholly under the diagonal: most of them at long T), so no mask is evaluated.
+template <int HS, bool MASKED>
 __device__ inline unsigned int attm_softmax_tile(AttMmaRows& rs, FragC (&S)[8], float (&alpha)[2], int k0, int t0, int T,
                                                  float scale) {
     const int lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
@@ -109,7 +112,7 @@ __device__ inline unsigned int attm_softmax_tile(AttMmaRows& rs, FragC (&S)[8], 
 #pragma unroll
             for (int e = 0; e < 2; e++) {
                 const int j = k0 + 8 * n + 2 * q + e;
-                const bool valid = j <= t && t < T;
+                const bool valid = !MASKED || (j <= t && t < T);
                 const float s = valid ? att_score(S[n].x[2 * i + e], HS, scale) : -INFINITY;  // fp16 build: rounded
                 if (valid) bad += !isfinite(s);
                 S[n].x[2 * i + e] = s;
@@ -125,16 +128,24 @@ __device__ inline unsigned int attm_softmax_tile(AttMmaRows& rs, FragC (&S)[8], 
 #pragma unroll
             for (int e = 0; e < 2; e++) {
                 const int j = k0 + 8 * n + 2 * q + e;
-                const bool valid = j <= t && t < T;
+                const bool valid = !MASKED || (j <= t && t < T);
                 const float s = S[n].x[2 * i + e];
+#if defined(ATTT_UNCENTRED)  // the lab's negative control (as the tiled kernel's): sum e^(s-m) s
+                const float ev = valid ? expf(s - mnew) : 0.0f, c = valid ? s : 0.0f;
+#else
                 const float ev = valid ? expf(s - mnew) : 0.0f, c = valid ? s - mnew : 0.0f;
+#endif
                 lt += ev;
                 ut += ev * c;
                 S[n].x[2 * i + e] = ev;
             }
         lt = quad_sum(lt);
         ut = quad_sum(ut);
+#if defined(ATTT_UNCENTRED)
+        rs.u[i] = first ? ut : alpha[i] * rs.u[i] + ut;
+#else
         rs.u[i] = first ? ut : alpha[i] * (rs.u[i] + (m0 - mnew) * rs.l[i]) + ut;
+#endif
         rs.l[i] = alpha[i] * rs.l[i] + lt;
         rs.m[i] = mnew;
     }
@@ -225,7 +236,8 @@ __global__ void __launch_bounds__(ATTM_WARPS * 32, HS == 64 ? 4 : ATTM_MIN_BLOCK
             FragC S[8];
             float alpha[2];
             attm_scores<HS>(S, qa, Ks, strips);
-            bad += attm_softmax_tile<HS>(rs, S, alpha, k0, t0, T, scale);
+            if (k0 + ATTM_KT - 1 <= t0 && t0 + 15 < T) bad += attm_softmax_tile<HS, false>(rs, S, alpha, k0, t0, T, scale);
+            else bad += attm_softmax_tile<HS, true>(rs, S, alpha, k0, t0, T, scale);
             attm_accumulate_pv<HS>(O, S, alpha, Vs, strips);
         }
         __syncthreads();  // this stage is consumed before the next iteration refills it
@@ -258,7 +270,11 @@ __global__ void __launch_bounds__(ATTM_WARPS * 32, HS == 64 ? 4 : ATTM_MIN_BLOCK
         const int t = t0 + g + 8 * i;
         if (t < T) {
             if (q == 0) lse[((size_t)b * NH + h) * T + t] = rs.m[i] + log_l[i];
+#if defined(ATTT_UNCENTRED)
+            const float H = rs.m[i] + log_l[i] - rs.u[i] * inv_l[i];
+#else
             const float H = log_l[i] - rs.u[i] * inv_l[i];
+#endif
             entropy += H;
             att_paper_row(H, rs.l[i], &nansum, &nan_rows);
         }

@@ -28,7 +28,7 @@ Each version is validated against a double-precision CPU reference on random inp
 sequence with 4x larger queries, so peaked rows sit beside flat ones); on hard rows for the
 entropy (check_hard_rows: scores ~1e4, exact in fp32 at hs 64, spread, near-uniform and
 near-one-hot, each 32-row partial within a rounding bound of a double reference; `make -f cuda.mk
-out/bin/attention_entropy_uncentred.out` builds version 5 with an uncentred sum, H = lse - sum p s,
+out/bin/attention_entropy_uncentred.out` builds versions 5 and 7 with an uncentred sum, H = lse - sum p s,
 which fails it) and for the backward (check_hard_rows_backward: collapsed rows, per element); and
 on the NaN guard's count (check_nonfinite). Then each is timed with CUDA events at GPT-2 124M's
 attention shape.
