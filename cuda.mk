@@ -65,11 +65,14 @@ dev/cuda/%.out: dev/cuda/%.cu $(CUDA_HEADERS)
 #   attention_entropy_syncloads.out  a load-then-store loop instead of cp.async (the timing A/B)
 #   attention_entropy_nowait.out     cp.async WITHOUT the wait before the barrier: a planted race,
 #                                    the negative control that racecheck must flag
-#   attention_entropy_uncentred.out  the tiled forward (version 5) with an uncentred entropy sum
-#                                    (H = lse - sum p s): the negative control its hard rows must fail
+#   attention_entropy_uncentred.out  the tiled and mma forwards (versions 5-7) with an uncentred entropy
+#                                    sum (H = lse - sum p s): the negative control their hard rows must fail
+#   attention_entropy_mma3blocks.out the mma forward at head size 128 with registers for 3 blocks per
+#                                    SM (some spills) instead of 2: the occupancy A/B
 ATTW_VARIANT_FLAG_syncloads = -DATTW_SYNC_LOADS
 ATTW_VARIANT_FLAG_nowait = -DATTW_NO_LOAD_WAIT
 ATTW_VARIANT_FLAG_uncentred = -DATTT_UNCENTRED
+ATTW_VARIANT_FLAG_mma3blocks = -DATTM_MIN_BLOCKS_HS128=3
 $(CUDA_BIN)/attention_entropy_%.out: dev/cuda/attention_entropy.cu $(CUDA_HEADERS)
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCC_FLAGS) $(NVCC_EXTRA) $(ATTW_VARIANT_FLAG_$*) $(PRECISION_FLAG_$(PRECISION)) $< -o $@ $(NVCC_LDLIBS)

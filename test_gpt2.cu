@@ -175,7 +175,8 @@ void test_variant(const std::string& dir, const std::string& tag) {
     int B = ref.B, T = ref.T, V = c.vocab_size, Vp = c.padded_vocab_size, L = c.num_layers, NH = c.num_heads;
     if (USE_LOSS_SCALER) gpt2_set_scaler(&model, ScalerState{1.0f, 0, 0, 0});  // compare unscaled values
     gpt2_allocate_activations(&model, B, T);
-    printf("  B=%d T=%d C=%d NH=%d: attention path %s\n", B, T, c.channels, NH,
+    printf("  B=%d T=%d C=%d NH=%d: attention forward %s, backward %s\n", B, T, c.channels, NH,
+           attention_path_name(attention_forward_path(T, c.channels, NH, true)),
            attention_path_name(attention_path(T, c.channels, NH, true)));
 
     // forward: logits, loss, entropies, diagnostics, no non-finite values
@@ -450,6 +451,16 @@ void test_attention_dispatch() {
     g_attention_force_simt = true;
     check(attention_path(1024, 768, 12, true) == ATT_PATH_SIMT, "g_attention_force_simt forces SIMT");
     g_attention_force_simt = false;
+    // the forward: the mma kernel wherever a tensor-core path applies; g_attention_fwd_mma = false gives them back
+    for (const Case& k : cases) {
+        const AttentionPath want = k.want == ATT_PATH_SIMT ? ATT_PATH_SIMT : ATT_PATH_MMA;
+        AttentionPath got = attention_forward_path(k.T, k.C, k.NH, k.aligned);
+        g_attention_fwd_mma = false;
+        AttentionPath off = attention_forward_path(k.T, k.C, k.NH, k.aligned);
+        g_attention_fwd_mma = true;
+        check(got == want && off == k.want, "forward, T=%d C=%d NH=%d%s: %s (want %s), without mma %s", k.T, k.C, k.NH,
+              k.aligned ? "" : " unaligned", attention_path_name(got), attention_path_name(want), attention_path_name(off));
+    }
 }
 
 void test_attention_shapes() {
@@ -483,8 +494,10 @@ void test_attention_shapes() {
             const bool wmma = kind != ATT_PATH_SIMT;  // tensor cores: products in another order
             if (path_id < 2 && kind == ATT_PATH_SIMT) continue;
             if (path_id == 1 && kind != ATT_PATH_WHOLE_ROW) continue;
-            const char* path = kind == ATT_PATH_SIMT ? "SIMT" : kind == ATT_PATH_TILED ? "tiled tensor cores"
-                               : path_id == 1 ? "tensor cores, 8-warp backward" : "tensor cores, 4-warp backward";
+            const std::string path_s = std::string(attention_forward_path(T, C, NH, true) == ATT_PATH_MMA ? "mma forward, " : "") +
+                                       (kind == ATT_PATH_SIMT ? "SIMT" : kind == ATT_PATH_TILED ? "tiled tensor cores"
+                                        : path_id == 1 ? "tensor cores, 8-warp backward" : "tensor cores, 4-warp backward");
+            const char* path = path_s.c_str();
             AttGpu gpu = attention_gpu(qkv, dout, B, T, C, NH);
             float d_out = max_abs_diff_d(gpu.out, ref.out), s_out = max_abs_d(ref.out);
             float d_grad = max_abs_diff_d(gpu.dqkv, ref.dqkv), s_grad = max_abs_d(ref.dqkv);
@@ -513,6 +526,129 @@ void test_attention_shapes() {
         g_attention_force_simt = false;
         g_attention_bwd_wmma8 = default_bwd_wmma8;
     }
+}
+
+// ----------------------------------------------------------------------------
+// The tensor-core forwards alone: the mma kernel the trainer runs (llmc/attention_mma.cuh) and
+// the tiled and whole-row ones it replaced (still the labs' versions 3-6), on the same inputs
+
+struct AttFwd {
+    std::vector<float> out, lse, part, paper_part;  // (B,T,C), (B,NH,T), (B,NH,qtiles), (2,B,NH,qtiles)
+    unsigned long long bad;
+};
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b);
+
+AttFwd attention_forward_path_run(AttentionPath path, const std::vector<float>& qkv, int B, int T, int C, int NH) {
+    const int qtiles = att_num_qtiles(T);
+    floatX* d_qkv = upload(to_floatx(qkv));
+    floatX* d_out = device_alloc<floatX>((size_t)B * T * C, "test");
+    float* d_lse = device_alloc<float>((size_t)B * NH * T, "test");
+    float* d_part = device_alloc<float>((size_t)B * NH * qtiles, "test");
+    float* d_paper = device_alloc<float>(2 * (size_t)B * NH * qtiles, "test");
+    unsigned long long* d_bad = device_alloc<unsigned long long>(1, "test");
+    cudaCheck(cudaMemset(d_bad, 0, sizeof(unsigned long long)));
+    if (path == ATT_PATH_MMA) attention_forward_mma(d_out, d_lse, d_part, d_bad, d_qkv, B, T, C, NH, d_paper);
+    else if (path == ATT_PATH_TILED) attention_forward_tiled(d_out, d_lse, d_part, d_bad, d_qkv, B, T, C, NH, d_paper);
+    else attention_forward(d_out, d_lse, d_part, d_bad, d_qkv, B, T, C, NH, d_paper);  // whole-row where attention_use_wmma
+    AttFwd r;
+    r.out = floatx_to_host(d_out, (size_t)B * T * C);
+    r.lse = to_host(d_lse, (size_t)B * NH * T);
+    r.part = to_host(d_part, (size_t)B * NH * qtiles);
+    r.paper_part = to_host(d_paper, 2 * (size_t)B * NH * qtiles);
+    r.bad = to_host(d_bad, 1)[0];
+    void* ptrs[] = {d_qkv, d_out, d_lse, d_part, d_paper, d_bad};
+    for (void* p : ptrs) cudaCheck(cudaFree(p));
+    return r;
+}
+
+// lse = m + ln sum e^(s - m) per (b, h, t) in double, the scores as the kernels form them.
+std::vector<double> lse_reference(const std::vector<float>& qkv, int B, int T, int C, int NH) {
+    const int hs = C / NH;
+    const size_t C3 = 3 * (size_t)C;
+    std::vector<double> lse((size_t)B * NH * T), s(T);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) {
+                double m = -INFINITY, l = 0.0;
+                for (int j = 0; j <= t; j++) {
+                    double dot = 0.0;
+                    for (int d = 0; d < hs; d++)
+                        dot += (double)qkv[((size_t)b * T + t) * C3 + h * hs + d] * qkv[((size_t)b * T + j) * C3 + C + h * hs + d];
+                    s[j] = host_att_score(dot, hs, 1.0 / sqrt((double)hs));
+                    m = fmax(m, s[j]);
+                }
+                for (int j = 0; j <= t; j++) l += exp(s[j] - m);
+                lse[((size_t)b * NH + h) * T + t] = m + log(l);
+            }
+    return lse;
+}
+
+// Each forward against double (out, lse, per-head entropy, the paper's partials), the mma
+// forward twice (bit-identical: no atomics in its sums), and the non-finite count with one
+// infinite key (T - j scores). Shapes: T = 17 (one ragged tile), 100 and 128 (whole-row too),
+// 200 (4 key tiles, the last partial), head size 128 at T = 130 and 256.
+void test_attention_forwards() {
+#if !defined(ENABLE_FP32)
+    printf("attention forwards alone (mma, tiled, whole-row) vs double precision\n");
+    const int shapes[][4] = {{1, 17, 128, 2}, {2, 100, 128, 2}, {2, 128, 128, 2}, {2, 200, 128, 2}, {1, 130, 256, 2}, {1, 256, 256, 2}};
+    Rng rng;
+    rng_seed(&rng, 13);
+    for (auto& sh : shapes) {
+        const int B = sh[0], T = sh[1], C = sh[2], NH = sh[3], qtiles = att_num_qtiles(T);
+        std::vector<float> qkv((size_t)B * T * 3 * C), dout((size_t)B * T * C, 0.0f);
+        for (auto& x : qkv) x = rng_normal(&rng);
+        for (int t = 0; t < T; t++)  // the last sequence gets 4x larger queries: peaked rows
+            for (int i = 0; i < C; i++) qkv[(((size_t)(B - 1) * T) + t) * 3 * C + i] *= 4.0f;
+        round_to_floatx(qkv);
+        const AttRef ref = attention_reference(qkv, dout, B, T, C, NH);
+        const std::vector<double> ref_lse = lse_reference(qkv, B, T, C, NH);
+        std::vector<AttentionPath> paths = {ATT_PATH_MMA, ATT_PATH_TILED};
+        if (attention_use_wmma((void*)16, (void*)16, T, C, NH)) paths.push_back(ATT_PATH_WHOLE_ROW);
+        AttFwd mma;
+        for (AttentionPath path : paths) {
+            const AttFwd r = attention_forward_path_run(path, qkv, B, T, C, NH);
+            if (path == ATT_PATH_MMA) mma = r;
+            std::vector<double> ent(NH, 0.0), nansum(NH, 0.0);
+            double nan_rows = 0.0, d_lse = 0.0;
+            for (int b = 0; b < B; b++)
+                for (int h = 0; h < NH; h++)
+                    for (int i = 0; i < qtiles; i++) {
+                        const size_t k = ((size_t)b * NH + h) * qtiles + i;
+                        ent[h] += r.part[k] / ((double)B * T);
+                        nansum[h] += r.paper_part[k] / ((double)B * T);
+                        nan_rows += r.paper_part[(size_t)B * NH * qtiles + k];
+                    }
+            for (size_t i = 0; i < ref_lse.size(); i++)
+                d_lse = fmax(d_lse, std::isnan(r.lse[i]) ? INFINITY : fabs(r.lse[i] - ref_lse[i]) / fmax(1.0, fabs(ref_lse[i])));
+            double d_ent = 0.0, d_paper = 0.0;
+            for (int h = 0; h < NH; h++) {
+                d_ent = fmax(d_ent, std::isnan(ent[h]) ? INFINITY : fabs(ent[h] - ref.entropy[h]));
+                d_paper = fmax(d_paper, fabs(nansum[h] - ent[h]));
+            }
+            const float d_out = max_abs_diff_d(r.out, ref.out), s_out = max_abs_d(ref.out);
+            // lse: fp32 sums of <= 256 terms, relative ~1e-6; entropy as test_attention_shapes
+            check(d_out <= TOL_ATT * s_out && d_lse <= 1e-5 && d_ent <= 2e-5 && d_paper <= 1e-6 && nan_rows == 0.0 && r.bad == 0,
+                  "%s forward, B=%d T=%d C=%d NH=%d: out max diff %.2e (tol %.1e), lse rel diff %.1e (tol 1e-5), entropy diff "
+                  "%.1e (tol 2e-5), paper's entropy %.0e from it, %g NaN rows, %llu non-finite",
+                  attention_path_name(path), B, T, C, NH, d_out, TOL_ATT * s_out, d_lse, d_ent, d_paper, nan_rows, r.bad);
+        }
+        const AttFwd again = attention_forward_path_run(ATT_PATH_MMA, qkv, B, T, C, NH);
+        check(same_bits(again.out, mma.out) && same_bits(again.lse, mma.lse) && same_bits(again.part, mma.part) &&
+                  same_bits(again.paper_part, mma.paper_part),
+              "mma forward, T=%d C=%d NH=%d: a second run is bit-identical (out, lse, partials)", T, C, NH);
+    }
+    for (int hs : {64, 128}) {  // one infinite key component in head 0 at j = T / 3
+        const int T = 200, NH = 2, C = NH * hs, j = T / 3;
+        std::vector<float> qkv((size_t)T * 3 * C);
+        for (auto& x : qkv) x = rng_normal(&rng);
+        round_to_floatx(qkv);
+        qkv[(size_t)j * 3 * C + C] = INFINITY;
+        const AttFwd r = attention_forward_path_run(ATT_PATH_MMA, qkv, 1, T, C, NH);
+        check(r.bad == (unsigned long long)(T - j), "mma forward, head size %d, T=%d: %llu non-finite scores counted (want %d)", hs, T,
+              r.bad, T - j);
+    }
+#endif
 }
 
 // Hard rows: the fused entropy must match -sum p ln p in double. The inputs are small integers
@@ -699,8 +835,10 @@ void test_attention_hard_rows() {
             const AttentionPath kind = attention_path(T, C, NH, true);
             if (path_id < 2 && kind == ATT_PATH_SIMT) continue;
             if (path_id == 1 && kind != ATT_PATH_WHOLE_ROW) continue;
-            const char* path = path_id == 2 ? "SIMT" : kind == ATT_PATH_TILED ? "tiled tensor cores"
-                               : path_id == 1 ? "tensor cores, 8-warp backward" : "tensor cores, 4-warp backward";
+            const std::string path_s = std::string(attention_forward_path(T, C, NH, true) == ATT_PATH_MMA ? "mma forward, " : "") +
+                                       (path_id == 2 ? "SIMT" : kind == ATT_PATH_TILED ? "tiled tensor cores"
+                                        : path_id == 1 ? "tensor cores, 8-warp backward" : "tensor cores, 4-warp backward");
+            const char* path = path_s.c_str();
             AttGpu gpu = attention_gpu(q_T, d_T, B, T, C, NH);
             if (path_id == 0) dqkv_4warp = gpu.dqkv;
             if (path_id == 1)
@@ -769,7 +907,7 @@ void test_attention_fp16_overflow() {
         }
         for (int path_id : {0, 2}) {
             g_attention_force_simt = path_id == 2;
-            const char* path = attention_path_name(attention_path(T, C, NH, true));
+            const char* path = attention_path_name(attention_forward_path(T, C, NH, true));
             AttGpu gpu = attention_gpu(qkv, dout, B, T, C, NH);
             check(gpu.bad == want_bad && gpu.paper[1] == want_rows && std::isfinite(gpu.paper[0]) && want_rows > 0,
                   "%s, T=%d: %llu non-finite scores (want %llu), %g NaN rows (want %g), NaN-ignoring entropy %.4f finite", path,
@@ -1159,6 +1297,7 @@ int main(int argc, char** argv) {
     }
     test_attention_dispatch();
     test_attention_shapes();
+    test_attention_forwards();
     test_entropy_rows();
     test_attention_hard_rows();
     test_attention_fp16_overflow();

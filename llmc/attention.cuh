@@ -9,6 +9,11 @@
 //              runs: dev/cuda/PERF.md predicts the tiled forward no faster at T = 128 (0.2-0.3 ms
 //              per layer against the whole-row kernel's measured 0.202 ms at B = 128), and the
 //              issue asks that T = 128 not get slower.
+//   MMA        llmc/attention_mma.cuh, forward only: the tiled forward's tiles with the softmax,
+//              entropy and O in mma.sync's registers (no score or output round trip through
+//              shared memory). Wherever WHOLE_ROW or TILED applies, the forward runs it
+//              (attention_forward_path; g_attention_fwd_mma = false gives their forwards back),
+//              and the backward stays theirs: every path saves lse = m + ln l of the same scores.
 //   SIMT       entropy.cuh's general kernels: the fp32 build (exact tests against PyTorch), any
 //              other head size (up to 256), and rows that are not 16-byte aligned.
 // attention_path is the one place that rule lives; the trainer, its tests and docs follow it.
@@ -17,11 +22,13 @@
 #include "../entropy.cuh"
 #include "attention_tiled.cuh"
 #include "attention_tiled_bwd.cuh"
+#include "attention_mma.cuh"
 
-enum AttentionPath { ATT_PATH_SIMT, ATT_PATH_WHOLE_ROW, ATT_PATH_TILED };
+enum AttentionPath { ATT_PATH_SIMT, ATT_PATH_WHOLE_ROW, ATT_PATH_TILED, ATT_PATH_MMA };
 
 inline const char* attention_path_name(AttentionPath p) {
-    return p == ATT_PATH_WHOLE_ROW ? "whole-row tensor cores" : p == ATT_PATH_TILED ? "tiled tensor cores" : "SIMT";
+    return p == ATT_PATH_WHOLE_ROW ? "whole-row tensor cores" : p == ATT_PATH_TILED ? "tiled tensor cores"
+           : p == ATT_PATH_MMA       ? "register-resident tensor cores (mma)" : "SIMT";
 }
 
 // The path for a call with these rows (every tensor's rows must be 16-byte aligned for the
@@ -35,20 +42,31 @@ inline AttentionPath attention_path(int T, int C, int NH, bool rows_aligned) {
     return ATT_PATH_SIMT;
 }
 
-// attention_forward's contract (entropy.cuh) on the path attention_path picks.
+// The forward's path: MMA wherever a tensor-core path applies (its shapes are TILED's, which
+// include WHOLE_ROW's). g_attention_fwd_mma = false (labs, tests) leaves attention_path's choice.
+static bool g_attention_fwd_mma = true;
+inline AttentionPath attention_forward_path(int T, int C, int NH, bool rows_aligned) {
+    const AttentionPath p = attention_path(T, C, NH, rows_aligned);
+    return p != ATT_PATH_SIMT && g_attention_fwd_mma ? ATT_PATH_MMA : p;
+}
+
+// attention_forward's contract (entropy.cuh) on the path attention_forward_path picks.
 inline void attention_forward_any(floatX* out, float* lse, float* ent_partial, unsigned long long* nonfinite, const floatX* qkv,
                                   int B, int T, int C, int NH, float* paper_partial) {
     const bool aligned = aligned16(qkv) && aligned16(out);
-    if (attention_path(T, C, NH, aligned) == ATT_PATH_TILED) {
+    const AttentionPath p = attention_forward_path(T, C, NH, aligned);
+    if (p == ATT_PATH_MMA) {
+        attention_forward_mma(out, lse, ent_partial, nonfinite, qkv, B, T, C, NH, paper_partial);
+    } else if (p == ATT_PATH_TILED) {
         attention_forward_tiled(out, lse, ent_partial, nonfinite, qkv, B, T, C, NH, paper_partial);
     } else {
         attention_forward(out, lse, ent_partial, nonfinite, qkv, B, T, C, NH, paper_partial);  // whole-row or SIMT
     }
 }
 
-// attention_backward's contract (entropy.cuh); the path must match the forward's for the saved
-// lse to mean the same thing (it does: both rows' alignment and shape decide alike, and every path
-// saves lse = m + ln l of the same scores).
+// attention_backward's contract (entropy.cuh) on attention_path's path. Its lse may come from
+// another tensor-core forward (MMA): every path saves lse = m + ln l of the same scores. SIMT
+// pairs with SIMT only (the rows' alignment and shape decide both alike).
 inline void attention_backward_any(floatX* dqkv, float* Dbuf, const floatX* dout, const floatX* qkv, const floatX* out,
                                    const float* lse, int B, int T, int C, int NH) {
     const bool aligned = aligned16(qkv) && aligned16(out) && aligned16(dqkv) && aligned16(dout);

@@ -19,19 +19,24 @@ per-head entropy (entropy.cuh), forward and backward.
   version 6  version 5's forward with the tiled tensor-core backward (llmc/attention_tiled_bwd.cuh;
              any T, hs 64 or 128): a query-major kernel (D from P~ and dP, then dQ) and a
              key-major one (dK, dV), deterministic, P recomputed from lse
+  version 7  the register-resident forward (llmc/attention_mma.cuh; bf16/fp16, hs 64 or 128, any
+             T): version 5's blocks and tiles with mma.sync, the scores, softmax, entropy and O
+             in the fragments' registers (no S, P or O in shared memory); version 6's backward,
+             fed this forward's lse
 
 Each version is validated against a double-precision CPU reference on random inputs (one
 sequence with 4x larger queries, so peaked rows sit beside flat ones); on hard rows for the
 entropy (check_hard_rows: scores ~1e4, exact in fp32 at hs 64, spread, near-uniform and
 near-one-hot, each 32-row partial within a rounding bound of a double reference; `make -f cuda.mk
-out/bin/attention_entropy_uncentred.out` builds version 5 with an uncentred sum, H = lse - sum p s,
+out/bin/attention_entropy_uncentred.out` builds versions 5 and 7 with an uncentred sum, H = lse - sum p s,
 which fails it) and for the backward (check_hard_rows_backward: collapsed rows, per element); and
 on the NaN guard's count (check_nonfinite). Then each is timed with CUDA events at GPT-2 124M's
 attention shape.
 
 Build: make -f cuda.mk dev/cuda/attention_entropy.out [PRECISION=BF16|FP32|FP16]
 Run:   ./dev/cuda/attention_entropy.out [version (0 = all)] [B for timing (128; 0: validation only,
-       as under compute-sanitizer)] [T (128)] [head size (64; 128: NH = 6)]
+       as under compute-sanitizer)] [T (128)] [head size (64; 128: NH = 6)] [heads (768 / head size;
+       fewer for the CPU emulator, at least 3 for the hard rows' three kinds)]
 */
 #include <vector>
 #include "../../common.h"
@@ -39,6 +44,7 @@ Run:   ./dev/cuda/attention_entropy.out [version (0 = all)] [B for timing (128; 
 #include "../../entropy.cuh"
 #include "../../llmc/attention_tiled.cuh"
 #include "../../llmc/attention_tiled_bwd.cuh"
+#include "../../llmc/attention_mma.cuh"
 
 // ----------------------------------------------------------------------------
 // CPU reference (double): out, per-head mean entropy, dqkv
@@ -184,12 +190,14 @@ void run_version(int version, Buffers& x, int B, int T, int C, int NH, bool back
     }
     g_attention_force_simt = version == 2;
     g_attention_bwd_wmma8 = version != 3;
-    if (version >= 5)
+    if (version == 7)
+        attention_forward_mma(x.out, x.lse, x.part, x.bad, x.qkv, B, T, C, NH);
+    else if (version >= 5)
         attention_forward_tiled(x.out, x.lse, x.part, x.bad, x.qkv, B, T, C, NH);
     else
         attention_forward(x.out, x.lse, x.part, x.bad, x.qkv, B, T, C, NH);
     entropy_reduce(x.ent, x.part, 1, B, NH, T);
-    if (backward && version == 6)
+    if (backward && version >= 6)
         attention_backward_tiled(x.dqkv, x.D, x.dout, x.qkv, x.lse, B, T, C, NH);
     else if (backward)
         attention_backward(x.dqkv, x.D, x.dout, x.qkv, x.out, x.lse, B, T, C, NH);
@@ -389,7 +397,7 @@ int check_hard_rows_backward(int version, int T, int C, int NH) {
                     worst[part] = fmax(worst[part], std::isnan(e) ? INFINITY : e / bound);
                 }
     }
-    const bool judged = version == 3 || version == 4 || version == 6 || (version == 5 && attention_use_wmma((void*)16, (void*)16, T, C, NH));
+    const bool judged = version == 3 || version == 4 || version >= 6 || (version == 5 && attention_use_wmma((void*)16, (void*)16, T, C, NH));
     const bool ok = worst[0] <= 2.0 && worst[1] <= 2.0 && worst[2] <= 2.0;
     printf("version %d: %s  hard rows backward (collapsed rows, scores ~2e3-8.5e3): worst error / bound dq %.2f, dk %.2f, dv %.2f (tol 2)\n",
            version, judged ? (ok ? "ok  " : "FAIL") : "info", worst[0], worst[1], worst[2]);
@@ -418,9 +426,10 @@ int main(int argc, char** argv) {
     int Btime = argc > 2 ? atoi(argv[2]) : 128;
     int T = argc > 3 ? atoi(argv[3]) : 128;
     const int hs = argc > 4 ? atoi(argv[4]) : 64;
-    const int C = 768, NH = C / hs, Bval = 2;
-    if (T < 1 || (hs != 64 && hs != 128)) {
-        fprintf(stderr, "error: T must be >= 1 and the head size 64 or 128 (got T %d, head size %d)\n", T, hs);
+    const int NH = argc > 5 ? atoi(argv[5]) : 768 / hs, C = NH * hs, Bval = 2;
+    if (T < 1 || (hs != 64 && hs != 128) || NH < 3 || NH > 64) {
+        fprintf(stderr, "error: T must be >= 1, the head size 64 or 128 and the heads 3..64 (got T %d, head size %d, %d heads)\n", T,
+                hs, NH);
         return 1;
     }
     cudaCheck(cudaStreamCreate(&g_stream));
@@ -444,7 +453,7 @@ int main(int argc, char** argv) {
     cudaCheck(cudaMemcpy(v.dout, hd.data(), hd.size() * sizeof(floatX), cudaMemcpyHostToDevice));
     const float tol = sizeof(floatX) == 4 ? 1e-4f : 2e-2f;  // x max|ref|
     int failures = 0;
-    for (int version = 1; version <= 6; version++) {
+    for (int version = 1; version <= 7; version++) {
         if ((only && version != only) || !version_available(version, T, C, NH)) continue;
         cudaCheck(cudaMemset(v.bad, 0, sizeof(unsigned long long)));
         run_version(version, v, Bval, T, C, NH, version > 1);
@@ -486,7 +495,7 @@ int main(int argc, char** argv) {
     cudaEvent_t e0, e1;
     cudaCheck(cudaEventCreate(&e0));
     cudaCheck(cudaEventCreate(&e1));
-    for (int version = 1; version <= 6; version++) {
+    for (int version = 1; version <= 7; version++) {
         if ((only && version != only) || !version_available(version, T, C, NH)) continue;
         for (int pass = 0; pass < 2; pass++) {  // forward alone, then forward + backward
             bool bwd = pass == 1;
