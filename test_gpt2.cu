@@ -785,8 +785,8 @@ void test_attention_fp16_overflow() {
 
 // Column sums (bias and LayerNorm gradients) on a tall matrix: more chunk partials than the
 // second pass has rows of threads, and a width that is no multiple of 32; against double.
-// N x C: C = 200 takes the one-column-per-thread path (not a multiple of the 16-byte pack),
-// C = 264 the packed one with a partial block of columns; both sum ~40-80 chunks.
+// N x C: C = 198 takes the one-column-per-thread path (not a multiple of the 16-byte pack in
+// any precision), C = 264 the packed one with a partial block of columns; both sum ~40-80 chunks.
 void test_column_sums(int N, int C) {
     Rng rng;
     rng_seed(&rng, 5);
@@ -825,6 +825,85 @@ void test_column_sums(int N, int C) {
           N, C, colsum_chunks(N), worst_sum, worst_xhat, scale);
     cudaCheck(cudaStreamSynchronize(g_stream));
     for (void* p : {(void*)d_a, (void*)d_x, (void*)d_mean, (void*)d_rstd, (void*)d_sum, (void*)d_xhat, (void*)d_scratch})
+        cudaCheck(cudaFree(p));
+}
+
+// The LayerNorm backward with every output (llmc/layernorm.cuh): dinp accumulated onto what is
+// there, dweight, dbias and the column sums of the new dinp (a projection's bias gradient), all
+// added onto 1s, against double precision from the same floatX inputs. C = 768 with N = 3000
+// runs the fused kernel (GPT-2's rows; the last chunk partial), C = 64 the fused kernel with
+// idle lanes, C = 198 the two-kernel path (no whole 16-byte packs).
+void test_layernorm_backward(int N, int C) {
+    Rng rng;
+    rng_seed(&rng, 11);
+    std::vector<float> dout((size_t)N * C), x((size_t)N * C), dinp((size_t)N * C), w(C), mean(N), rstd(N);
+    for (auto& v : dout) v = rng_normal(&rng);
+    for (auto& v : x) v = 1.0f + 2.0f * rng_normal(&rng);
+    for (auto& v : dinp) v = rng_normal(&rng);
+    for (auto& v : w) v = 1.0f + 0.3f * rng_normal(&rng);
+    round_to_floatx(dout);
+    round_to_floatx(x);
+    round_to_floatx(dinp);
+    round_to_floatx(w);
+    for (int r = 0; r < N; r++) {  // the row's true statistics, as the forward saves them
+        double m = 0.0, v = 0.0;
+        for (int c = 0; c < C; c++) m += x[(size_t)r * C + c];
+        m /= C;
+        for (int c = 0; c < C; c++) v += (x[(size_t)r * C + c] - m) * (x[(size_t)r * C + c] - m);
+        mean[r] = (float)m;
+        rstd[r] = (float)(1.0 / sqrt(v / C + 1e-5));
+    }
+    floatX* d_dout = upload(to_floatx(dout));
+    floatX* d_x = upload(to_floatx(x));
+    floatX* d_dinp = upload(to_floatx(dinp));
+    floatX* d_w = upload(to_floatx(w));
+    float* d_mean = upload(mean);
+    float* d_rstd = upload(rstd);
+    std::vector<float> ones(C, 1.0f);
+    float* d_dw = upload(ones);
+    float* d_db = upload(ones);
+    float* d_bias = upload(ones);
+    float* d_scratch = device_alloc<float>(layernorm_scratch_floats(N, C), "test");
+    layernorm_backward(d_dinp, d_dw, d_db, d_bias, d_dout, d_x, d_w, d_mean, d_rstd, N, C, true, d_scratch);
+    std::vector<float> got = floatx_to_host(d_dinp, (size_t)N * C);
+    std::vector<float> dw = to_host(d_dw, C), db = to_host(d_db, C), bias = to_host(d_bias, C);
+    std::vector<double> rdw(C, 1.0), rdb(C, 1.0), rbias(C, 1.0);
+    double worst_dinp = 0.0;
+    for (int r = 0; r < N; r++) {
+        const float* dy = &dout[(size_t)r * C];
+        const float* xr = &x[(size_t)r * C];
+        double a = 0.0, b = 0.0;
+        for (int c = 0; c < C; c++) {
+            double xhat = (xr[c] - mean[r]) * (double)rstd[r];
+            a += w[c] * (double)dy[c];
+            b += w[c] * (double)dy[c] * xhat;
+            rdb[c] += dy[c];
+            rdw[c] += dy[c] * xhat;
+        }
+        a /= C;
+        b /= C;
+        for (int c = 0; c < C; c++) {
+            size_t i = (size_t)r * C + c;
+            double xhat = (xr[c] - mean[r]) * (double)rstd[r];
+            double want = dinp[i] + (w[c] * (double)dy[c] - a - xhat * b) * rstd[r];
+            worst_dinp = fmax(worst_dinp, fabs(got[i] - want) / fmax(1.0, fabs(want)));
+            rbias[c] += got[i];  // the sums of dinp as stored: the kernel's own rounding is not the sum's error
+        }
+    }
+    double worst_dw = 0.0, worst_db = 0.0, worst_bias = 0.0;
+    for (int c = 0; c < C; c++) {
+        worst_dw = fmax(worst_dw, fabs(dw[c] - rdw[c]));
+        worst_db = fmax(worst_db, fabs(db[c] - rdb[c]));
+        worst_bias = fmax(worst_bias, fabs(bias[c] - rbias[c]));
+    }
+    // dinp: one rounding to floatX of values ~1-3; the sums: fp32 over N terms ~1 (a lost row ~1)
+    const double tol_dinp = sizeof(floatX) == 4 ? 1e-5 : 6e-3;
+    check(worst_dinp <= tol_dinp && worst_dw < 2e-3 && worst_db < 2e-3 && worst_bias < 2e-3,
+          "LayerNorm backward N=%d C=%d: dinp within %.1e (tol %.0e), dweight %.1e, dbias %.1e, dinp column sums %.1e",
+          N, C, worst_dinp, tol_dinp, worst_dw, worst_db, worst_bias);
+    cudaCheck(cudaStreamSynchronize(g_stream));
+    for (void* p : {(void*)d_dout, (void*)d_x, (void*)d_dinp, (void*)d_w, (void*)d_mean, (void*)d_rstd, (void*)d_dw, (void*)d_db,
+                    (void*)d_bias, (void*)d_scratch})
         cudaCheck(cudaFree(p));
 }
 
@@ -1165,8 +1244,12 @@ int main(int argc, char** argv) {
     test_activation_kinks();
     test_classifier_rows();
     printf("column sums (bias and LayerNorm gradients)\n");
-    test_column_sums(5000, 200);
+    test_column_sums(5000, 198);
     test_column_sums(3000, 264);
+    printf("LayerNorm backward (input, weight, bias and dinp column sums)\n");
+    test_layernorm_backward(3000, 768);
+    test_layernorm_backward(300, 64);
+    test_layernorm_backward(500, 198);
     test_nan_guard();
     test_resume(scratch);
     test_loss_scaler();
