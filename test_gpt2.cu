@@ -907,6 +907,61 @@ void test_layernorm_backward(int N, int C) {
         cudaCheck(cudaFree(p));
 }
 
+// The activation backward with the fc bias gradient folded in (activation_backward_bias) against
+// the two calls it replaces (activation_backward, then matmul_backward_bias on the stored dfch):
+// dfch and the bias gradient bit for bit, the bias gradient also against double sums of the
+// stored dfch, and a learnable slope's gradient against double. cols 264: 16-byte packs with a
+// partial block of columns; cols 99: one column per thread.
+void test_activation_bias(int rows, int cols, int act) {
+    Rng rng;
+    rng_seed(&rng, 13);
+    size_t n = (size_t)rows * cols;
+    std::vector<float> h(n), g(n);
+    for (auto& v : h) v = 2.0f * rng_normal(&rng);
+    for (auto& v : g) v = rng_normal(&rng);
+    for (size_t i = 0; i < n; i += 37) h[i] = 0.0f;  // the kinks
+    std::vector<floatX> hx = to_floatx(h), gx = to_floatx(g);
+    floatX* d_h = upload(hx);
+    floatX* d_a = upload(gx);  // in place, as the trainer
+    floatX* d_b = upload(gx);
+    std::vector<float> ones(cols, 1.0f);
+    float* d_bias_a = upload(ones);
+    float* d_bias_b = upload(ones);
+    float* d_slope = upload(std::vector<float>{0.1f});
+    float* d_sg_a = upload(std::vector<float>{0.0f});
+    float* d_sg_b = upload(std::vector<float>{0.0f});
+    float* d_colsum = device_alloc<float>(colsum_scratch_floats(rows, cols), "test");
+    double* d_scratch = device_alloc<double>(activation_scratch_doubles(rows, cols), "test");
+    bool learn = act_is_learnable(act);
+    activation_backward(d_a, d_h, d_a, n, act, 0.1f, learn ? d_slope : NULL, learn ? d_sg_a : NULL, d_scratch);
+    matmul_backward_bias(d_bias_a, d_a, rows, cols, d_colsum);
+    activation_backward_bias(d_b, d_bias_b, d_h, d_b, rows, cols, act, 0.1f, learn ? d_slope : NULL, learn ? d_sg_b : NULL,
+                             d_colsum, d_scratch);
+    std::vector<floatX> da = to_host(d_a, n), db = to_host(d_b, n);
+    std::vector<float> ba = to_host(d_bias_a, cols), bb = to_host(d_bias_b, cols);
+    float sg = to_host(d_sg_b, 1)[0];
+    std::vector<double> want(cols, 1.0);
+    double want_sg = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        want[i % cols] += to_float(db[i]);
+        double x = to_float(hx[i]);
+        if (x < 0.0) want_sg += x * to_float(gx[i]);
+    }
+    double worst = 0.0;
+    for (int c = 0; c < cols; c++) worst = fmax(worst, fabs(bb[c] - want[c]));
+    bool same_d = memcmp(da.data(), db.data(), n * sizeof(floatX)) == 0;
+    bool same_b = memcmp(ba.data(), bb.data(), cols * sizeof(float)) == 0;
+    bool sg_ok = !learn || fabs(sg - want_sg) <= 1e-4 * fmax(1.0, fabs(want_sg));
+    check(same_d && same_b && worst < 1e-3 && sg_ok,
+          "activation backward + fc bias, %s, %d x %d: dfch %s, bias gradient %s as the two calls, within %.1e of double; "
+          "slope gradient %s", act_name(act, 0.1f).c_str(), rows, cols, same_d ? "bit-identical" : "DIFFERS",
+          same_b ? "bit-identical" : "DIFFERS", worst, learn ? (sg_ok ? "ok" : "WRONG") : "-");
+    cudaCheck(cudaStreamSynchronize(g_stream));
+    for (void* p : {(void*)d_h, (void*)d_a, (void*)d_b, (void*)d_bias_a, (void*)d_bias_b, (void*)d_slope, (void*)d_sg_a,
+                    (void*)d_sg_b, (void*)d_colsum, (void*)d_scratch})
+        cudaCheck(cudaFree(p));
+}
+
 // The fused classifier at GPT-2's vocabulary (V = 50257 in rows of Vp = 50304: every batch of
 // packs per thread, the scalar tail and the padding) against double precision: the loss and
 // every dlogit of a few rows, one with a single dominant logit and one whose target is the last
@@ -1250,6 +1305,11 @@ int main(int argc, char** argv) {
     test_layernorm_backward(3000, 768);
     test_layernorm_backward(300, 64);
     test_layernorm_backward(500, 198);
+    printf("activation backward with the fc bias gradient\n");
+    test_activation_bias(700, 264, ACT_GELU);
+    test_activation_bias(700, 264, ACT_LRELU_LAYER);
+    test_activation_bias(300, 99, ACT_RELU);
+    test_activation_bias(300, 99, ACT_LRELU_LAYER);
     test_nan_guard();
     test_resume(scratch);
     test_loss_scaler();

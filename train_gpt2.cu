@@ -448,7 +448,7 @@ void gpt2_allocate_activations(GPT2* model, int B, int T) {
     s.att_D = gpt2_alloc<float>(model, (size_t)B * NH * T, "gradient scratch");
     size_t colsum_floats = std::max(colsum_scratch_floats((int)BT, 4 * (int)C), layernorm_scratch_floats((int)BT, (int)C));
     s.colsum = gpt2_alloc<float>(model, colsum_floats, "gradient scratch");
-    s.slope = gpt2_alloc<double>(model, activation_scratch_doubles(), "gradient scratch");
+    s.slope = gpt2_alloc<double>(model, activation_scratch_doubles((int)BT, 4 * (int)C), "gradient scratch");
     model->d_ent_partial = gpt2_alloc<float>(model, L * B * NH * att_num_qtiles(T), "entropy partials");
     model->d_paper_partial = gpt2_alloc<float>(model, 2 * L * B * NH * att_num_qtiles(T), "entropy partials");
     size_t token_ints = 5 * BT + 2;
@@ -688,15 +688,15 @@ void gpt2_backward(GPT2* model, float grad_multiplier) {
             prof_mark("bias grads");
             matmul_backward_bias(g.fcprojb + l * C, s.dresidual, N, C, s.colsum);
         }
-        prof_mark("activation bwd");
-        activation_backward(s.dfch, l_fch, s.dfch, BTC * 4, cfg.variant.act, slope, slope_ptr, slope_grad, s.slope);
+        // dfch in place, and its column sums: the fc bias gradient
+        prof_mark("activation bwd + fc bias grad");
+        activation_backward_bias(s.dfch, g.fcb + l * 4 * C, l_fch, s.dfch, N, 4 * C, cfg.variant.act, slope, slope_ptr,
+                                 slope_grad, s.colsum, s.slope);
         // LN-free: dm is the residual's gradient itself, accumulated straight into dresidual
         prof_mark("matmul bwd dx: fc");
         matmul_backward_input(block_ln ? s.dln : s.dresidual, s.dfch, p.fcw + (size_t)l * 4 * C * C, N, C, 4 * C, !block_ln);
         prof_mark("matmul bwd dW: fc");
         matmul_backward_weight(g.fcw + (size_t)l * 4 * C * C, s.dfch, l_ln2, N, C, 4 * C);
-        prof_mark("bias grads");
-        matmul_backward_bias(g.fcb + l * 4 * C, s.dfch, N, 4 * C, s.colsum);
         prof_mark("layernorm bwd + proj bias grads");
         if (block_ln)
             layernorm_backward(s.dresidual, g.ln2w + l * C, g.ln2b + l * C, g.attprojb + l * C, s.dln, l_residual2,
