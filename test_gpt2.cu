@@ -963,7 +963,8 @@ void test_activation_bias(int rows, int cols, int act) {
 }
 
 // The fused classifier at GPT-2's vocabulary (V = 50257 in rows of Vp = 50304: every batch of
-// packs per thread, the scalar tail and the padding) against double precision: the loss and
+// packs per thread, the scalar tail and the padding; the row staged in shared memory, as it fits
+// in every precision) against double precision: the loss and
 // every dlogit of a few rows, one with a single dominant logit and one whose target is the last
 // real column. The inputs are rounded to floatX first, so only the kernel's arithmetic (and
 // the output's rounding) is measured.
