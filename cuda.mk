@@ -56,7 +56,7 @@ $(CUDA_BIN)/test_gpt2cu_%: test_gpt2.cu train_gpt2.cu $(CUDA_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) $(NVCC_EXTRA) $(PRECISION_FLAG_$*) $< -o $@ $(NVCC_LDLIBS)
 
 # The kernel labs (dev/cuda/README.md): standalone programs with a CPU reference.
-CUDA_LABS = dev/cuda/attention_entropy.out dev/cuda/softmax_entropy.out dev/cuda/activation.out dev/cuda/adamw.out dev/cuda/layernorm.out dev/cuda/step_profile.out
+CUDA_LABS = dev/cuda/attention_entropy.out dev/cuda/softmax_entropy.out dev/cuda/activation.out dev/cuda/adamw.out dev/cuda/layernorm.out dev/cuda/classifier.out dev/cuda/step_profile.out
 cuda-labs: $(CUDA_LABS)
 dev/cuda/%.out: dev/cuda/%.cu $(CUDA_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) $(NVCC_EXTRA) $(PRECISION_FLAG_$(PRECISION)) $< -o $@ $(NVCC_LDLIBS)

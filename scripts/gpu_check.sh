@@ -322,6 +322,16 @@ if want labs; then
     run lab_attention 90 dev/cuda/attention_entropy.out
     run lab_activation 60 dev/cuda/activation.out
     run lab_adamw 60 dev/cuda/adamw.out
+    run lab_layernorm 60 dev/cuda/layernorm.out
+    for v in 1 2; do  # the two-kernel LayerNorm backward vs the fused one, at 16,384 rows of 768
+        line=$(grep "^version $v:" $W/lab_layernorm.log)
+        [ -n "$line" ] && SUMMARY+=("info layernorm bwd v$v: ${line#*| }")
+    done
+    run lab_classifier 60 dev/cuda/classifier.out
+    for v in 1 2; do  # the row re-read from memory vs staged in shared memory, 16,384 rows
+        line=$(grep "^version $v:" $W/lab_classifier.log)
+        [ -n "$line" ] && SUMMARY+=("info classifier v$v: ${line#*| }")
+    done
     for v in 1 2; do
         line=$(grep "^version $v:" $W/lab_adamw.log)
         [ -n "$line" ] && SUMMARY+=("info adamw v$v (124M parameters): ${line#*| }")
@@ -336,7 +346,7 @@ if want labs; then
     s3=$(sed -n 's/^version 4 forward  .*: \([0-9.]*\) ms per layer.*/\1/p' $W/lab_attention_syncloads.log)
     s4=$(sed -n 's/^version 4 forward+backward .*: \([0-9.]*\) ms per layer.*/\1/p' $W/lab_attention_syncloads.log)
     [ -n "$f3" ] && [ -n "$s3" ] && SUMMARY+=("info attention per layer, cp.async vs load-then-store tiles: forward $f3 vs $s3 ms, fwd+bwd $v4 vs $s4 ms")
-    cat $W/lab_attention.log $W/lab_activation.log $W/lab_adamw.log | tail -40
+    cat $W/lab_attention.log $W/lab_activation.log $W/lab_adamw.log $W/lab_layernorm.log $W/lab_classifier.log | tail -50
 fi
 
 if want sanitize; then

@@ -12,7 +12,7 @@ python3 dev/cuda/emu/transform.py "$PWD" $OUT/src
 case $PROG in
     test_gpt2cu) SRC=$OUT/src/test_gpt2.cu ;;
     train_gpt2cu) SRC=$OUT/src/train_gpt2.cu ;;
-    attention_entropy|softmax_entropy|activation|adamw|layernorm|step_profile) SRC=$OUT/src/dev/cuda/$PROG.cu ;;
+    attention_entropy|softmax_entropy|activation|adamw|layernorm|classifier|step_profile) SRC=$OUT/src/dev/cuda/$PROG.cu ;;
     *) echo "unknown program $PROG" >&2; exit 1 ;;
 esac
 ${CXX:-g++} -O1 -std=c++20 -w -I dev/cuda/emu/include -DENABLE_$PREC -x c++ $SRC -o $OUT/$PROG
