@@ -74,6 +74,12 @@ $(CUDA_BIN)/attention_entropy_%.out: dev/cuda/attention_entropy.cu $(CUDA_HEADER
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCC_FLAGS) $(NVCC_EXTRA) $(ATTW_VARIANT_FLAG_$*) $(PRECISION_FLAG_$(PRECISION)) $< -o $@ $(NVCC_LDLIBS)
 
+# The LayerNorm lab with the fused backward held to 128 registers (2 blocks per SM, spilling):
+# the occupancy A/B for scripts/gpu_check.sh
+$(CUDA_BIN)/layernorm_2blocks.out: dev/cuda/layernorm.cu $(CUDA_HEADERS)
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) $(NVCC_EXTRA) -DLN_BWD_MIN_BLOCKS=2 $(PRECISION_FLAG_$(PRECISION)) $< -o $@ $(NVCC_LDLIBS)
+
 ifneq ($(firstword $(MAKEFILE_LIST)),cuda.mk)
 .DEFAULT_GOAL := $(_CUDA_MK_SAVED_GOAL)
 endif

@@ -124,6 +124,12 @@ __global__ void layernorm_backward_input_kernel(floatX* dinp, const floatX* dout
 #define LN_BWD_ROWS_PER_CHUNK 64
 #define LN_BWD_MAX_CHUNKS 256
 #define LN_BWD_MAX_COLS_PER_LANE 32  // C <= 1024 on the fused path; beyond, the two-kernel one
+// Blocks per SM the compiler must fit: at C = 768 the kernel takes 213-219 registers per thread in
+// bf16 (one block, 8 warps, per SM); 2 caps it at 128 and spills (the lab's A/B build,
+// layernorm_2blocks.out, times that trade)
+#ifndef LN_BWD_MIN_BLOCKS
+#define LN_BWD_MIN_BLOCKS 1
+#endif
 
 inline int layernorm_backward_chunks(int N) {
     int chunks = ceil_div(N, LN_BWD_ROWS_PER_CHUNK);
@@ -141,7 +147,7 @@ inline size_t layernorm_scratch_floats(int N, int C) {
 // the bias gradient of the projection whose output's gradient dinp is. Within a lane the rows
 // are summed in order, then the 8 warps' sums in order: deterministic.
 template <int NP>
-__global__ void __launch_bounds__(256) layernorm_backward_fused_kernel(floatX* dinp, float* partial, const floatX* dout,
+__global__ void __launch_bounds__(256, LN_BWD_MIN_BLOCKS) layernorm_backward_fused_kernel(floatX* dinp, float* partial, const floatX* dout,
                                                                        const floatX* inp, const floatX* weight, const float* mean,
                                                                        const float* rstd, int N, int C, int rows_per_chunk,
                                                                        bool accumulate, bool dinp_sums) {

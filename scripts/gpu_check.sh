@@ -171,7 +171,7 @@ fi
 if want build; then
     run build 300 make -f cuda.mk -j8 CUDA_BIN=$BIN $BIN/test_gpt2cu_fp32 $BIN/test_gpt2cu_bf16 $BIN/test_gpt2cu_fp16 \
         $BIN/train_gpt2cu_bf16 $BIN/train_gpt2cu_fp32 $BIN/attention_entropy_syncloads.out $BIN/attention_entropy_nowait.out \
-        cuda-labs
+        $BIN/layernorm_2blocks.out cuda-labs
     want cross && run build_cpu 120 make -s train_gpt2
 fi
 
@@ -327,6 +327,9 @@ if want labs; then
         line=$(grep "^version $v:" $W/lab_layernorm.log)
         [ -n "$line" ] && SUMMARY+=("info layernorm bwd v$v: ${line#*| }")
     done
+    run lab_layernorm_2blocks 60 $BIN/layernorm_2blocks.out 2  # the fused kernel held to 128 registers
+    line=$(grep "^version 2:" $W/lab_layernorm_2blocks.log)
+    [ -n "$line" ] && SUMMARY+=("info layernorm bwd v2 at 2 blocks per SM (spilling): ${line#*| }")
     run lab_classifier 60 dev/cuda/classifier.out
     for v in 1 2; do  # the row re-read from memory vs staged in shared memory, 16,384 rows
         line=$(grep "^version $v:" $W/lab_classifier.log)
