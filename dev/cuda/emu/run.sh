@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # dev/cuda/emu/run.sh: builds a CUDA program of the trainer for the CPU emulator and runs it.
 #   dev/cuda/emu/run.sh PRECISION PROGRAM [ARGS...]
-# PRECISION: FP32, BF16 or FP16; PROGRAM: test_gpt2cu, train_gpt2cu, step_profile, attention_entropy or
-# activation (the labs). E.g. `dev/cuda/emu/run.sh FP32 test_gpt2cu out/ref` (about 4 minutes
+# PRECISION: FP32, BF16 or FP16; PROGRAM: test_gpt2cu, train_gpt2cu, step_profile or a lab (attention_entropy,
+# softmax_entropy, activation, adamw, layernorm, classifier). E.g. `dev/cuda/emu/run.sh FP32 test_gpt2cu out/ref` (about 4 minutes
 # on one core for the 16 reference variants). Builds under out/emu/.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
