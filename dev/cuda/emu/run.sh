@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # dev/cuda/emu/run.sh: builds a CUDA program of the trainer for the CPU emulator and runs it.
 #   dev/cuda/emu/run.sh PRECISION PROGRAM [ARGS...]
-# PRECISION: FP32, BF16 or FP16; PROGRAM: test_gpt2cu, train_gpt2cu, step_profile or a lab (attention_entropy,
-# softmax_entropy, activation, adamw, layernorm, classifier). E.g. `dev/cuda/emu/run.sh FP32 test_gpt2cu out/ref` (about 4 minutes
-# on one core for the 16 reference variants). Builds under out/emu/.
+# PRECISION: FP32, BF16 or FP16; PROGRAM: test_gpt2cu, train_gpt2cu, step_profile or a lab
+# (attention_entropy, softmax_entropy, activation, adamw, layernorm, classifier). E.g.
+# `dev/cuda/emu/run.sh FP32 test_gpt2cu out/ref` (about 4 minutes on one core for the 16
+# reference variants). Builds under out/emu/.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 PREC=${1:?precision}; PROG=${2:?program}; shift 2
