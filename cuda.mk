@@ -56,7 +56,7 @@ $(CUDA_BIN)/test_gpt2cu_%: test_gpt2.cu train_gpt2.cu $(CUDA_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) $(NVCC_EXTRA) $(PRECISION_FLAG_$*) $< -o $@ $(NVCC_LDLIBS)
 
 # The kernel labs (dev/cuda/README.md): standalone programs with a CPU reference.
-CUDA_LABS = dev/cuda/matmul.out dev/cuda/attention_entropy.out dev/cuda/softmax_entropy.out dev/cuda/activation.out dev/cuda/adamw.out dev/cuda/step_profile.out
+CUDA_LABS = dev/cuda/matmul.out dev/cuda/attention_entropy.out dev/cuda/softmax_entropy.out dev/cuda/activation.out dev/cuda/adamw.out dev/cuda/layernorm.out dev/cuda/classifier.out dev/cuda/step_profile.out
 cuda-labs: $(CUDA_LABS)
 dev/cuda/%.out: dev/cuda/%.cu $(CUDA_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) $(NVCC_EXTRA) $(PRECISION_FLAG_$(PRECISION)) $< -o $@ $(NVCC_LDLIBS)
@@ -76,6 +76,12 @@ ATTW_VARIANT_FLAG_mma3blocks = -DATTM_MIN_BLOCKS_HS128=3
 $(CUDA_BIN)/attention_entropy_%.out: dev/cuda/attention_entropy.cu $(CUDA_HEADERS)
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCC_FLAGS) $(NVCC_EXTRA) $(ATTW_VARIANT_FLAG_$*) $(PRECISION_FLAG_$(PRECISION)) $< -o $@ $(NVCC_LDLIBS)
+
+# The LayerNorm lab with the fused backward held to 128 registers (2 blocks per SM, spilling):
+# the occupancy A/B for scripts/gpu_check.sh
+$(CUDA_BIN)/layernorm_2blocks.out: dev/cuda/layernorm.cu $(CUDA_HEADERS)
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) $(NVCC_EXTRA) -DLN_BWD_MIN_BLOCKS=2 $(PRECISION_FLAG_$(PRECISION)) $< -o $@ $(NVCC_LDLIBS)
 
 ifneq ($(firstword $(MAKEFILE_LIST)),cuda.mk)
 .DEFAULT_GOAL := $(_CUDA_MK_SAVED_GOAL)

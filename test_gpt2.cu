@@ -923,8 +923,8 @@ void test_attention_fp16_overflow() {
 
 // Column sums (bias and LayerNorm gradients) on a tall matrix: more chunk partials than the
 // second pass has rows of threads, and a width that is no multiple of 32; against double.
-// N x C: C = 200 takes the one-column-per-thread path (not a multiple of the 16-byte pack),
-// C = 264 the packed one with a partial block of columns; both sum ~40-80 chunks.
+// N x C: C = 198 takes the one-column-per-thread path (not a multiple of the 16-byte pack in
+// any precision), C = 264 the packed one with a partial block of columns; both sum ~40-80 chunks.
 void test_column_sums(int N, int C) {
     Rng rng;
     rng_seed(&rng, 5);
@@ -966,8 +966,143 @@ void test_column_sums(int N, int C) {
         cudaCheck(cudaFree(p));
 }
 
+// The LayerNorm backward with every output (llmc/layernorm.cuh): dinp accumulated onto what is
+// there, dweight, dbias and the column sums of the new dinp (a projection's bias gradient), all
+// added onto 1s, against double precision from the same floatX inputs. C = 768 with N = 3000
+// runs the fused kernel (GPT-2's rows; the last chunk partial), C = 64 the fused kernel with
+// idle lanes, C = 198 the two-kernel path (no whole 16-byte packs).
+void test_layernorm_backward(int N, int C) {
+    Rng rng;
+    rng_seed(&rng, 11);
+    std::vector<float> dout((size_t)N * C), x((size_t)N * C), dinp((size_t)N * C), w(C), mean(N), rstd(N);
+    for (auto& v : dout) v = rng_normal(&rng);
+    for (auto& v : x) v = 1.0f + 2.0f * rng_normal(&rng);
+    for (auto& v : dinp) v = rng_normal(&rng);
+    for (auto& v : w) v = 1.0f + 0.3f * rng_normal(&rng);
+    round_to_floatx(dout);
+    round_to_floatx(x);
+    round_to_floatx(dinp);
+    round_to_floatx(w);
+    for (int r = 0; r < N; r++) {  // the row's true statistics, as the forward saves them
+        double m = 0.0, v = 0.0;
+        for (int c = 0; c < C; c++) m += x[(size_t)r * C + c];
+        m /= C;
+        for (int c = 0; c < C; c++) v += (x[(size_t)r * C + c] - m) * (x[(size_t)r * C + c] - m);
+        mean[r] = (float)m;
+        rstd[r] = (float)(1.0 / sqrt(v / C + 1e-5));
+    }
+    floatX* d_dout = upload(to_floatx(dout));
+    floatX* d_x = upload(to_floatx(x));
+    floatX* d_dinp = upload(to_floatx(dinp));
+    floatX* d_w = upload(to_floatx(w));
+    float* d_mean = upload(mean);
+    float* d_rstd = upload(rstd);
+    std::vector<float> ones(C, 1.0f);
+    float* d_dw = upload(ones);
+    float* d_db = upload(ones);
+    float* d_bias = upload(ones);
+    float* d_scratch = device_alloc<float>(layernorm_scratch_floats(N, C), "test");
+    layernorm_backward(d_dinp, d_dw, d_db, d_bias, d_dout, d_x, d_w, d_mean, d_rstd, N, C, true, d_scratch);
+    std::vector<float> got = floatx_to_host(d_dinp, (size_t)N * C);
+    std::vector<float> dw = to_host(d_dw, C), db = to_host(d_db, C), bias = to_host(d_bias, C);
+    std::vector<double> rdw(C, 1.0), rdb(C, 1.0), rbias(C, 1.0);
+    double worst_dinp = 0.0;
+    for (int r = 0; r < N; r++) {
+        const float* dy = &dout[(size_t)r * C];
+        const float* xr = &x[(size_t)r * C];
+        double a = 0.0, b = 0.0;
+        for (int c = 0; c < C; c++) {
+            double xhat = (xr[c] - mean[r]) * (double)rstd[r];
+            a += w[c] * (double)dy[c];
+            b += w[c] * (double)dy[c] * xhat;
+            rdb[c] += dy[c];
+            rdw[c] += dy[c] * xhat;
+        }
+        a /= C;
+        b /= C;
+        for (int c = 0; c < C; c++) {
+            size_t i = (size_t)r * C + c;
+            double xhat = (xr[c] - mean[r]) * (double)rstd[r];
+            double want = dinp[i] + (w[c] * (double)dy[c] - a - xhat * b) * rstd[r];
+            worst_dinp = fmax(worst_dinp, fabs(got[i] - want) / fmax(1.0, fabs(want)));
+            rbias[c] += got[i];  // the sums of dinp as stored: the kernel's own rounding is not the sum's error
+        }
+    }
+    double worst_dw = 0.0, worst_db = 0.0, worst_bias = 0.0;
+    for (int c = 0; c < C; c++) {
+        worst_dw = fmax(worst_dw, fabs(dw[c] - rdw[c]));
+        worst_db = fmax(worst_db, fabs(db[c] - rdb[c]));
+        worst_bias = fmax(worst_bias, fabs(bias[c] - rbias[c]));
+    }
+    // dinp: one rounding to floatX of values ~1-3; the sums: fp32 over N terms ~1 (a lost row ~1)
+    const double tol_dinp = sizeof(floatX) == 4 ? 1e-5 : 6e-3;
+    check(worst_dinp <= tol_dinp && worst_dw < 2e-3 && worst_db < 2e-3 && worst_bias < 2e-3,
+          "LayerNorm backward N=%d C=%d: dinp within %.1e (tol %.0e), dweight %.1e, dbias %.1e, dinp column sums %.1e",
+          N, C, worst_dinp, tol_dinp, worst_dw, worst_db, worst_bias);
+    cudaCheck(cudaStreamSynchronize(g_stream));
+    for (void* p : {(void*)d_dout, (void*)d_x, (void*)d_dinp, (void*)d_w, (void*)d_mean, (void*)d_rstd, (void*)d_dw, (void*)d_db,
+                    (void*)d_bias, (void*)d_scratch})
+        cudaCheck(cudaFree(p));
+}
+
+// The activation backward with the fc bias gradient folded in (activation_backward_bias) against
+// the two calls it replaces (activation_backward, then matmul_backward_bias on the stored dfch):
+// dfch and the bias gradient bit for bit, the bias gradient also against double sums of the
+// stored dfch, and a learnable slope's gradient against double. cols 264: 16-byte packs with a
+// partial block of columns; cols 99: one column per thread.
+void test_activation_bias(int rows, int cols, int act) {
+    Rng rng;
+    rng_seed(&rng, 13);
+    size_t n = (size_t)rows * cols;
+    std::vector<float> h(n), g(n);
+    for (auto& v : h) v = 2.0f * rng_normal(&rng);
+    for (auto& v : g) v = rng_normal(&rng);
+    for (size_t i = 0; i < n; i += 37) h[i] = 0.0f;  // the kinks
+    std::vector<floatX> hx = to_floatx(h), gx = to_floatx(g);
+    floatX* d_h = upload(hx);
+    floatX* d_a = upload(gx);  // in place, as the trainer
+    floatX* d_b = upload(gx);
+    std::vector<float> ones(cols, 1.0f);
+    float* d_bias_a = upload(ones);
+    float* d_bias_b = upload(ones);
+    float* d_slope = upload(std::vector<float>{0.1f});
+    float* d_sg_a = upload(std::vector<float>{0.0f});
+    float* d_sg_b = upload(std::vector<float>{0.0f});
+    float* d_colsum = device_alloc<float>(colsum_scratch_floats(rows, cols), "test");
+    double* d_scratch = device_alloc<double>(activation_scratch_doubles(rows, cols), "test");
+    bool learn = act_is_learnable(act);
+    activation_backward(d_a, d_h, d_a, n, act, 0.1f, learn ? d_slope : NULL, learn ? d_sg_a : NULL, d_scratch);
+    matmul_backward_bias(d_bias_a, d_a, rows, cols, d_colsum);
+    activation_backward_bias(d_b, d_bias_b, d_h, d_b, rows, cols, act, 0.1f, learn ? d_slope : NULL, learn ? d_sg_b : NULL,
+                             d_colsum, d_scratch);
+    std::vector<floatX> da = to_host(d_a, n), db = to_host(d_b, n);
+    std::vector<float> ba = to_host(d_bias_a, cols), bb = to_host(d_bias_b, cols);
+    float sg = to_host(d_sg_b, 1)[0];
+    std::vector<double> want(cols, 1.0);
+    double want_sg = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        want[i % cols] += to_float(db[i]);
+        double x = to_float(hx[i]);
+        if (x < 0.0) want_sg += x * to_float(gx[i]);
+    }
+    double worst = 0.0;
+    for (int c = 0; c < cols; c++) worst = fmax(worst, fabs(bb[c] - want[c]));
+    bool same_d = memcmp(da.data(), db.data(), n * sizeof(floatX)) == 0;
+    bool same_b = memcmp(ba.data(), bb.data(), cols * sizeof(float)) == 0;
+    bool sg_ok = !learn || fabs(sg - want_sg) <= 1e-4 * fmax(1.0, fabs(want_sg));
+    check(same_d && same_b && worst < 1e-3 && sg_ok,
+          "activation backward + fc bias, %s, %d x %d: dfch %s, bias gradient %s as the two calls, within %.1e of double; "
+          "slope gradient %s", act_name(act, 0.1f).c_str(), rows, cols, same_d ? "bit-identical" : "DIFFERS",
+          same_b ? "bit-identical" : "DIFFERS", worst, learn ? (sg_ok ? "ok" : "WRONG") : "-");
+    cudaCheck(cudaStreamSynchronize(g_stream));
+    for (void* p : {(void*)d_h, (void*)d_a, (void*)d_b, (void*)d_bias_a, (void*)d_bias_b, (void*)d_slope, (void*)d_sg_a,
+                    (void*)d_sg_b, (void*)d_colsum, (void*)d_scratch})
+        cudaCheck(cudaFree(p));
+}
+
 // The fused classifier at GPT-2's vocabulary (V = 50257 in rows of Vp = 50304: every batch of
-// packs per thread, the scalar tail and the padding) against double precision: the loss and
+// packs per thread, the scalar tail and the padding; the row staged in shared memory, as it fits
+// in every precision) against double precision: the loss and
 // every dlogit of a few rows, one with a single dominant logit and one whose target is the last
 // real column. The inputs are rounded to floatX first, so only the kernel's arithmetic (and
 // the output's rounding) is measured.
@@ -1304,8 +1439,17 @@ int main(int argc, char** argv) {
     test_activation_kinks();
     test_classifier_rows();
     printf("column sums (bias and LayerNorm gradients)\n");
-    test_column_sums(5000, 200);
+    test_column_sums(5000, 198);
     test_column_sums(3000, 264);
+    printf("LayerNorm backward (input, weight, bias and dinp column sums)\n");
+    test_layernorm_backward(3000, 768);
+    test_layernorm_backward(300, 64);
+    test_layernorm_backward(500, 198);
+    printf("activation backward with the fc bias gradient\n");
+    test_activation_bias(700, 264, ACT_GELU);
+    test_activation_bias(700, 264, ACT_LRELU_LAYER);
+    test_activation_bias(300, 99, ACT_RELU);
+    test_activation_bias(300, 99, ACT_LRELU_LAYER);
     test_nan_guard();
     test_resume(scratch);
     test_loss_scaler();

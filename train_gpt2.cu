@@ -446,8 +446,9 @@ void gpt2_allocate_activations(GPT2* model, int B, int T) {
     s.dqkv = gpt2_alloc<floatX>(model, BT * 3 * C, "gradient scratch");
     s.dfch = gpt2_alloc<floatX>(model, BT * 4 * C, "gradient scratch");
     s.att_D = gpt2_alloc<float>(model, (size_t)B * NH * T, "gradient scratch");
-    s.colsum = gpt2_alloc<float>(model, colsum_scratch_floats((int)BT, 4 * (int)C), "gradient scratch");
-    s.slope = gpt2_alloc<double>(model, activation_scratch_doubles(), "gradient scratch");
+    size_t colsum_floats = std::max(colsum_scratch_floats((int)BT, 4 * (int)C), layernorm_scratch_floats((int)BT, (int)C));
+    s.colsum = gpt2_alloc<float>(model, colsum_floats, "gradient scratch");
+    s.slope = gpt2_alloc<double>(model, activation_scratch_doubles((int)BT, 4 * (int)C), "gradient scratch");
     model->d_ent_partial = gpt2_alloc<float>(model, L * B * NH * att_num_qtiles(T), "entropy partials");
     model->d_paper_partial = gpt2_alloc<float>(model, 2 * L * B * NH * att_num_qtiles(T), "entropy partials");
     size_t token_ints = 5 * BT + 2;
@@ -639,15 +640,19 @@ void gpt2_backward(GPT2* model, float grad_multiplier) {
                            USE_LOSS_SCALER ? &model->d_scaler->scale : NULL);
     }
     model->dlogits_ready = false;
-    // the tied LM head, then the final LayerNorm; dresidual is overwritten here (first writer)
+    // the tied LM head, then the final LayerNorm; dresidual is overwritten here (first writer).
+    // A LayerNorm backward also sums the dresidual it writes over rows: the bias gradient of the
+    // projection that wrote that residual (the final one's: the top layer's fc projection)
     floatX* residual = a.residual3 + (L - 1) * BTC;
-    if (cfg.variant.norm != NORM_NONE_ALL) {
+    bool final_ln = cfg.variant.norm != NORM_NONE_ALL;
+    if (final_ln) {
         prof_mark("matmul bwd dx: lm head");
         matmul_backward_input(s.dln, a.logits, p.wte, N, C, Vp, false);
         prof_mark("matmul bwd dW: lm head");
         matmul_backward_weight(g.wte, a.logits, a.lnf, N, C, Vp);
-        prof_mark("layernorm bwd");
-        layernorm_backward(s.dresidual, g.lnfw, g.lnfb, s.dln, residual, p.lnfw, a.lnf_mean, a.lnf_rstd, N, C, false, s.colsum);
+        prof_mark("layernorm bwd + proj bias grads");
+        layernorm_backward(s.dresidual, g.lnfw, g.lnfb, g.fcprojb + (L - 1) * C, s.dln, residual, p.lnfw, a.lnf_mean,
+                           a.lnf_rstd, N, C, false, s.colsum);
     } else {
         prof_mark("matmul bwd dx: lm head");
         matmul_backward_input(s.dresidual, a.logits, p.wte, N, C, Vp, false);
@@ -679,28 +684,32 @@ void gpt2_backward(GPT2* model, float grad_multiplier) {
         matmul_backward_input(s.dfch, s.dresidual, p.fcprojw + (size_t)l * 4 * C * C, N, 4 * C, C, false);
         prof_mark("matmul bwd dW: fc proj");
         matmul_backward_weight(g.fcprojw + (size_t)l * 4 * C * C, s.dresidual, l_fch_act, N, 4 * C, C);
-        prof_mark("bias grads");
-        matmul_backward_bias(g.fcprojb + l * C, s.dresidual, N, C, s.colsum);
-        prof_mark("activation bwd");
-        activation_backward(s.dfch, l_fch, s.dfch, BTC * 4, cfg.variant.act, slope, slope_ptr, slope_grad, s.slope);
+        if (!block_ln && !(l == L - 1 && final_ln)) {  // else a LayerNorm backward summed it
+            prof_mark("bias grads");
+            matmul_backward_bias(g.fcprojb + l * C, s.dresidual, N, C, s.colsum);
+        }
+        // dfch in place, and its column sums: the fc bias gradient
+        prof_mark("activation bwd + fc bias grad");
+        activation_backward_bias(s.dfch, g.fcb + l * 4 * C, l_fch, s.dfch, N, 4 * C, cfg.variant.act, slope, slope_ptr,
+                                 slope_grad, s.colsum, s.slope);
         // LN-free: dm is the residual's gradient itself, accumulated straight into dresidual
         prof_mark("matmul bwd dx: fc");
         matmul_backward_input(block_ln ? s.dln : s.dresidual, s.dfch, p.fcw + (size_t)l * 4 * C * C, N, C, 4 * C, !block_ln);
         prof_mark("matmul bwd dW: fc");
         matmul_backward_weight(g.fcw + (size_t)l * 4 * C * C, s.dfch, l_ln2, N, C, 4 * C);
-        prof_mark("bias grads");
-        matmul_backward_bias(g.fcb + l * 4 * C, s.dfch, N, 4 * C, s.colsum);
-        prof_mark("layernorm bwd");
+        prof_mark("layernorm bwd + proj bias grads");
         if (block_ln)
-            layernorm_backward(s.dresidual, g.ln2w + l * C, g.ln2b + l * C, s.dln, l_residual2, p.ln2w + l * C,
-                               a.ln2_mean + (size_t)l * N, a.ln2_rstd + (size_t)l * N, N, C, true, s.colsum);
+            layernorm_backward(s.dresidual, g.ln2w + l * C, g.ln2b + l * C, g.attprojb + l * C, s.dln, l_residual2,
+                               p.ln2w + l * C, a.ln2_mean + (size_t)l * N, a.ln2_rstd + (size_t)l * N, N, C, true, s.colsum);
         // s.dresidual holds d residual2[l]. Attention: residual2 = residual + atty Wo^T + bo
         prof_mark("matmul bwd dx: attn proj");
         matmul_backward_input(s.datty, s.dresidual, p.attprojw + (size_t)l * C * C, N, C, C, false);
         prof_mark("matmul bwd dW: attn proj");
         matmul_backward_weight(g.attprojw + (size_t)l * C * C, s.dresidual, l_atty, N, C, C);
-        prof_mark("bias grads");
-        matmul_backward_bias(g.attprojb + l * C, s.dresidual, N, C, s.colsum);
+        if (!block_ln) {  // else ln2's backward summed it
+            prof_mark("bias grads");
+            matmul_backward_bias(g.attprojb + l * C, s.dresidual, N, C, s.colsum);
+        }
         prof_mark("attention bwd");
         attention_backward_any(s.dqkv, s.att_D, s.datty, l_qkv, l_atty, l_lse, B, T, C, NH);
         prof_mark("matmul bwd dx: qkv");
@@ -709,10 +718,11 @@ void gpt2_backward(GPT2* model, float grad_multiplier) {
         matmul_backward_weight(g.qkvw + (size_t)l * 3 * C * C, s.dqkv, l_ln1, N, C, 3 * C);
         prof_mark("bias grads");
         matmul_backward_bias(g.qkvb + l * 3 * C, s.dqkv, N, 3 * C, s.colsum);
-        prof_mark("layernorm bwd");
+        prof_mark("layernorm bwd + proj bias grads");
         if (block_ln)
-            layernorm_backward(s.dresidual, g.ln1w + l * C, g.ln1b + l * C, s.dln, residual, p.ln1w + l * C,
-                               a.ln1_mean + (size_t)l * N, a.ln1_rstd + (size_t)l * N, N, C, true, s.colsum);
+            layernorm_backward(s.dresidual, g.ln1w + l * C, g.ln1b + l * C, l > 0 ? g.fcprojb + (l - 1) * C : NULL, s.dln,
+                               residual, p.ln1w + l * C, a.ln1_mean + (size_t)l * N, a.ln1_rstd + (size_t)l * N, N, C, true,
+                               s.colsum);
         // s.dresidual holds d residual3[l-1] (d encoded for l = 0)
     }
     prof_mark("encoder bwd");

@@ -10,11 +10,13 @@
 // one integer atomicAdd per warp. The slope's gradient is summed per block into a fixed number
 // of partials and those in order by a one-warp kernel: no float atomics, bit-reproducible.
 // The backward runs in place (dinp may be dout). A learnable slope is read from device memory
-// (the fp32 master copy), a fixed one is passed by value.
+// (the fp32 master copy), a fixed one is passed by value. The trainer's backward
+// (activation_backward_bias) also sums what it writes over rows: the fc bias gradient.
 #pragma once
 
 #include "cuda_common.cuh"
 #include "../config.h"
+#include "colsum.cuh"
 
 #define ACT_THREADS 256
 #define ACT_MAX_BLOCKS 1024
@@ -126,6 +128,74 @@ __global__ void __launch_bounds__(ACT_THREADS) activation_backward_kernel(floatX
     }
 }
 
+// The backward with the fc bias gradient folded in: dinp (rows, cols) as activation_backward_kernel,
+// run on colsum_partial_kernel's grid (block (32, 8), a thread per P columns, the 8 threads of a
+// column striding a chunk of rows), so that the values it writes (rounded to floatX, as stored)
+// are summed into partial rows (chunks, cols) in colsum's order: with colsum's second pass the
+// bias gradient is bit-identical to matmul_backward_bias on the stored result, without reading
+// it again.
+// LEARN: slope_partials[block] (blocks numbered x-fastest) as the flat kernel's.
+template <int AK, bool VEC, bool LEARN>
+__global__ void __launch_bounds__(256) activation_backward_colsum_kernel(floatX* dinp, float* partial, const floatX* inp,
+                                                                        const floatX* dout, int rows, int cols,
+                                                                        int rows_per_chunk, float slope, const float* slope_ptr,
+                                                                        double* slope_partials) {
+    constexpr int P = colsum_pack<VEC>();
+    constexpr int BLOCK_COLS = 32 * P;
+    constexpr int S = P == 1 ? 1 : P + 1;  // padded partial rows, as colsum_partial_kernel's
+    __shared__ float s0[8][32 * S];
+    __shared__ double shared[8];
+    if (slope_ptr != NULL) slope = *slope_ptr;
+    int c0 = blockIdx.x * BLOCK_COLS + threadIdx.x * P;
+    int chunk = blockIdx.y;
+    int r_begin = chunk * rows_per_chunk, r_end = min(rows, r_begin + rows_per_chunk);
+    float sum[P];
+    for (int k = 0; k < P; k++) sum[k] = 0.0f;
+    float ds = 0.0f;
+    if (c0 < cols) {
+#pragma unroll 4
+        for (int r = r_begin + threadIdx.y; r < r_end; r += 8) {
+            size_t i = (size_t)r * cols + c0;
+            if (VEC) {
+                Packed128<floatX> h = load128cs(inp + i), g = load128cs(dout + i), d;
+                for (int k = 0; k < P; k++) {
+                    float x = to_float(h[k]), gk = to_float(g[k]);
+                    d[k] = from_float<floatX>(act_derivative<AK>(x, slope) * gk);
+                    sum[k] += to_float(d[k]);
+                    if (LEARN && x < 0.0f) ds += x * gk;
+                }
+                store128(dinp + i, d);
+            } else {
+                float x = to_float(inp[i]), gk = to_float(dout[i]);
+                floatX d = from_float<floatX>(act_derivative<AK>(x, slope) * gk);
+                sum[0] += to_float(d);
+                if (LEARN && x < 0.0f) ds += x * gk;
+                dinp[i] = d;
+            }
+        }
+    }
+    for (int k = 0; k < P; k++) s0[threadIdx.y][threadIdx.x * S + k] = sum[k];
+    __syncthreads();
+    for (int col = threadIdx.y * 32 + threadIdx.x; col < BLOCK_COLS; col += 256) {
+        int c = blockIdx.x * BLOCK_COLS + col;
+        if (c >= cols) continue;
+        int slot = (col / P) * S + col % P;
+        float t = 0.0f;
+        for (int i = 0; i < 8; i++) t += s0[i][slot];  // fixed order
+        partial[(size_t)chunk * cols + c] = t;
+    }
+    if (LEARN) {  // the block's sum: each row of threads (a warp), then the 8 in order
+        double w = warp_sum((double)ds);
+        if (threadIdx.x == 0) shared[threadIdx.y] = w;
+        __syncthreads();
+        if (threadIdx.x == 0 && threadIdx.y == 0) {
+            double total = 0.0;
+            for (int i = 0; i < 8; i++) total += shared[i];
+            slope_partials[blockIdx.y * gridDim.x + blockIdx.x] = total;
+        }
+    }
+}
+
 // grad[0] += sum of the n partials, summed in a fixed order by one warp.
 __global__ void slope_grad_finish_kernel(float* grad, const double* partials, int n) {
     double s = 0.0;
@@ -159,8 +229,12 @@ inline void activation_forward(floatX* out, const floatX* inp, size_t N, int act
     cudaCheckLaunch();
 }
 
-// Scratch doubles the backward needs for a learnable slope.
-inline size_t activation_scratch_doubles() { return ACT_MAX_BLOCKS; }
+// Scratch doubles the backward needs for a learnable slope (activation_backward_bias on (rows,
+// cols) too, when given).
+inline size_t activation_scratch_doubles(int rows = 0, int cols = 0) {
+    size_t blocks = rows > 0 ? (size_t)ceil_div(cols, 32) * colsum_chunks(rows) : 0;  // the widest grid (one column per thread)
+    return blocks > ACT_MAX_BLOCKS ? blocks : ACT_MAX_BLOCKS;
+}
 
 // dinp (N) = act'(h) * dout, in place allowed. For a learnable slope (slope_ptr != NULL and
 // slope_grad != NULL) also slope_grad[0] += sum over h < 0 of h * dout; scratch holds
@@ -190,4 +264,40 @@ inline void activation_backward(floatX* dinp, const floatX* inp, const floatX* d
     }
 #undef ACT_BWD
     cudaCheckLaunch();
+}
+
+// dinp (rows, cols) = act'(h) * dout (in place allowed) and dbias (cols) += its column sums (the
+// fc bias gradient), summed as matmul_backward_bias would on the stored dinp, bit for bit. The
+// slope as in activation_backward; colsum_scratch: rows' chunks x cols floats (fewer than
+// colsum_scratch_floats(rows, cols)); scratch:
+// activation_scratch_doubles(rows, cols) doubles.
+inline void activation_backward_bias(floatX* dinp, float* dbias, const floatX* inp, const floatX* dout, int rows, int cols,
+                                     int act, float slope, const float* slope_ptr, float* slope_grad, float* colsum_scratch,
+                                     double* scratch) {
+    bool vec = cols % colsum_pack<true>() == 0 && aligned16(dinp) && aligned16(inp) && aligned16(dout);
+    int P = vec ? colsum_pack<true>() : 1;
+    int chunks = colsum_chunks(rows), rows_per_chunk = ceil_div(rows, chunks);
+    dim3 grid(ceil_div(cols, 32 * P), chunks), block(32, 8);
+    bool learn = act_is_learnable(act) && slope_grad != NULL;
+#define ACT_BWD_BIAS(AK, LEARN) \
+    if (vec) activation_backward_colsum_kernel<AK, true, LEARN><<<grid, block, 0, g_stream>>>( \
+        dinp, colsum_scratch, inp, dout, rows, cols, rows_per_chunk, slope, slope_ptr, scratch); \
+    else activation_backward_colsum_kernel<AK, false, LEARN><<<grid, block, 0, g_stream>>>( \
+        dinp, colsum_scratch, inp, dout, rows, cols, rows_per_chunk, slope, slope_ptr, scratch);
+    if (learn) {
+        ACT_BWD_BIAS(AK_LRELU, true);
+        cudaCheckLaunch();
+        slope_grad_finish_kernel<<<1, 32, 0, g_stream>>>(slope_grad, scratch, (int)(grid.x * grid.y));
+    } else {
+        switch (act_kernel_kind(act)) {
+            case AK_GELU: ACT_BWD_BIAS(AK_GELU, false); break;
+            case AK_GELU_TANH: ACT_BWD_BIAS(AK_GELU_TANH, false); break;
+            case AK_RELU: ACT_BWD_BIAS(AK_RELU, false); break;
+            case AK_LRELU: ACT_BWD_BIAS(AK_LRELU, false); break;
+            default: ACT_BWD_BIAS(AK_IDENTITY, false); break;
+        }
+    }
+#undef ACT_BWD_BIAS
+    cudaCheckLaunch();
+    colsum_finish(dbias, NULL, NULL, colsum_scratch, 1, chunks, cols);
 }

@@ -4,6 +4,9 @@
 // and, for training, overwrites the row in place with the gradient of dloss * loss:
 //   dlogits_i = (softmax_i - [i == target]) * dloss,  0 in the padded columns
 // so the (B, T, Vp) probabilities are never stored (the CPU trainer keeps a probs tensor).
+// Where the row fits in shared memory (Vp * sizeof(floatX): 100.6 KB in bf16 at GPT-2's
+// vocabulary), the first pass keeps it there and the second reads it from there: the logits
+// are read from memory once, not twice (a row's two reads are too far apart for L2 to hold it).
 // The mean of the B*T losses is then added to a device accumulator in a fixed order.
 #pragma once
 
@@ -32,11 +35,14 @@ __device__ __forceinline__ void online_merge(float& m, float& s, float m2, float
 
 // losses (N = B*T); logits (N, Vp) in place. dloss_ptr: NULL for no gradient, else the device
 // scalar multiplying dloss (the fp16 loss scale; 1.0 otherwise), times dloss_base.
-template <bool VEC>
+// STAGE (VEC only): Vp floatX of dynamic shared memory hold the row between the passes.
+template <bool VEC, bool STAGE>
 __global__ void __launch_bounds__(CLASSIFIER_THREADS) classifier_kernel(floatX* logits, float* losses, const int* targets, int V,
                                                                        int Vp, bool write_grad, float dloss_base,
                                                                        const float* dloss_scale) {
     __shared__ float sm[32], ss[32];
+    extern __shared__ float smem[];  // STAGE: the row, (Vp) floatX
+    floatX* row_s = reinterpret_cast<floatX*>(smem);
     const int P = VEC ? Packed128<floatX>::size : 1;
     int row = blockIdx.x;
     floatX* x = logits + (size_t)row * Vp;
@@ -56,6 +62,7 @@ __global__ void __launch_bounds__(CLASSIFIER_THREADS) classifier_kernel(floatX* 
 #pragma unroll
         for (int u = 0; u < CLASSIFIER_BATCH; u++) {
             if (i0 + u * stride >= vec_end) break;
+            if (STAGE) store128(row_s + i0 + u * stride, vb[u]);
             float xs[P];
             float pack_max = -INFINITY;
             for (int k = 0; k < P; k++) {
@@ -70,6 +77,8 @@ __global__ void __launch_bounds__(CLASSIFIER_THREADS) classifier_kernel(floatX* 
             // a NaN fails pack_max > m (fmaxf skips it) but lands in s through its own term
         }
     }
+    if (STAGE)  // the rest of the row, the padding as zeros (pass 2 reads whole packs)
+        for (int i = vec_end + threadIdx.x; i < Vp; i += blockDim.x) row_s[i] = i < V ? x[i] : from_float<floatX>(0.0f);
     for (int i = vec_end + threadIdx.x; i < V; i += blockDim.x) {
         float xv = to_float(x[i]);
         if (xv > m) { s = (m == -INFINITY ? 0.0f : s * CLASSIFIER_EXP(m - xv)) + 1.0f; m = xv; }
@@ -91,7 +100,8 @@ __global__ void __launch_bounds__(CLASSIFIER_THREADS) classifier_kernel(floatX* 
     }
     float lse = m + logf(s);
     float xt = to_float(x[target]);
-    __syncthreads();  // everyone has read x[target] before pass 2 overwrites the row
+    __syncthreads();  // everyone has read x[target] before pass 2 overwrites the row (and, STAGE,
+                      // every thread's part of row_s is written: the reduction's barriers too)
     if (threadIdx.x == 0) losses[row] = lse - xt;
     if (!write_grad) return;
     // pass 2: dlogits in place
@@ -102,7 +112,7 @@ __global__ void __launch_bounds__(CLASSIFIER_THREADS) classifier_kernel(floatX* 
         Packed128<floatX> vb[CLASSIFIER_BATCH];
 #pragma unroll
         for (int u = 0; u < CLASSIFIER_BATCH; u++)
-            if (i0 + u * stride < vec_end_p) vb[u] = load128(x + i0 + u * stride);
+            if (i0 + u * stride < vec_end_p) vb[u] = STAGE ? load128(row_s + i0 + u * stride) : load128(x + i0 + u * stride);
 #pragma unroll
         for (int u = 0; u < CLASSIFIER_BATCH; u++) {
             const int i = i0 + u * stride;
@@ -127,10 +137,22 @@ __global__ void __launch_bounds__(CLASSIFIER_THREADS) classifier_kernel(floatX* 
 inline void classifier_forward(floatX* logits, float* losses, const int* targets, int N, int V, int Vp, bool write_grad,
                                float dloss_base, const float* dloss_scale) {
     bool vec = Vp % Packed128<floatX>::size == 0 && aligned16(logits);
-    if (vec)
-        classifier_kernel<true><<<N, CLASSIFIER_THREADS, 0, g_stream>>>(logits, losses, targets, V, Vp, write_grad, dloss_base, dloss_scale);
-    else
-        classifier_kernel<false><<<N, CLASSIFIER_THREADS, 0, g_stream>>>(logits, losses, targets, V, Vp, write_grad, dloss_base, dloss_scale);
+    size_t row_bytes = (size_t)Vp * sizeof(floatX);
+    if (vec && row_bytes <= g_device_prop.sharedMemPerBlockOptin) {
+        static size_t allowed = 48 * 1024;  // what a kernel may use without asking
+        if (row_bytes > allowed) {
+            cudaCheck(cudaFuncSetAttribute(classifier_kernel<true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)row_bytes));
+            allowed = row_bytes;
+        }
+        classifier_kernel<true, true><<<N, CLASSIFIER_THREADS, row_bytes, g_stream>>>(logits, losses, targets, V, Vp, write_grad,
+                                                                                     dloss_base, dloss_scale);
+    } else if (vec) {
+        classifier_kernel<true, false><<<N, CLASSIFIER_THREADS, 0, g_stream>>>(logits, losses, targets, V, Vp, write_grad,
+                                                                              dloss_base, dloss_scale);
+    } else {
+        classifier_kernel<false, false><<<N, CLASSIFIER_THREADS, 0, g_stream>>>(logits, losses, targets, V, Vp, write_grad,
+                                                                               dloss_base, dloss_scale);
+    }
     cudaCheckLaunch();
 }
 

@@ -89,31 +89,38 @@ __global__ void __launch_bounds__(256) colsum_partial_kernel(float* __restrict__
     }
 }
 
-// out0[c] += sum over chunks of partial[chunk][0][c]; out1 likewise with [1] (if out1).
+// out_q[c] += sum over chunks of partial[chunk][q][c] for q < nsum (<= 3; an out_q may be NULL:
+// that sum is skipped). partial is (chunks, nsum, C).
 // Block (32, 16): threadIdx.x picks the column, threadIdx.y sums every 16th chunk, then the 16
 // sums are added in a fixed order, so each thread waits on chunks/16 loads, not on all of them.
-__global__ void colsum_finish_kernel(float* out0, float* out1, const float* partial, int chunks, int C) {
-    __shared__ float s0[16][33], s1[16][33];
+__global__ void colsum_finish_kernel(float* out0, float* out1, float* out2, const float* partial, int nsum, int chunks, int C) {
+    __shared__ float s[3][16][33];
     int c = blockIdx.x * 32 + threadIdx.x;
-    float t0 = 0.0f, t1 = 0.0f;
+    float t[3] = {0.0f, 0.0f, 0.0f};
     if (c < C) {
-        for (int k = threadIdx.y; k < chunks; k += 16) {
-            t0 += partial[((size_t)k * 2 + 0) * C + c];
-            t1 += partial[((size_t)k * 2 + 1) * C + c];
-        }
+        for (int k = threadIdx.y; k < chunks; k += 16)
+#pragma unroll
+            for (int q = 0; q < 3; q++)
+                if (q < nsum) t[q] += partial[((size_t)k * nsum + q) * C + c];
     }
-    s0[threadIdx.y][threadIdx.x] = t0;
-    s1[threadIdx.y][threadIdx.x] = t1;
+    for (int q = 0; q < 3; q++) s[q][threadIdx.y][threadIdx.x] = t[q];
     __syncthreads();
     if (threadIdx.y == 0 && c < C) {
-        float u0 = 0.0f, u1 = 0.0f;
-        for (int i = 0; i < 16; i++) {  // fixed order
-            u0 += s0[i][threadIdx.x];
-            u1 += s1[i][threadIdx.x];
+        float* outs[3] = {out0, out1, out2};
+#pragma unroll
+        for (int q = 0; q < 3; q++) {
+            if (q >= nsum || outs[q] == NULL) continue;
+            float u = 0.0f;
+            for (int i = 0; i < 16; i++) u += s[q][i][threadIdx.x];  // fixed order
+            outs[q][c] += u;
         }
-        out0[c] += u0;
-        if (out1 != NULL) out1[c] += u1;
     }
+}
+
+// Adds partial (chunks, nsum, C) into out0..out2 (colsum_finish_kernel).
+inline void colsum_finish(float* out0, float* out1, float* out2, const float* partial, int nsum, int chunks, int C) {
+    colsum_finish_kernel<<<ceil_div(C, 32), dim3(32, 16), 0, g_stream>>>(out0, out1, out2, partial, nsum, chunks, C);
+    cudaCheckLaunch();
 }
 
 // sum_out (C) += column sums of a (N, C); with x, mean, rstd (LayerNorm's input and saved
@@ -131,6 +138,5 @@ inline void colsum_accumulate(float* sum_out, float* xhat_out, const floatX* a, 
         colsum_partial_kernel<false><<<dim3(ceil_div(C, 32), chunks), block, 0, g_stream>>>(scratch, a, x, mean, rstd, N, C,
                                                                                             rows_per_chunk);
     cudaCheckLaunch();
-    colsum_finish_kernel<<<ceil_div(C, 32), dim3(32, 16), 0, g_stream>>>(sum_out, xhat_out, scratch, chunks, C);
-    cudaCheckLaunch();
+    colsum_finish(sum_out, xhat_out, NULL, scratch, 2, chunks, C);
 }

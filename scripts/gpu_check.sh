@@ -171,7 +171,7 @@ fi
 if want build; then
     run build 300 make -f cuda.mk -j8 CUDA_BIN=$BIN $BIN/test_gpt2cu_fp32 $BIN/test_gpt2cu_bf16 $BIN/test_gpt2cu_fp16 \
         $BIN/train_gpt2cu_bf16 $BIN/train_gpt2cu_fp32 $BIN/attention_entropy_syncloads.out $BIN/attention_entropy_nowait.out \
-        cuda-labs
+        $BIN/layernorm_2blocks.out cuda-labs
     want cross && run build_cpu 120 make -s train_gpt2
 fi
 
@@ -326,6 +326,19 @@ if want labs; then
     run lab_matmul 90 dev/cuda/matmul.out
     line=$(grep "^step (N" $W/lab_matmul.log)
     [ -n "$line" ] && SUMMARY+=("info matmul lab: ${line}")
+    run lab_layernorm 60 dev/cuda/layernorm.out
+    for v in 1 2; do  # the two-kernel LayerNorm backward vs the fused one, at 16,384 rows of 768
+        line=$(grep "^version $v:" $W/lab_layernorm.log)
+        [ -n "$line" ] && SUMMARY+=("info layernorm bwd v$v: ${line#*| }")
+    done
+    run lab_layernorm_2blocks 60 $BIN/layernorm_2blocks.out 2  # the fused kernel held to 128 registers
+    line=$(grep "^version 2:" $W/lab_layernorm_2blocks.log)
+    [ -n "$line" ] && SUMMARY+=("info layernorm bwd v2 at 2 blocks per SM (spilling): ${line#*| }")
+    run lab_classifier 60 dev/cuda/classifier.out
+    for v in 1 2; do  # the row re-read from memory vs staged in shared memory, 16,384 rows
+        line=$(grep "^version $v:" $W/lab_classifier.log)
+        [ -n "$line" ] && SUMMARY+=("info classifier v$v: ${line#*| }")
+    done
     for v in 1 2; do
         line=$(grep "^version $v:" $W/lab_adamw.log)
         [ -n "$line" ] && SUMMARY+=("info adamw v$v (124M parameters): ${line#*| }")
@@ -340,7 +353,7 @@ if want labs; then
     s3=$(sed -n 's/^version 4 forward  .*: \([0-9.]*\) ms per layer.*/\1/p' $W/lab_attention_syncloads.log)
     s4=$(sed -n 's/^version 4 forward+backward .*: \([0-9.]*\) ms per layer.*/\1/p' $W/lab_attention_syncloads.log)
     [ -n "$f3" ] && [ -n "$s3" ] && SUMMARY+=("info attention per layer, cp.async vs load-then-store tiles: forward $f3 vs $s3 ms, fwd+bwd $v4 vs $s4 ms")
-    cat $W/lab_attention.log $W/lab_activation.log $W/lab_adamw.log $W/lab_matmul.log | tail -60
+    cat $W/lab_attention.log $W/lab_activation.log $W/lab_adamw.log $W/lab_layernorm.log $W/lab_classifier.log $W/lab_matmul.log | tail -70
 fi
 
 if want sanitize; then

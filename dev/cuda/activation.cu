@@ -6,6 +6,9 @@ the non-finite count and backward with the learnable slope's gradient.
              (simple; not reproducible run to run)
   version 2  the trainer's kernels: 16-byte packs, a grid-stride loop, the non-finite count as
              one integer atomic per warp, the slope gradient in fixed-order block partials
+  version 3  version 2's forward; the trainer's backward with the fc bias gradient folded in
+             (activation_backward_bias: the values viewed as (N / cols, cols) rows, colsum's
+             grid, the column sums of what it writes in colsum's order); also checks those sums
 
 Validated against a CPU reference on random inputs that include exact zeros (the kinks),
 large values and one infinity, then timed with CUDA events on GPT-2 124M's FFN at B = 128,
@@ -13,6 +16,8 @@ T = 128 (B*T*4C = 50M values).
 
 Build: make -f cuda.mk dev/cuda/activation.out [PRECISION=BF16|FP32|FP16]
 Run:   ./dev/cuda/activation.out [version (0 = all)] [N (timing size, default 128*128*3072)]
+Version 3 views the values as rows of 3072 (the FFN's 4C; 256 if N is no multiple of 3072) for
+timing and of 256 for validation.
 */
 #include <vector>
 #include "../../common.h"
@@ -63,7 +68,13 @@ __global__ void act_backward_v1(floatX* dinp, const floatX* inp, const floatX* d
 }
 
 void run(int version, int act, floatX* out, floatX* din, const floatX* inp, const floatX* dout, size_t N, float slope,
-         float* d_slope, float* d_slope_grad, double* scratch, unsigned long long* bad) {
+         float* d_slope, float* d_slope_grad, double* scratch, unsigned long long* bad, float* bias, float* colsum, int cols) {
+    if (version == 3) {
+        activation_forward(out, inp, N, act, slope, act_is_learnable(act) ? d_slope : NULL, bad);
+        activation_backward_bias(din, bias, inp, dout, (int)(N / cols), cols, act, slope, act_is_learnable(act) ? d_slope : NULL,
+                                 act_is_learnable(act) ? d_slope_grad : NULL, colsum, scratch);
+        return;
+    }
     if (version == 2) {
         activation_forward(out, inp, N, act, slope, act_is_learnable(act) ? d_slope : NULL, bad);
         activation_backward(din, inp, dout, N, act, slope, act_is_learnable(act) ? d_slope : NULL,
@@ -109,7 +120,15 @@ int main(int argc, char** argv) {
     floatX *out = device_alloc<floatX>(N, "out"), *din = device_alloc<floatX>(N, "din");
     float* d_slope = device_alloc<float>(1, "slope");
     float* d_slope_grad = device_alloc<float>(1, "slope grad");
-    double* scratch = device_alloc<double>(activation_scratch_doubles(), "scratch");
+    // version 3's rows: 3072 values (the FFN's; 256 if N is no multiple of it) for timing, 256 for
+    // validation (NV / 256 rows)
+    const int cols_val = 256, cols_time = N % 3072 == 0 ? 3072 : cols_val;
+    if (N % cols_val != 0) { fprintf(stderr, "N must be a multiple of 256\n"); return 1; }
+    double* scratch = device_alloc<double>(std::max(activation_scratch_doubles((int)(N / cols_time), cols_time),
+                                                    activation_scratch_doubles((int)(NV / cols_val), cols_val)), "scratch");
+    float* bias = device_alloc<float>(cols_time, "bias gradient");
+    float* colsum = device_alloc<float>(std::max(colsum_scratch_floats((int)(N / cols_time), cols_time),
+                                                 colsum_scratch_floats((int)(NV / cols_val), cols_val)), "colsum scratch");
     unsigned long long* bad = device_alloc<unsigned long long>(1, "counter");
     cudaCheck(cudaMemcpy(inp, h_in.data(), N * sizeof(floatX), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(dout, h_dout.data(), N * sizeof(floatX), cudaMemcpyHostToDevice));
@@ -123,12 +142,13 @@ int main(int argc, char** argv) {
     cudaCheck(cudaEventCreate(&e1));
     for (int a = 0; a < 6; a++) {
         int act = acts[a];
-        for (int version = 1; version <= 2; version++) {
+        for (int version = 1; version <= 3; version++) {
             if (only && version != only) continue;
             // validation on the first NV values (the infinity included)
             cudaCheck(cudaMemset(bad, 0, sizeof(unsigned long long)));
             cudaCheck(cudaMemset(d_slope_grad, 0, sizeof(float)));
-            run(version, act, out, din, inp, dout, NV, slope, d_slope, d_slope_grad, scratch, bad);
+            cudaCheck(cudaMemset(bias, 0, cols_val * sizeof(float)));
+            run(version, act, out, din, inp, dout, NV, slope, d_slope, d_slope_grad, scratch, bad, bias, colsum, cols_val);
             cudaCheck(cudaStreamSynchronize(g_stream));
             std::vector<floatX> f(NV), d(NV);
             cudaCheck(cudaMemcpy(f.data(), out, NV * sizeof(floatX), cudaMemcpyDeviceToHost));
@@ -147,21 +167,33 @@ int main(int argc, char** argv) {
                 if (act_is_leaky(act) && x < 0) ref_gs += x * g;
             }
             bool gs_ok = !act_is_learnable(act) || fabs(gs - ref_gs) <= 1e-4 * fmax(1.0, fabs(ref_gs));
-            bool ok = worst_f <= tol && worst_d <= tol && nbad == 1 && gs_ok;
+            // version 3: the bias gradient against double sums of the stored din (the column
+            // with the infinity is NaN there and skipped)
+            double worst_b = 0.0;
+            if (version == 3) {
+                std::vector<float> hb(cols_val);
+                cudaCheck(cudaMemcpy(hb.data(), bias, cols_val * sizeof(float), cudaMemcpyDeviceToHost));
+                std::vector<double> want(cols_val, 0.0);
+                for (size_t i = 0; i < NV; i++) want[i % cols_val] += to_float(d[i]);
+                for (int c = 0; c < cols_val; c++)
+                    if (c != 12345 % cols_val) worst_b = fmax(worst_b, fabs(hb[c] - want[c]) / fmax(1.0, fabs(want[c])));
+            }
+            bool ok = worst_f <= tol && worst_d <= tol && nbad == 1 && gs_ok && worst_b <= 1e-4;
             failures += !ok;
             // timing: forward + backward over all N values
-            run(version, act, out, din, inp, dout, N, slope, d_slope, d_slope_grad, scratch, bad);
+            run(version, act, out, din, inp, dout, N, slope, d_slope, d_slope_grad, scratch, bad, bias, colsum, cols_time);
             const int reps = 10;
             cudaCheck(cudaEventRecord(e0, g_stream));
-            for (int r = 0; r < reps; r++) run(version, act, out, din, inp, dout, N, slope, d_slope, d_slope_grad, scratch, bad);
+            for (int r = 0; r < reps; r++)
+                run(version, act, out, din, inp, dout, N, slope, d_slope, d_slope_grad, scratch, bad, bias, colsum, cols_time);
             cudaCheck(cudaEventRecord(e1, g_stream));
             cudaCheck(cudaEventSynchronize(e1));
             float ms;
             cudaCheck(cudaEventElapsedTime(&ms, e0, e1));
             double gbs = 5.0 * N * sizeof(floatX) / (ms / reps * 1e-3) / 1e9;  // fwd: r+w, bwd: 2r+w
-            printf("%-12s v%d: %s f %.1e df %.1e non-finite %llu dslope %s | %.3f ms fwd+bwd, %.0f GB/s\n", names[a], version,
-                   ok ? "ok  " : "FAIL", worst_f, worst_d, nbad, act_is_learnable(act) ? (gs_ok ? "ok" : "WRONG") : "-",
-                   ms / reps, gbs);
+            printf("%-12s v%d: %s f %.1e df %.1e non-finite %llu dslope %s dbias %s | %.3f ms fwd+bwd, %.0f GB/s\n", names[a],
+                   version, ok ? "ok  " : "FAIL", worst_f, worst_d, nbad, act_is_learnable(act) ? (gs_ok ? "ok" : "WRONG") : "-",
+                   version == 3 ? (worst_b <= 1e-4 ? "ok" : "WRONG") : "-", ms / reps, gbs);
         }
     }
     printf("%s\n", failures ? "FAILED" : "all versions valid");

@@ -12,14 +12,19 @@ typedef EmuEvent* cudaEvent_t;
 enum cudaMemcpyKind { cudaMemcpyHostToHost = 0, cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3 };
 #define cudaEventDisableTiming 2
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
-struct cudaDeviceProp { char name[256]; int multiProcessorCount; };
+struct cudaDeviceProp { char name[256]; int multiProcessorCount; size_t sharedMemPerBlockOptin; };
 inline double emu_now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 #ifndef EMU_DEVICE_COUNT  // run_mpi.sh: one "device" per rank
 #define EMU_DEVICE_COUNT 1
 #endif
 inline cudaError_t cudaGetDeviceCount(int* n) { *n = EMU_DEVICE_COUNT; return cudaSuccess; }
 inline cudaError_t cudaSetDevice(int) { return cudaSuccess; }
-inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int) { strcpy(p->name, "CPU emulator"); p->multiProcessorCount = 1; return cudaSuccess; }
+inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int) {
+    strcpy(p->name, "CPU emulator");
+    p->multiProcessorCount = 1;
+    p->sharedMemPerBlockOptin = 232448;  // an H100's, as g_dyn_smem
+    return cudaSuccess;
+}
 inline cudaError_t cudaStreamCreate(cudaStream_t* s) { *s = (void*)1; return cudaSuccess; }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 inline cudaError_t cudaMalloc(void** p, size_t n) { *p = aligned_alloc(256, (n + 255) / 256 * 256); memset(*p, 0xA5, n); return *p ? cudaSuccess : 2; }

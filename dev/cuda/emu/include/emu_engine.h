@@ -68,8 +68,12 @@ inline void emu_yield(int state) {
 inline void __syncthreads() { emu_yield(F_WAIT_BLOCK); }
 inline void __syncwarp(unsigned = 0xffffffffu) { emu_yield(F_WAIT_WARP); }
 
+// A thread's place in its block counted x-fastest, as the hardware forms warps (with blockDim.y > 1
+// a warp is not threadIdx.x / 32).
+inline int emu_linear_tid() { return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z); }
+
 template <class T> T emu_shfl(T v, int src) {
-    int lane = threadIdx.x % 32, w = threadIdx.x / 32;
+    int lane = emu_linear_tid() % 32, w = emu_linear_tid() / 32;
     uint64_t r = 0;
     memcpy(&r, &v, sizeof(T));
     g_warpx[w].raw[lane] = r;
@@ -81,7 +85,7 @@ template <class T> T emu_shfl(T v, int src) {
     return out;
 }
 template <class T> T __shfl_sync(unsigned, T v, int src) { return emu_shfl(v, src); }
-template <class T> T __shfl_xor_sync(unsigned, T v, int o) { return emu_shfl(v, (int)(threadIdx.x % 32) ^ o); }
+template <class T> T __shfl_xor_sync(unsigned, T v, int o) { return emu_shfl(v, (emu_linear_tid() % 32) ^ o); }
 inline unsigned __reduce_add_sync(unsigned, unsigned v) {
     unsigned s = 0;
     for (int o = 0; o < 32; o++) s += emu_shfl(v, o);
