@@ -437,12 +437,12 @@ __global__ void entropy_reduce_kernel(double* ent_sum, const float* partial, int
 #define ATTW_LDS (ATTW_TMAX + 4)     // fp32 row stride of score strips
 #define ATTW_LDP (ATTW_TMAX + 8)     // floatX row stride of P and dS
 
-namespace wmma = nvcuda::wmma;
-typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::row_major> FragA;
-typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::col_major> FragAT;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, floatX, wmma::row_major> FragB;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, floatX, wmma::col_major> FragBT;
-typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> FragC;
+namespace wmma = nvcuda::wmma;  // W: wmma's opaque fragments (llmc/mma_frag.cuh has FragA/B/C, mma.sync's)
+typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::row_major> WFragA;
+typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, wmma::col_major> WFragAT;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, floatX, wmma::row_major> WFragB;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, floatX, wmma::col_major> WFragBT;
+typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> WFragC;
 
 __host__ __device__ inline int round16(int x) { return (x + 15) & ~15; }
 __host__ __device__ inline size_t align128(size_t x) { return (x + 127) & ~(size_t)127; }
@@ -554,11 +554,11 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel
         const int nkt = min(kpad, round16(t0 + 16)) / 16;  // key tiles this strip sees
         // S strip (16, nkt*16) = Q strip K^T
         for (int n = 0; n < nkt; n++) {
-            FragC acc;
+            WFragC acc;
             wmma::fill_fragment(acc, 0.0f);
             for (int kk = 0; kk < ATTW_HS / 16; kk++) {
-                FragA a;
-                FragBT bt;
+                WFragA a;
+                WFragBT bt;
                 wmma::load_matrix_sync(a, Qs + r0 * ATTW_LDX + kk * 16, ATTW_LDX);
                 wmma::load_matrix_sync(bt, Ks + n * 16 * ATTW_LDX + kk * 16, ATTW_LDX);
                 wmma::mma_sync(acc, a, bt, acc);
@@ -609,11 +609,11 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_forward_wmma_kernel
         __syncwarp();
         // O strip (16, 64) = P strip V, staged in Sw (the scores are no longer needed)
         for (int nt = 0; nt < ATTW_HS / 16; nt++) {
-            FragC acc;
+            WFragC acc;
             wmma::fill_fragment(acc, 0.0f);
             for (int kt = 0; kt < nkt; kt++) {
-                FragA a;
-                FragB bv;
+                WFragA a;
+                WFragB bv;
                 wmma::load_matrix_sync(a, Pw + kt * 16, ATTW_LDP);
                 wmma::load_matrix_sync(bv, Vs + kt * 16 * ATTW_LDX + nt * 16, ATTW_LDX);
                 wmma::mma_sync(acc, a, bv, acc);
@@ -695,12 +695,12 @@ __device__ inline void attw_backward_load(const AttwBackwardTiles& s, const floa
 }
 
 // The 16x16 tile (query strip i, key strip n) of the unscaled scores Q K^T and of dP = dO V^T.
-__device__ inline void attw_tile_scores(FragC& acc_s, FragC& acc_p, const AttwBackwardTiles& s, int i, int n) {
+__device__ inline void attw_tile_scores(WFragC& acc_s, WFragC& acc_p, const AttwBackwardTiles& s, int i, int n) {
     wmma::fill_fragment(acc_s, 0.0f);
     wmma::fill_fragment(acc_p, 0.0f);
     for (int kk = 0; kk < ATTW_HS / 16; kk++) {
-        FragA a;
-        FragBT bt;
+        WFragA a;
+        WFragBT bt;
         wmma::load_matrix_sync(a, s.Qs + 16 * i * ATTW_LDX + kk * 16, ATTW_LDX);
         wmma::load_matrix_sync(bt, s.Ks + 16 * n * ATTW_LDX + kk * 16, ATTW_LDX);
         wmma::mma_sync(acc_s, a, bt, acc_s);
@@ -711,11 +711,11 @@ __device__ inline void attw_tile_scores(FragC& acc_s, FragC& acc_p, const AttwBa
 }
 
 // The dQ tile (query strip i, head columns nt), unscaled: dS (strip i, key tiles <= i) K.
-__device__ inline void attw_tile_dq(FragC& acc, const AttwBackwardTiles& s, int i, int nt) {
+__device__ inline void attw_tile_dq(WFragC& acc, const AttwBackwardTiles& s, int i, int nt) {
     wmma::fill_fragment(acc, 0.0f);
     for (int kt = 0; kt <= i; kt++) {
-        FragA a;
-        FragB bk;
+        WFragA a;
+        WFragB bk;
         wmma::load_matrix_sync(a, s.dSs + 16 * i * ATTW_LDP + 16 * kt, ATTW_LDP);
         wmma::load_matrix_sync(bk, s.Ks + 16 * kt * ATTW_LDX + 16 * nt, ATTW_LDX);
         wmma::mma_sync(acc, a, bk, acc);
@@ -725,12 +725,12 @@ __device__ inline void attw_tile_dq(FragC& acc, const AttwBackwardTiles& s, int 
 // The dK (unscaled) and dV tiles (key strip c, head columns nt): dS^T Q and P^T dO over the
 // query tiles c .. ntiles-1. (dS^T)[keys of c][queries of it] is dS[queries][keys] read
 // column-major.
-__device__ inline void attw_tile_dkdv(FragC& acc_k, FragC& acc_v, const AttwBackwardTiles& s, int c, int nt, int ntiles) {
+__device__ inline void attw_tile_dkdv(WFragC& acc_k, WFragC& acc_v, const AttwBackwardTiles& s, int c, int nt, int ntiles) {
     wmma::fill_fragment(acc_k, 0.0f);
     wmma::fill_fragment(acc_v, 0.0f);
     for (int it = c; it < ntiles; it++) {
-        FragAT a;
-        FragB bq;
+        WFragAT a;
+        WFragB bq;
         wmma::load_matrix_sync(a, s.dSs + 16 * it * ATTW_LDP + 16 * c, ATTW_LDP);
         wmma::load_matrix_sync(bq, s.Qs + 16 * it * ATTW_LDX + 16 * nt, ATTW_LDX);
         wmma::mma_sync(acc_k, a, bq, acc_k);
@@ -804,7 +804,7 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_backward_wmma_kerne
     for (int i = warp; i < ntiles; i += ATTW_WARPS) {
         const int nk = i + 1;
         for (int n = 0; n < nk; n++) {
-            FragC acc_s, acc_p;
+            WFragC acc_s, acc_p;
             attw_tile_scores(acc_s, acc_p, s, i, n);
             wmma::store_matrix_sync(S1 + n * 16, acc_s, ATTW_LDS, wmma::mem_row_major);
             wmma::store_matrix_sync(S2 + n * 16, acc_p, ATTW_LDS, wmma::mem_row_major);
@@ -829,7 +829,7 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_backward_wmma_kerne
     // phase 2a: dQ strip i = dS (rows of i, key tiles <= i) K * scale
     for (int i = warp; i < ntiles; i += ATTW_WARPS) {
         for (int nt = 0; nt < ATTW_HS / 16; nt++) {
-            FragC acc;
+            WFragC acc;
             attw_tile_dq(acc, s, i, nt);
             wmma::store_matrix_sync(S1 + 16 * nt, acc, ATTW_LDS, wmma::mem_row_major);
         }
@@ -845,7 +845,7 @@ __global__ void __launch_bounds__(ATTW_WARPS * 32) attention_backward_wmma_kerne
     // phase 2b: key strip c: dK = dS^T (query tiles >= c) Q * scale, dV = P^T dO
     for (int c = warp; c < ntiles; c += ATTW_WARPS) {
         for (int nt = 0; nt < ATTW_HS / 16; nt++) {
-            FragC acc_k, acc_v;
+            WFragC acc_k, acc_v;
             attw_tile_dkdv(acc_k, acc_v, s, c, nt, ntiles);
             wmma::store_matrix_sync(S1 + 16 * nt, acc_k, ATTW_LDS, wmma::mem_row_major);
             wmma::store_matrix_sync(S2 + 16 * nt, acc_v, ATTW_LDS, wmma::mem_row_major);
@@ -909,7 +909,7 @@ __global__ void __launch_bounds__(ATTW8_WARPS * 32) attention_backward_wmma8_ker
     for (int item = warp; item < ncausal; item += ATTW8_WARPS) {
         int i, n;
         attw_causal_tile(item, &i, &n);
-        FragC acc_s, acc_p;
+        WFragC acc_s, acc_p;
         attw_tile_scores(acc_s, acc_p, s, i, n);
         wmma::store_matrix_sync(X1, acc_s, ATTW8_LDT, wmma::mem_row_major);
         wmma::store_matrix_sync(s.dPt + 256 * item, acc_p, 16, wmma::mem_row_major);
@@ -954,7 +954,7 @@ __global__ void __launch_bounds__(ATTW8_WARPS * 32) attention_backward_wmma8_ker
         const bool is_dq = item < nct * ntiles;
         const int strip = (is_dq ? item : item - nct * ntiles) / nct, nt = item % nct;
         if (is_dq) {
-            FragC acc;
+            WFragC acc;
             attw_tile_dq(acc, s, strip, nt);
             wmma::store_matrix_sync(X1, acc, ATTW8_LDT, wmma::mem_row_major);
             __syncwarp();
@@ -964,7 +964,7 @@ __global__ void __launch_bounds__(ATTW8_WARPS * 32) attention_backward_wmma8_ker
                     dqkv[((size_t)b * T + t) * C3 + (size_t)h * ATTW_HS + 16 * nt + cc] = from_float<floatX>(X1[rr * ATTW8_LDT + cc] * scale);
             }
         } else {
-            FragC acc_k, acc_v;
+            WFragC acc_k, acc_v;
             attw_tile_dkdv(acc_k, acc_v, s, strip, nt, ntiles);
             wmma::store_matrix_sync(X1, acc_k, ATTW8_LDT, wmma::mem_row_major);
             wmma::store_matrix_sync(X2, acc_v, ATTW8_LDT, wmma::mem_row_major);

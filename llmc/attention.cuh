@@ -11,12 +11,15 @@
 //              issue asks that T = 128 not get slower.
 //   SIMT       entropy.cuh's general kernels: the fp32 build (exact tests against PyTorch), any
 //              other head size (up to 256), and rows that are not 16-byte aligned.
+// The backward of both tensor-core paths is llmc/attention_mma_bwd.cuh's (mma.sync, scores in
+// registers, any T; g_attention_bwd_mma below), fed the lse the forward saved.
 // attention_path is the one place that rule lives; the trainer, its tests and docs follow it.
 #pragma once
 
 #include "../entropy.cuh"
 #include "attention_tiled.cuh"
 #include "attention_tiled_bwd.cuh"
+#include "attention_mma_bwd.cuh"
 
 enum AttentionPath { ATT_PATH_SIMT, ATT_PATH_WHOLE_ROW, ATT_PATH_TILED };
 
@@ -46,13 +49,22 @@ inline void attention_forward_any(floatX* out, float* lse, float* ent_partial, u
     }
 }
 
+// The backward on both tensor-core paths (whole-row and tiled forwards alike) is
+// llmc/attention_mma_bwd.cuh's register-resident one: it needs only the lse, which every forward
+// path saves. Tests and labs clear this to run the path's own backward (entropy.cuh's whole-row
+// kernels, attention_tiled_bwd.cuh) instead.
+static bool g_attention_bwd_mma = true;
+
 // attention_backward's contract (entropy.cuh); the path must match the forward's for the saved
 // lse to mean the same thing (it does: both rows' alignment and shape decide alike, and every path
 // saves lse = m + ln l of the same scores).
 inline void attention_backward_any(floatX* dqkv, float* Dbuf, const floatX* dout, const floatX* qkv, const floatX* out,
                                    const float* lse, int B, int T, int C, int NH) {
     const bool aligned = aligned16(qkv) && aligned16(out) && aligned16(dqkv) && aligned16(dout);
-    if (attention_path(T, C, NH, aligned) == ATT_PATH_TILED) {
+    const AttentionPath path = attention_path(T, C, NH, aligned);
+    if (path != ATT_PATH_SIMT && g_attention_bwd_mma) {
+        attention_backward_mma(dqkv, Dbuf, dout, qkv, lse, B, T, C, NH);
+    } else if (path == ATT_PATH_TILED) {
         attention_backward_tiled(dqkv, Dbuf, dout, qkv, lse, B, T, C, NH);
     } else {
         attention_backward(dqkv, Dbuf, dout, qkv, out, lse, B, T, C, NH);  // whole-row or SIMT
