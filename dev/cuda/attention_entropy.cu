@@ -7,11 +7,12 @@ per-head entropy (entropy.cuh), forward and backward.
   version 2  the trainer's SIMT kernels (online softmax over 32-key tiles, any T, hs <= 256)
   version 3  the tensor-core kernels (wmma; bf16/fp16, hs = 64, T <= 128) with the 4-warp
              backward (32x64 scratch tiles, ~207 KB of shared memory)
-  version 4  the trainer's: version 3's forward with the 8-warp tensor-core backward (16x16
+  version 4  the trainer's forward at T <= 128: version 3's with the 8-warp backward (16x16
              scratch tiles, ~205 KB with each causal tile's dP kept for D, twice the warps per
              SM). On an H200 (B = 128) the backward took 0.48 ms per layer here against
-             version 3's 0.82, so the trainer runs it (g_attention_bwd_wmma8); those times are
-             from before versions 3 and 4 formed D from P and dP (entropy.cuh), not re-timed
+             version 3's 0.82, so the trainer ran it (g_attention_bwd_wmma8) until version 8's
+             backward (g_attention_bwd_mma); those times are from before versions 3 and 4
+             formed D from P and dP (entropy.cuh), not re-timed
   version 5  the tiled tensor-core forward (llmc/attention_tiled.cuh; bf16/fp16, hs 64 or 128,
              any T): 64 query rows per block, an online softmax over 64-key tiles with the
              centred entropy sum, K/V tiles double-buffered by cp.async; its backward is the
@@ -22,7 +23,8 @@ per-head entropy (entropy.cuh), forward and backward.
   version 8  version 5's forward with the register-resident backward (llmc/attention_mma_bwd.cuh;
              mma.sync with S, dP, P~, dS and the accumulators in registers; any T, hs 64 or
              128): version 6's two kernels and results' meaning without the shared-memory
-             round trips. (Version 7 is the mma forward's number.)
+             round trips; the trainer's backward on every tensor-core path. (Version 7 is
+             the mma forward's number.)
 
 Each version is validated against a double-precision CPU reference on random inputs (one
 sequence with 4x larger queries, so peaked rows sit beside flat ones); on hard rows for the
