@@ -473,7 +473,7 @@ void test_attention_shapes() {
                              {2, 200, 128, 2}, {1, 256, 256, 2}};
     Rng rng;
     rng_seed(&rng, 11);
-    const bool default_bwd_wmma8 = g_attention_bwd_wmma8;
+    const bool default_bwd_wmma8 = g_attention_bwd_wmma8, default_bwd_mma = g_attention_bwd_mma;
     for (auto& s : shapes) {
         int B = s[0], T = s[1], C = s[2], NH = s[3];
         std::vector<float> qkv((size_t)B * T * 3 * C), dout((size_t)B * T * C);
@@ -486,16 +486,18 @@ void test_attention_shapes() {
         round_to_floatx(dout);
         AttRef ref = attention_reference(qkv, dout, B, T, C, NH);
         // the tensor-core path where one applies (attention_path: whole-row with the 4-warp
-        // backward, then the 8-warp one; or tiled), and the SIMT path always
-        for (int path_id = 0; path_id < 3; path_id++) {
+        // backward, then the 8-warp one; or tiled), the SIMT path always, and (path 3) the
+        // tensor-core forward with the trainer's register-resident (mma) backward
+        for (int path_id = 0; path_id < 4; path_id++) {
             g_attention_force_simt = path_id == 2;
             g_attention_bwd_wmma8 = path_id == 1;
+            g_attention_bwd_mma = path_id == 3;
             const AttentionPath kind = attention_path(T, C, NH, true);
             const bool wmma = kind != ATT_PATH_SIMT;  // tensor cores: products in another order
-            if (path_id < 2 && kind == ATT_PATH_SIMT) continue;
+            if (path_id != 2 && kind == ATT_PATH_SIMT) continue;
             if (path_id == 1 && kind != ATT_PATH_WHOLE_ROW) continue;
             const std::string path_s = std::string(attention_forward_path(T, C, NH, true) == ATT_PATH_MMA ? "mma forward, " : "") +
-                                       (kind == ATT_PATH_SIMT ? "SIMT" : kind == ATT_PATH_TILED ? "tiled tensor cores"
+                                       (path_id == 3 ? "mma backward" : kind == ATT_PATH_SIMT ? "SIMT" : kind == ATT_PATH_TILED ? "tiled tensor cores"
                                         : path_id == 1 ? "tensor cores, 8-warp backward" : "tensor cores, 4-warp backward");
             const char* path = path_s.c_str();
             AttGpu gpu = attention_gpu(qkv, dout, B, T, C, NH);
@@ -525,6 +527,7 @@ void test_attention_shapes() {
         }
         g_attention_force_simt = false;
         g_attention_bwd_wmma8 = default_bwd_wmma8;
+        g_attention_bwd_mma = default_bwd_mma;
     }
 }
 
@@ -820,7 +823,7 @@ void test_attention_hard_rows() {
     for (auto& x : dout) x = rng_normal(&rng);
     round_to_floatx(qkv);
     round_to_floatx(dout);
-    const bool default_bwd_wmma8 = g_attention_bwd_wmma8;
+    const bool default_bwd_wmma8 = g_attention_bwd_wmma8, default_bwd_mma = g_attention_bwd_mma;
     for (int T : {128, 100, 256, 200}) {
         std::vector<float> q_T, d_T;  // the first T rows of each sequence
         for (int b = 0; b < B; b++) {
@@ -829,23 +832,28 @@ void test_attention_hard_rows() {
         }
         AttRef ref = attention_reference(q_T, d_T, B, T, C, NH);
         std::vector<float> dqkv_4warp;
-        for (int path_id = 0; path_id < 3; path_id++) {
+        // paths as in test_attention_shapes; 3: the register-resident (mma) backward, which must
+        // also give the same bits when run twice (no float atomics)
+        for (int path_id = 0; path_id < 4; path_id++) {
             g_attention_force_simt = path_id == 2;
             g_attention_bwd_wmma8 = path_id == 1;
+            g_attention_bwd_mma = path_id == 3;
             const AttentionPath kind = attention_path(T, C, NH, true);
-            if (path_id < 2 && kind == ATT_PATH_SIMT) continue;
+            if (path_id != 2 && kind == ATT_PATH_SIMT) continue;
             if (path_id == 1 && kind != ATT_PATH_WHOLE_ROW) continue;
             const std::string path_s = std::string(attention_forward_path(T, C, NH, true) == ATT_PATH_MMA ? "mma forward, " : "") +
-                                       (path_id == 2 ? "SIMT" : kind == ATT_PATH_TILED ? "tiled tensor cores"
+                                       (path_id == 3 ? "mma backward" : kind == ATT_PATH_SIMT ? "SIMT" : kind == ATT_PATH_TILED ? "tiled tensor cores"
                                         : path_id == 1 ? "tensor cores, 8-warp backward" : "tensor cores, 4-warp backward");
             const char* path = path_s.c_str();
             AttGpu gpu = attention_gpu(q_T, d_T, B, T, C, NH);
             if (path_id == 0) dqkv_4warp = gpu.dqkv;
             if (path_id == 1)
                 check(same_bits(gpu.dqkv, dqkv_4warp), "hard rows, T=%d: the 8-warp and 4-warp backwards agree bit for bit", T);
+            if (path_id == 3)
+                check(same_bits(gpu.dqkv, attention_gpu(q_T, d_T, B, T, C, NH).dqkv), "hard rows, T=%d: the mma backward run twice gives the same bits", T);
             float d_out = max_abs_diff_d(gpu.out, ref.out), s_out = max_abs_d(ref.out);
             double d_ent = fabs(gpu.entropy[0] - ref.entropy[0]);
-            if (path_id < 2)
+            if (path_id != 2)
                 check(d_out <= TOL_ATT * s_out && d_ent <= 2e-5 && gpu.bad == 0 && gpu.paper[1] == 0.0 &&
                           fabs(gpu.paper[0] - gpu.entropy[0]) <= 1e-6,
                       "%s, hard rows, T=%d: output max diff %.2e (tol %.1e), entropy diff %.2e (tol 2e-5), %llu non-finite, "
@@ -857,7 +865,7 @@ void test_attention_hard_rows() {
                 const bool ok = worst[0] <= 2.0 && worst[1] <= 2.0 && worst[2] <= 2.0;
                 const char* fmt = "%s, T=%d, %s: worst error / bound dq %.2f, dk %.2f, dv %.2f (tol 2); max err dq %.1e, dk %.1e, "
                                   "dv %.1e (max |ref| %.1e, %.1e, %.1e)";
-                if (path_id < 2) {
+                if (path_id != 2) {
                     check(ok, fmt, path, T, kinds[b], worst[0], worst[1], worst[2], err[0], err[1], err[2], mag[0], mag[1], mag[2]);
                 } else {
                     printf("  info ");
@@ -868,6 +876,7 @@ void test_attention_hard_rows() {
         }
         g_attention_force_simt = false;
         g_attention_bwd_wmma8 = default_bwd_wmma8;
+        g_attention_bwd_mma = default_bwd_mma;
     }
 #endif
 }

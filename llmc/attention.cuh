@@ -1,28 +1,32 @@
 // llmc/attention.cuh: which attention kernels the trainer runs, for every shape and precision.
 //
-// Three paths compute the same outputs (out (B, T, C), lse (B, NH, T), the entropy and paper
+// Four paths compute the same outputs (out (B, T, C), lse (B, NH, T), the entropy and paper
 // partials (B, NH, ceil(T / 32)), the non-finite count; the gradient dqkv (B, T, 3C)):
-//   WHOLE_ROW  entropy.cuh's tensor-core kernels, a (b, h)'s whole key range in shared memory:
-//              bf16/fp16, head size 64, T <= 128 (GPT-2 at the paper's T = 128).
-//   TILED      llmc/attention_tiled*.cuh, online softmax over 64-key tiles on tensor cores:
-//              bf16/fp16, head size 64 or 128, any T. Where WHOLE_ROW also applies, WHOLE_ROW
-//              runs: dev/cuda/PERF.md predicts the tiled forward no faster at T = 128 (0.2-0.3 ms
-//              per layer against the whole-row kernel's measured 0.202 ms at B = 128), and the
-//              issue asks that T = 128 not get slower.
-//   MMA        llmc/attention_mma.cuh, forward only: the tiled forward's tiles with the softmax,
-//              entropy and O in mma.sync's registers (no score or output round trip through
-//              shared memory). Wherever WHOLE_ROW or TILED applies, the forward runs it
-//              (attention_forward_path; g_attention_fwd_mma = false gives their forwards back),
-//              and the backward stays theirs: every path saves lse = m + ln l of the same scores.
+//   MMA        llmc/attention_mma.cuh (forward) and llmc/attention_mma_bwd.cuh (backward): the
+//              online softmax over 64-key tiles with the scores, the entropy sums and the
+//              accumulators in mma.sync's registers (nothing but the Q/K/V/dO tiles in shared
+//              memory): bf16/fp16, head size 64 or 128, any T. The trainer runs it wherever a
+//              tensor-core path applies, forward and backward.
+//   WHOLE_ROW  entropy.cuh's wmma kernels, a (b, h)'s whole key range in shared memory: bf16/fp16,
+//              head size 64, T <= 128 (measured on an H200 at 751614f: 0.202 ms forward, 0.34 ms
+//              backward per layer at B = 128, T = 128).
+//   TILED      llmc/attention_tiled*.cuh, wmma with the scores round-tripping shared memory:
+//              bf16/fp16, head size 64 or 128, any T.
 //   SIMT       entropy.cuh's general kernels: the fp32 build (exact tests against PyTorch), any
 //              other head size (up to 256), and rows that are not 16-byte aligned.
-// attention_path is the one place that rule lives; the trainer, its tests and docs follow it.
+// WHOLE_ROW and TILED stay for the labs' and tests' comparisons: g_attention_fwd_mma = false or
+// g_attention_bwd_mma = false gives back attention_path's wmma kernel for that direction. A
+// forward and a backward from different tensor-core paths may pair: every path saves
+// lse = m + ln l of the same scores, and the backward needs nothing else from the forward.
+// attention_path and the two attention_*_any functions are the one place that rule lives; the
+// trainer, its tests and docs follow it.
 #pragma once
 
 #include "../entropy.cuh"
 #include "attention_tiled.cuh"
 #include "attention_tiled_bwd.cuh"
 #include "attention_mma.cuh"
+#include "attention_mma_bwd.cuh"
 
 enum AttentionPath { ATT_PATH_SIMT, ATT_PATH_WHOLE_ROW, ATT_PATH_TILED, ATT_PATH_MMA };
 
@@ -43,7 +47,7 @@ inline AttentionPath attention_path(int T, int C, int NH, bool rows_aligned) {
 }
 
 // The forward's path: MMA wherever a tensor-core path applies (its shapes are TILED's, which
-// include WHOLE_ROW's). g_attention_fwd_mma = false (labs, tests) leaves attention_path's choice.
+// include WHOLE_ROW's). g_attention_fwd_mma = false (labs, tests) leaves attention_path's wmma choice.
 static bool g_attention_fwd_mma = true;
 inline AttentionPath attention_forward_path(int T, int C, int NH, bool rows_aligned) {
     const AttentionPath p = attention_path(T, C, NH, rows_aligned);
@@ -64,13 +68,20 @@ inline void attention_forward_any(floatX* out, float* lse, float* ent_partial, u
     }
 }
 
-// attention_backward's contract (entropy.cuh) on attention_path's path. Its lse may come from
-// another tensor-core forward (MMA): every path saves lse = m + ln l of the same scores. SIMT
-// pairs with SIMT only (the rows' alignment and shape decide both alike).
+// The backward's path: MMA wherever a tensor-core path applies (it needs only the saved lse).
+// g_attention_bwd_mma = false (labs, tests) runs attention_path's own backward (entropy.cuh's
+// whole-row kernels, attention_tiled_bwd.cuh); SIMT pairs with SIMT only (the rows' alignment
+// and shape decide both directions alike).
+static bool g_attention_bwd_mma = true;
+
+// attention_backward's contract (entropy.cuh) on that path.
 inline void attention_backward_any(floatX* dqkv, float* Dbuf, const floatX* dout, const floatX* qkv, const floatX* out,
                                    const float* lse, int B, int T, int C, int NH) {
     const bool aligned = aligned16(qkv) && aligned16(out) && aligned16(dqkv) && aligned16(dout);
-    if (attention_path(T, C, NH, aligned) == ATT_PATH_TILED) {
+    const AttentionPath path = attention_path(T, C, NH, aligned);
+    if (path != ATT_PATH_SIMT && g_attention_bwd_mma) {
+        attention_backward_mma(dqkv, Dbuf, dout, qkv, lse, B, T, C, NH);
+    } else if (path == ATT_PATH_TILED) {
         attention_backward_tiled(dqkv, Dbuf, dout, qkv, lse, B, T, C, NH);
     } else {
         attention_backward(dqkv, Dbuf, dout, qkv, out, lse, B, T, C, NH);  // whole-row or SIMT

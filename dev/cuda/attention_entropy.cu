@@ -7,11 +7,12 @@ per-head entropy (entropy.cuh), forward and backward.
   version 2  the trainer's SIMT kernels (online softmax over 32-key tiles, any T, hs <= 256)
   version 3  the tensor-core kernels (wmma; bf16/fp16, hs = 64, T <= 128) with the 4-warp
              backward (32x64 scratch tiles, ~207 KB of shared memory)
-  version 4  the trainer's: version 3's forward with the 8-warp tensor-core backward (16x16
+  version 4  the trainer's forward at T <= 128: version 3's with the 8-warp backward (16x16
              scratch tiles, ~205 KB with each causal tile's dP kept for D, twice the warps per
              SM). On an H200 (B = 128) the backward took 0.48 ms per layer here against
-             version 3's 0.82, so the trainer runs it (g_attention_bwd_wmma8); those times are
-             from before versions 3 and 4 formed D from P and dP (entropy.cuh), not re-timed
+             version 3's 0.82, so the trainer ran it (g_attention_bwd_wmma8) until version 8's
+             backward (g_attention_bwd_mma); those times are from before versions 3 and 4
+             formed D from P and dP (entropy.cuh), not re-timed
   version 5  the tiled tensor-core forward (llmc/attention_tiled.cuh; bf16/fp16, hs 64 or 128,
              any T): 64 query rows per block, an online softmax over 64-key tiles with the
              centred entropy sum, K/V tiles double-buffered by cp.async; its backward is the
@@ -23,6 +24,12 @@ per-head entropy (entropy.cuh), forward and backward.
              T): version 5's blocks and tiles with mma.sync, the scores, softmax, entropy and O
              in the fragments' registers (no S, P or O in shared memory); version 6's backward,
              fed this forward's lse
+  version 8  version 5's forward with the register-resident backward (llmc/attention_mma_bwd.cuh;
+             mma.sync with S, dP, P~, dS and the accumulators in registers; any T, hs 64 or
+             128): version 6's two kernels and results' meaning without the shared-memory
+             round trips
+  version 9  the trainer's on every tensor-core path: version 7's forward with version 8's
+             backward
 
 Each version is validated against a double-precision CPU reference on random inputs (one
 sequence with 4x larger queries, so peaked rows sit beside flat ones); on hard rows for the
@@ -45,6 +52,7 @@ Run:   ./dev/cuda/attention_entropy.out [version (0 = all)] [B for timing (128; 
 #include "../../llmc/attention_tiled.cuh"
 #include "../../llmc/attention_tiled_bwd.cuh"
 #include "../../llmc/attention_mma.cuh"
+#include "../../llmc/attention_mma_bwd.cuh"
 
 // ----------------------------------------------------------------------------
 // CPU reference (double): out, per-head mean entropy, dqkv
@@ -171,6 +179,8 @@ void free_buffers(Buffers& x) {
     for (void* p : ptrs) cudaCheck(cudaFree(p));
 }
 
+const int LAB_VERSIONS = 9;
+
 bool version_available(int version, int T, int C, int NH) {
     if (version >= 5) return attention_tiled_supported((void*)16, (void*)16, C, NH);
     if (version == 3 || version == 4) {
@@ -190,15 +200,17 @@ void run_version(int version, Buffers& x, int B, int T, int C, int NH, bool back
     }
     g_attention_force_simt = version == 2;
     g_attention_bwd_wmma8 = version != 3;
-    if (version == 7)
+    if (version == 7 || version == 9)
         attention_forward_mma(x.out, x.lse, x.part, x.bad, x.qkv, B, T, C, NH);
     else if (version >= 5)
         attention_forward_tiled(x.out, x.lse, x.part, x.bad, x.qkv, B, T, C, NH);
     else
         attention_forward(x.out, x.lse, x.part, x.bad, x.qkv, B, T, C, NH);
     entropy_reduce(x.ent, x.part, 1, B, NH, T);
-    if (backward && version >= 6)
+    if (backward && (version == 6 || version == 7))
         attention_backward_tiled(x.dqkv, x.D, x.dout, x.qkv, x.lse, B, T, C, NH);
+    else if (backward && version >= 8)
+        attention_backward_mma(x.dqkv, x.D, x.dout, x.qkv, x.lse, B, T, C, NH);
     else if (backward)
         attention_backward(x.dqkv, x.D, x.dout, x.qkv, x.out, x.lse, B, T, C, NH);
 }
@@ -453,7 +465,7 @@ int main(int argc, char** argv) {
     cudaCheck(cudaMemcpy(v.dout, hd.data(), hd.size() * sizeof(floatX), cudaMemcpyHostToDevice));
     const float tol = sizeof(floatX) == 4 ? 1e-4f : 2e-2f;  // x max|ref|
     int failures = 0;
-    for (int version = 1; version <= 7; version++) {
+    for (int version = 1; version <= LAB_VERSIONS; version++) {
         if ((only && version != only) || !version_available(version, T, C, NH)) continue;
         cudaCheck(cudaMemset(v.bad, 0, sizeof(unsigned long long)));
         run_version(version, v, Bval, T, C, NH, version > 1);
@@ -495,7 +507,7 @@ int main(int argc, char** argv) {
     cudaEvent_t e0, e1;
     cudaCheck(cudaEventCreate(&e0));
     cudaCheck(cudaEventCreate(&e1));
-    for (int version = 1; version <= 7; version++) {
+    for (int version = 1; version <= LAB_VERSIONS; version++) {
         if ((only && version != only) || !version_available(version, T, C, NH)) continue;
         for (int pass = 0; pass < 2; pass++) {  // forward alone, then forward + backward
             bool bwd = pass == 1;
