@@ -22,13 +22,13 @@
 // dv_j = sum_t p_tj dO_t. Two kernels, query-major (dq, and D) then key-major (dk, dv), so each
 // output has one writer: deterministic, no atomics, at the price of computing the scores twice.
 //
-// This file has two of the trainer's three paths (llmc/attention.cuh's attention_path picks):
-// the general SIMT path below (any T, head size up to 256; the FP32 build, and bf16/fp16 head
-// sizes other than 64 and 128), one warp per query row and the 32 keys of a tile across the
+// This file has two of the four paths llmc/attention.cuh chooses from: the general SIMT path
+// below (any T, head size up to 256; what the trainer runs in the FP32 build and at bf16/fp16
+// head sizes other than 64 and 128), one warp per query row and the 32 keys of a tile across the
 // lanes, tiles of K and V (fp32) in shared memory with an odd row stride (conflict-free column
-// reads); and the whole-row tensor-core path further down (bf16/fp16, head size 64, T <= 128).
-// Head size 64 past T = 128 and head size 128 at any T run llmc/attention_tiled*.cuh's tiled
-// tensor-core kernels. At GPT-2 124M, T = 128, the SIMT path spends several ms per step.
+// reads); and the whole-row wmma path further down (bf16/fp16, head size 64, T <= 128), which the
+// trainer ran until llmc/attention_mma*.cuh's register-resident kernels replaced it (it stays
+// for the labs and tests). At GPT-2 124M, T = 128, the SIMT path spends several ms per step.
 #pragma once
 
 #include "llmc/cuda_common.cuh"

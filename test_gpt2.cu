@@ -177,7 +177,7 @@ void test_variant(const std::string& dir, const std::string& tag) {
     gpt2_allocate_activations(&model, B, T);
     printf("  B=%d T=%d C=%d NH=%d: attention forward %s, backward %s\n", B, T, c.channels, NH,
            attention_path_name(attention_forward_path(T, c.channels, NH, true)),
-           attention_path_name(attention_path(T, c.channels, NH, true)));
+           attention_path_name(attention_backward_path(T, c.channels, NH, true)));
 
     // forward: logits, loss, entropies, diagnostics, no non-finite values
     gpt2_step_begin(&model);

@@ -74,12 +74,17 @@ inline void attention_forward_any(floatX* out, float* lse, float* ent_partial, u
 // and shape decide both directions alike).
 static bool g_attention_bwd_mma = true;
 
+inline AttentionPath attention_backward_path(int T, int C, int NH, bool rows_aligned) {
+    const AttentionPath p = attention_path(T, C, NH, rows_aligned);
+    return p != ATT_PATH_SIMT && g_attention_bwd_mma ? ATT_PATH_MMA : p;
+}
+
 // attention_backward's contract (entropy.cuh) on that path.
 inline void attention_backward_any(floatX* dqkv, float* Dbuf, const floatX* dout, const floatX* qkv, const floatX* out,
                                    const float* lse, int B, int T, int C, int NH) {
     const bool aligned = aligned16(qkv) && aligned16(out) && aligned16(dqkv) && aligned16(dout);
-    const AttentionPath path = attention_path(T, C, NH, aligned);
-    if (path != ATT_PATH_SIMT && g_attention_bwd_mma) {
+    const AttentionPath path = attention_backward_path(T, C, NH, aligned);
+    if (path == ATT_PATH_MMA) {
         attention_backward_mma(dqkv, Dbuf, dout, qkv, lse, B, T, C, NH);
     } else if (path == ATT_PATH_TILED) {
         attention_backward_tiled(dqkv, Dbuf, dout, qkv, lse, B, T, C, NH);

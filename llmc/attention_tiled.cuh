@@ -27,10 +27,10 @@
 //
 // l is the sum of the fp32 e^(s-m), not of the rounded P~, so lse (and the backward's recomputed
 // P) is the exact softmax's; O uses P~, whose rounding (relative 2^-9 in bf16) is what the
-// tensor cores cost, as in entropy.cuh's forward. SPEED WORK REMAINS: the softmax runs SIMT on
-// the scores in shared memory (3 warp reductions per row and tile), not in the mma fragments'
-// registers (mma.sync with a known layout, FlashAttention-2's way), and O round-trips shared
-// memory per tile.
+// tensor cores cost, as in entropy.cuh's forward. The softmax here runs SIMT on the scores in
+// shared memory (3 warp reductions per row and tile) and O round-trips shared memory per tile;
+// llmc/attention_mma.cuh does the same work in the mma fragments' registers and is what the
+// trainer runs (this kernel stays for the labs and tests: g_attention_fwd_mma = false).
 #pragma once
 
 #include "cuda_common.cuh"

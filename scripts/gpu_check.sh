@@ -42,7 +42,7 @@
 #      and 1024, head sizes 64 and 128; the tiled tensor-core attention), the attention lab's
 #      timings that dev/cuda/PERF.md predicts (B = 16, T = 1024; T = 128 side by side), GPT-2
 #      124M at B = 16, T = 1024 with the entropy every step beside train_gpt2.py --compile and
-#      dev/bench_torch_minimal.py, and racecheck over the lab's tiled version 6 at T = 256. Run
+#      dev/bench_torch_minimal.py, and racecheck over the lab's version 9 (the trainer's) at T = 256. Run
 #      it alone: STAGES=long DEADLINE=600 scripts/gpu_check.sh (env LONG_CONFIGS="none:relu ln:gelu"
 #      for more benchmark configs, LONG_B, LONG_STEPS; REUSE_REFS=1 keeps out/ref_long)
 # PyTorch's compilation is warmed in the background while the builds and tests run (its cache
@@ -347,6 +347,11 @@ if want labs; then
     v3=$(sed -n 's/^version 3 forward+backward .*: \([0-9.]*\) ms per layer.*/\1/p' $W/lab_attention.log)
     v4=$(sed -n 's/^version 4 forward+backward .*: \([0-9.]*\) ms per layer.*/\1/p' $W/lab_attention.log)
     [ -n "$v3" ] && [ -n "$v4" ] && SUMMARY+=("info attention fwd+bwd per layer: 4-warp backward $v3 ms, 8-warp $v4 ms")
+    # the register-resident kernels (the trainer's: version 9) against the whole-row ones they replaced (version 4)
+    f4=$(sed -n 's/^version 4 forward  .*: \([0-9.]*\) ms per layer.*/\1/p' $W/lab_attention.log)
+    f7=$(sed -n 's/^version 7 forward  .*: \([0-9.]*\) ms per layer.*/\1/p' $W/lab_attention.log)
+    v9=$(sed -n 's/^version 9 forward+backward .*: \([0-9.]*\) ms per layer.*/\1/p' $W/lab_attention.log)
+    [ -n "$f7" ] && [ -n "$v9" ] && SUMMARY+=("info attention per layer (B = 128, T = 128): forward mma $f7 vs whole-row $f4 ms; fwd+bwd mma $v9 vs whole-row $v4 ms")
     # the same lab with the tiles loaded by a load-then-store loop instead of cp.async
     run lab_attention_syncloads 90 $BIN/attention_entropy_syncloads.out 4
     f3=$(sed -n 's/^version 4 forward  .*: \([0-9.]*\) ms per layer.*/\1/p' $W/lab_attention.log)
@@ -483,18 +488,20 @@ long_t_stage() {
     if [ $TORCH_OK -eq 1 ] && [ "${REUSE_REFS:-0}" != 1 ]; then run long_refs 120 make refs-long PYTHON=$PYTHON; fi
     if has_states ${dirs[0]}; then
         for p in fp32 bf16 fp16; do run long_test_$p 150 $BIN/test_gpt2cu_$p --states "${dirs[@]}"; done
-        grep -h "attention path" $W/long_test_bf16.log | sort | uniq -c
+        grep -h "attention forward" $W/long_test_bf16.log | sort | uniq -c
     else
         SUMMARY+=("SKIP long_test (no out/ref_long states: make refs-long needs PyTorch)")
     fi
     # the lab: validation at B = 2 then timing at B = 16 (PERF.md, "Predictions: the tiled ...")
-    run long_lab_v5 90 dev/cuda/attention_entropy.out 5 16 1024
-    run long_lab_v2 120 dev/cuda/attention_entropy.out 2 16 1024
+    # v9: the trainer's register-resident pair; v6: the tiled wmma pair it replaced; v2: SIMT
+    run long_lab_v9 90 dev/cuda/attention_entropy.out 9 16 1024
+    run long_lab_v9_hs128 90 dev/cuda/attention_entropy.out 9 16 1024 128
     run long_lab_v6 120 dev/cuda/attention_entropy.out 6 16 1024
     run long_lab_v6_hs128 120 dev/cuda/attention_entropy.out 6 16 1024 128
+    run long_lab_v2 120 dev/cuda/attention_entropy.out 2 16 1024
     run long_lab_T128 90 dev/cuda/attention_entropy.out 0 128 128
-    for n in v5 v2 v6 v6_hs128 T128; do grep -hE "ms per layer" $W/long_lab_$n.log 2>/dev/null | sed "s/^/  lab $n: /"; done
-    for n in v5 v2 v6 v6_hs128; do
+    for n in v9 v9_hs128 v6 v6_hs128 v2 T128; do grep -hE "ms per layer" $W/long_lab_$n.log 2>/dev/null | sed "s/^/  lab $n: /"; done
+    for n in v9 v9_hs128 v6 v6_hs128 v2; do
         line=$(grep -hE "forward.*ms per layer" $W/long_lab_$n.log 2>/dev/null | tr '\n' ';' | tr -s ' ')
         [ -n "$line" ] && SUMMARY+=("info lab $n (B = 16, T = 1024): $line")
     done
@@ -522,12 +529,12 @@ long_t_stage() {
         done
         SUMMARY+=("info B=$LB T=$LT $norm+$act:$row (ours: entropy of every head every step; bar: ours >= the faster PyTorch)")
     done
-    # shared-memory races in the tiled kernels (validation only, B = 2): head size 64 and 128
+    # shared-memory races in the register-resident kernels (validation only, B = 2): head size 64 and 128
     local sanitizer=${SANITIZER:-$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)}
     if [ -x "$sanitizer" ]; then
-        run long_racecheck_v6 150 "$sanitizer" --tool racecheck --error-exitcode 9 --print-limit 20 dev/cuda/attention_entropy.out 6 0 256
-        run long_racecheck_v6_hs128 150 "$sanitizer" --tool racecheck --error-exitcode 9 --print-limit 20 \
-            dev/cuda/attention_entropy.out 6 0 256 128
+        run long_racecheck_v9 150 "$sanitizer" --tool racecheck --error-exitcode 9 --print-limit 20 dev/cuda/attention_entropy.out 9 0 256
+        run long_racecheck_v9_hs128 150 "$sanitizer" --tool racecheck --error-exitcode 9 --print-limit 20 \
+            dev/cuda/attention_entropy.out 9 0 256 128
     else
         SUMMARY+=("SKIP long racecheck (no compute-sanitizer)")
     fi
