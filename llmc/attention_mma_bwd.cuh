@@ -246,17 +246,9 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_mma_dkv_ke
     }
     attt_load_rows<HS>(Ks, L::LDX, base + C, C3, k0, ATTT_KT, T);
     attt_load_rows<HS>(Vs, L::LDX, base + 2 * C, C3, k0, ATTT_KT, T);
-    auto load = [&](int it) {  // Q and dO have different row strides (3C and C)
-        unsigned char* st = stages + (it % 2) * L::stage_bytes;
-        const int q0 = k0 + it * ATTT_QT;
-        attt_load_rows<HS>((floatX*)st, L::LDX, base, C3, q0, ATTT_QT, T);
-        attt_load_rows<HS>((floatX*)(st + L::tile_bytes), L::LDX, dbase, C, q0, ATTT_QT, T);
-        if (threadIdx.x < ATTT_QT) {
-            float* rw = (float*)(st + 2 * L::tile_bytes);
-            const int t = q0 + threadIdx.x;
-            rw[threadIdx.x] = t < T ? lse_bh[t] : 0.0f;
-            rw[ATTT_QT + threadIdx.x] = t < T ? D_bh[t] : 0.0f;
-        }
+    auto load = [&](int it) {
+        attb_load_query_stage<HS>(stages + (it % 2) * L::stage_bytes, L::LDX, L::tile_bytes, base, dbase, C, k0 + it * ATTT_QT, T,
+                                  lse_bh, D_bh);
     };
     load(0);
     __pipeline_commit();

@@ -47,6 +47,22 @@ struct AttTiledBwdLayout {
     static constexpr size_t total = 2 * tile_bytes + 2 * stage_bytes + ATTT_WARPS * warp_bytes;
 };
 
+// One stage of a key-major backward kernel: rows q0 .. q0 + 63 of Q and dO (row strides 3C and
+// C, so two copies) into tiles of stride ldx at st and st + tile_bytes, then those rows' lse and
+// D (0 past T) after the two tiles. Shared by this file's and attention_mma_bwd.cuh's kernels.
+template <int HS>
+__device__ inline void attb_load_query_stage(unsigned char* st, int ldx, size_t tile_bytes, const floatX* base, const floatX* dbase,
+                                             int C, int q0, int T, const float* lse_bh, const float* D_bh) {
+    attt_load_rows<HS>((floatX*)st, ldx, base, 3 * C, q0, ATTT_QT, T);
+    attt_load_rows<HS>((floatX*)(st + tile_bytes), ldx, dbase, C, q0, ATTT_QT, T);
+    if (threadIdx.x < ATTT_QT) {
+        float* rows = (float*)(st + 2 * tile_bytes);
+        const int t = q0 + threadIdx.x;
+        rows[threadIdx.x] = t < T ? lse_bh[t] : 0.0f;
+        rows[ATTT_QT + threadIdx.x] = t < T ? D_bh[t] : 0.0f;
+    }
+}
+
 // One warp's scratch: S and dP (fp32), P~ and dS (floatX), one or two accumulators (16, HS) fp32.
 struct AttTiledBwdWarp {
     float *S, *dP;
@@ -252,18 +268,9 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_tiled_dkv_
     for (int idx = lane; idx < 16 * HS; idx += 32) w.acc1[(idx / HS) * L::LDA + idx % HS] = w.acc2[(idx / HS) * L::LDA + idx % HS] = 0.0f;
     attt_load_rows<HS>(Ks, L::LDX, base + C, C3, k0, ATTT_KT, T);
     attt_load_rows<HS>(Vs, L::LDX, base + 2 * C, C3, k0, ATTT_KT, T);
-    // Q and dO need different row strides (3C and C): loaded as two calls of one stage
     auto load = [&](int it) {
-        unsigned char* st = stages + (it % 2) * L::stage_bytes;
-        const int q0 = k0 + it * ATTT_QT;
-        attt_load_rows<HS>((floatX*)st, L::LDX, base, C3, q0, ATTT_QT, T);
-        attt_load_rows<HS>((floatX*)(st + L::tile_bytes), L::LDX, dbase, C, q0, ATTT_QT, T);
-        if (threadIdx.x < ATTT_QT) {
-            float* rows = (float*)(st + 2 * L::tile_bytes);
-            const int t = q0 + threadIdx.x;
-            rows[threadIdx.x] = t < T ? lse_bh[t] : 0.0f;
-            rows[ATTT_QT + threadIdx.x] = t < T ? D_bh[t] : 0.0f;
-        }
+        attb_load_query_stage<HS>(stages + (it % 2) * L::stage_bytes, L::LDX, L::tile_bytes, base, dbase, C, k0 + it * ATTT_QT, T,
+                                  lse_bh, D_bh);
     };
     load(0);
     __pipeline_commit();
