@@ -28,6 +28,14 @@
 #include "attention_mma.cuh"
 #include "attention_mma_bwd.cuh"
 
+// A build with -DATTENTION_WMMA (make -f cuda.mk ... NVCC_EXTRA=-DATTENTION_WMMA) runs the wmma
+// kernels by default: the A/B against the register-resident ones inside the whole trainer.
+#ifdef ATTENTION_WMMA
+#define ATTENTION_MMA_DEFAULT false
+#else
+#define ATTENTION_MMA_DEFAULT true
+#endif
+
 enum AttentionPath { ATT_PATH_SIMT, ATT_PATH_WHOLE_ROW, ATT_PATH_TILED, ATT_PATH_MMA };
 
 inline const char* attention_path_name(AttentionPath p) {
@@ -48,7 +56,7 @@ inline AttentionPath attention_path(int T, int C, int NH, bool rows_aligned) {
 
 // The forward's path: MMA wherever a tensor-core path applies (its shapes are TILED's, which
 // include WHOLE_ROW's). g_attention_fwd_mma = false (labs, tests) leaves attention_path's wmma choice.
-static bool g_attention_fwd_mma = true;
+static bool g_attention_fwd_mma = ATTENTION_MMA_DEFAULT;
 inline AttentionPath attention_forward_path(int T, int C, int NH, bool rows_aligned) {
     const AttentionPath p = attention_path(T, C, NH, rows_aligned);
     return p != ATT_PATH_SIMT && g_attention_fwd_mma ? ATT_PATH_MMA : p;
@@ -72,7 +80,7 @@ inline void attention_forward_any(floatX* out, float* lse, float* ent_partial, u
 // g_attention_bwd_mma = false (labs, tests) runs attention_path's own backward (entropy.cuh's
 // whole-row kernels, attention_tiled_bwd.cuh); SIMT pairs with SIMT only (the rows' alignment
 // and shape decide both directions alike).
-static bool g_attention_bwd_mma = true;
+static bool g_attention_bwd_mma = ATTENTION_MMA_DEFAULT;
 
 inline AttentionPath attention_backward_path(int T, int C, int NH, bool rows_aligned) {
     const AttentionPath p = attention_path(T, C, NH, rows_aligned);
