@@ -463,6 +463,16 @@ void test_attention_dispatch() {
     }
 }
 
+// The attention tests' four paths (path_id: 0 the path's own backward, 1 the whole-row 8-warp
+// backward, 2 SIMT, 3 the mma backward; the globals set as the loops below set them), named for
+// the check lines.
+std::string attention_test_path_name(int path_id, int T, int C, int NH) {
+    const AttentionPath kind = attention_path(T, C, NH, true);
+    return std::string(attention_forward_path(T, C, NH, true) == ATT_PATH_MMA ? "mma forward, " : "") +
+           (path_id == 3 ? "mma backward" : kind == ATT_PATH_SIMT ? "SIMT" : kind == ATT_PATH_TILED ? "tiled tensor cores"
+            : path_id == 1 ? "tensor cores, 8-warp backward" : "tensor cores, 4-warp backward");
+}
+
 void test_attention_shapes() {
     printf("attention kernels vs double precision\n");
     // (B, T, C, NH): GPT-2's head size 64 over 4 query tiles, and with a ragged T; head size 80;
@@ -496,9 +506,7 @@ void test_attention_shapes() {
             const bool wmma = kind != ATT_PATH_SIMT;  // tensor cores: products in another order
             if (path_id != 2 && kind == ATT_PATH_SIMT) continue;
             if (path_id == 1 && kind != ATT_PATH_WHOLE_ROW) continue;
-            const std::string path_s = std::string(attention_forward_path(T, C, NH, true) == ATT_PATH_MMA ? "mma forward, " : "") +
-                                       (path_id == 3 ? "mma backward" : kind == ATT_PATH_SIMT ? "SIMT" : kind == ATT_PATH_TILED ? "tiled tensor cores"
-                                        : path_id == 1 ? "tensor cores, 8-warp backward" : "tensor cores, 4-warp backward");
+            const std::string path_s = attention_test_path_name(path_id, T, C, NH);
             const char* path = path_s.c_str();
             AttGpu gpu = attention_gpu(qkv, dout, B, T, C, NH);
             float d_out = max_abs_diff_d(gpu.out, ref.out), s_out = max_abs_d(ref.out);
@@ -841,9 +849,7 @@ void test_attention_hard_rows() {
             const AttentionPath kind = attention_path(T, C, NH, true);
             if (path_id != 2 && kind == ATT_PATH_SIMT) continue;
             if (path_id == 1 && kind != ATT_PATH_WHOLE_ROW) continue;
-            const std::string path_s = std::string(attention_forward_path(T, C, NH, true) == ATT_PATH_MMA ? "mma forward, " : "") +
-                                       (path_id == 3 ? "mma backward" : kind == ATT_PATH_SIMT ? "SIMT" : kind == ATT_PATH_TILED ? "tiled tensor cores"
-                                        : path_id == 1 ? "tensor cores, 8-warp backward" : "tensor cores, 4-warp backward");
+            const std::string path_s = attention_test_path_name(path_id, T, C, NH);
             const char* path = path_s.c_str();
             AttGpu gpu = attention_gpu(q_T, d_T, B, T, C, NH);
             if (path_id == 0) dqkv_4warp = gpu.dqkv;
