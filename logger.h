@@ -119,7 +119,20 @@ inline void logger_nonfinite(Logger* lg, int step, int L, const long* att, const
     for (int l = 0; l < L; l++) fprintf(lg->nonfinite, "%d\t%d\t%ld\t%ld\n", step, l, att[l], ffn[l]);
 }
 
-// The paper's metrics (doc/fp16-and-nans.md), (L, NH) layer-major each.
+// The paper's metrics (doc/fp16-and-nans.md) of one logged step from what a trainer summed over
+// the rows it measured, n = L * NH entries each: sums (2, n) = the NaN-ignoring entropy sums, then
+// the NaN rows. entropy_nansum: the mean over the rows; nan_entries: the NaN attention
+// probabilities of one forward pass (T per NaN row), averaged over the rows / rows_per_pass passes.
+// Both trainers convert through this, so paper.tsv means the same from either.
+inline void paper_metrics(int n, const double* sums, double rows, double rows_per_pass, int T, float* entropy_nansum,
+                          float* nan_entries) {
+    for (int i = 0; i < n; i++) {
+        entropy_nansum[i] = rows > 0 ? (float)(sums[i] / rows) : 0.0f;
+        nan_entries[i] = rows > 0 ? (float)(sums[n + i] * T * rows_per_pass / rows) : 0.0f;
+    }
+}
+
+// The paper's metrics (paper_metrics), (L, NH) layer-major each.
 inline void logger_paper(Logger* lg, int step, int L, int NH, const float* nan_entries, const float* entropy_nansum) {
     if (!lg->active) return;
     for (int l = 0; l < L; l++)

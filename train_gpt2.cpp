@@ -763,11 +763,13 @@ void gpt2_measurements_reset(GPT2* model) {
 // The paper's metrics (L, NH) of the measured passes: the mean entropy with NaN rows as 0, and
 // the NaN probabilities of one forward pass (a micro-batch of B sequences), averaged over passes.
 void gpt2_paper_metrics(const GPT2* model, float* entropy_nansum, float* nan_entries) {
-    long rows = model->entropy_rows, per_pass = (long)model->batch_size * model->seq_len;
-    for (size_t i = 0; i < model->entropy_nansum.size(); i++) {
-        entropy_nansum[i] = rows > 0 ? (float)(model->entropy_nansum[i] / rows) : 0.0f;
-        nan_entries[i] = rows > 0 ? (float)((double)model->nan_entries[i] * per_pass / rows) : 0.0f;
+    const int n = (int)model->entropy_nansum.size(), T = model->seq_len;
+    std::vector<double> sums(2 * (size_t)n);  // paper_metrics' layout: entropy sums, then NaN rows
+    for (int i = 0; i < n; i++) {
+        sums[i] = model->entropy_nansum[i];
+        sums[n + i] = (double)model->nan_entries[i] / T;  // T entries per NaN row
     }
+    paper_metrics(n, sums.data(), (double)model->entropy_rows, (double)model->batch_size * T, T, entropy_nansum, nan_entries);
 }
 
 // Per-head mean entropy (L, NH) of the measured passes.
@@ -1251,9 +1253,10 @@ int main(int argc, char** argv) {
                 last_checkpoint = step;
             } else {
                 printf("checkpoint at step %d not written: the parameters are non-finite\n", step);
-                if (cfg.on_nan == ON_NAN_STOP) {
-                    fprintf(stderr, "error: non-finite parameters at step %d; stopped with --on-nan stop, last good checkpoint: %s\n",
-                            step, last_checkpoint >= 0 ? checkpoint_path(cfg.output_dir, "model", last_checkpoint, ".bin").c_str() : "none");
+                if (cfg.on_nan == ON_NAN_STOP) {  // every rank holds the same parameters, so all stop here; rank 0 says why
+                    if (mp_is_root())
+                        fprintf(stderr, "error: non-finite parameters at step %d; stopped with --on-nan stop, last good checkpoint: %s\n",
+                                step, last_checkpoint >= 0 ? checkpoint_path(cfg.output_dir, "model", last_checkpoint, ".bin").c_str() : "none");
                     exit_code = EXIT_NONFINITE;
                     break;
                 }
