@@ -370,10 +370,30 @@ T* upload(const std::vector<T>& v) {
 
 struct AttGpu {
     std::vector<float> out, dqkv;
+    std::vector<float> dqkvb;  // (3C) the qkv bias gradient attention_backward_any sums
     std::vector<double> entropy;  // (NH) mean over b and t
     std::vector<double> paper;    // (2, NH): the NaN-ignoring entropy's mean over b and t, the NaN rows
     unsigned long long bad;
 };
+
+// The worst column of a bias gradient summed on the GPU against the double column sums of the
+// gradient rows it came from, as a multiple of fp32's summation bound over N rows,
+// (N + 16) 2^-24 sum |x| (+ 1e-30 for all-zero columns): a dropped, repeated or misplaced row
+// or tile is off by a whole term.
+double bias_sum_error(const std::vector<float>& dbias, const std::vector<float>& rows, int N) {
+    const size_t cols = dbias.size();
+    double worst = 0.0;
+    for (size_t c = 0; c < cols; c++) {
+        double sum = 0.0, mag = 0.0;
+        for (int r = 0; r < N; r++) {
+            sum += rows[(size_t)r * cols + c];
+            mag += fabs(rows[(size_t)r * cols + c]);
+        }
+        const double e = fabs(dbias[c] - sum) / ((N + 16) * ldexp(1.0, -24) * mag + 1e-30);
+        worst = fmax(worst, std::isnan(e) ? INFINITY : e);
+    }
+    return worst;
+}
 
 // Runs the trainer's attention forward (with entropy, the paper's metrics and the non-finite
 // counter) and backward, on the path llmc/attention.cuh's attention_path picks.
@@ -391,14 +411,18 @@ AttGpu attention_gpu(const std::vector<float>& qkv, const std::vector<float>& do
     double* d_ent = device_alloc<double>(NH, "test");
     double* d_paper = device_alloc<double>(2 * NH, "test");
     unsigned long long* d_bad = device_alloc<unsigned long long>(1, "test");
+    float* d_bias = device_alloc<float>(3 * (size_t)C, "test");
+    float* d_scratch = device_alloc<float>(attention_backward_scratch_floats(B, T, C), "test");
+    cudaCheck(cudaMemset(d_bias, 0, 3 * (size_t)C * sizeof(float)));
     cudaCheck(cudaMemset(d_ent, 0, NH * sizeof(double)));
     cudaCheck(cudaMemset(d_paper, 0, 2 * NH * sizeof(double)));
     cudaCheck(cudaMemset(d_bad, 0, sizeof(unsigned long long)));
     attention_forward_any(d_out, d_lse, d_part, d_bad, d_qkv, B, T, C, NH, d_paper_part);
     entropy_reduce(d_ent, d_part, 1, B, NH, T);
     paper_reduce(d_paper, d_paper_part, 1, B, NH, T);
-    attention_backward_any(d_dqkv, d_D, d_dout, d_qkv, d_out, d_lse, B, T, C, NH);
+    attention_backward_any(d_dqkv, d_bias, d_D, d_dout, d_qkv, d_out, d_lse, B, T, C, NH, d_scratch);
     AttGpu r;
+    r.dqkvb = to_host(d_bias, 3 * (size_t)C);
     r.out = floatx_to_host(d_out, n_out);
     r.dqkv = floatx_to_host(d_dqkv, n_qkv);
     r.entropy = to_host(d_ent, NH);
@@ -406,7 +430,7 @@ AttGpu attention_gpu(const std::vector<float>& qkv, const std::vector<float>& do
     r.paper = to_host(d_paper, 2 * NH);
     for (int h = 0; h < NH; h++) r.paper[h] /= (double)B * T;
     r.bad = to_host(d_bad, 1)[0];
-    void* ptrs[] = {d_qkv, d_dout, d_out, d_dqkv, d_lse, d_D, d_part, d_paper_part, d_ent, d_paper, d_bad};
+    void* ptrs[] = {d_qkv, d_dout, d_out, d_dqkv, d_lse, d_D, d_part, d_paper_part, d_ent, d_paper, d_bad, d_bias, d_scratch};
     for (void* p : ptrs) cudaCheck(cudaFree(p));
     return r;
 }
@@ -532,6 +556,10 @@ void test_attention_shapes() {
             check(d_paper <= 1e-6 && nan_rows == 0.0,
                   "%s, B=%d T=%d C=%d NH=%d: the paper's partials: entropy as the plain one (diff %.1e), %g NaN rows", path, B, T, C,
                   NH, d_paper, nan_rows);
+            const double bias_err = bias_sum_error(gpu.dqkvb, gpu.dqkv, B * T);
+            check(bias_err <= 1.0,
+                  "%s, B=%d T=%d C=%d NH=%d: the qkv bias gradient is dq, dk, dv's column sums (worst error %.3f x its fp32 bound)",
+                  path, B, T, C, NH, bias_err);
         }
         g_attention_force_simt = false;
         g_attention_bwd_wmma8 = default_bwd_wmma8;

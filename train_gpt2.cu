@@ -446,7 +446,8 @@ void gpt2_allocate_activations(GPT2* model, int B, int T) {
     s.dqkv = gpt2_alloc<floatX>(model, BT * 3 * C, "gradient scratch");
     s.dfch = gpt2_alloc<floatX>(model, BT * 4 * C, "gradient scratch");
     s.att_D = gpt2_alloc<float>(model, (size_t)B * NH * T, "gradient scratch");
-    size_t colsum_floats = std::max(colsum_scratch_floats((int)BT, 4 * (int)C), layernorm_scratch_floats((int)BT, (int)C));
+    size_t colsum_floats = std::max({colsum_scratch_floats((int)BT, 4 * (int)C), layernorm_scratch_floats((int)BT, (int)C),
+                                     attention_backward_scratch_floats((int)B, (int)T, (int)C)});
     s.colsum = gpt2_alloc<float>(model, colsum_floats, "gradient scratch");
     s.slope = gpt2_alloc<double>(model, activation_scratch_doubles((int)BT, 4 * (int)C), "gradient scratch");
     model->d_ent_partial = gpt2_alloc<float>(model, L * B * NH * att_num_qtiles(T), "entropy partials");
@@ -710,14 +711,12 @@ void gpt2_backward(GPT2* model, float grad_multiplier) {
             prof_mark("bias grads");
             matmul_backward_bias(g.attprojb + l * C, s.dresidual, N, C, s.colsum);
         }
-        prof_mark("attention bwd");
-        attention_backward_any(s.dqkv, s.att_D, s.datty, l_qkv, l_atty, l_lse, B, T, C, NH);
+        prof_mark("attention bwd + qkv bias grad");
+        attention_backward_any(s.dqkv, g.qkvb + l * 3 * C, s.att_D, s.datty, l_qkv, l_atty, l_lse, B, T, C, NH, s.colsum);
         prof_mark("matmul bwd dx: qkv");
         matmul_backward_input(block_ln ? s.dln : s.dresidual, s.dqkv, p.qkvw + (size_t)l * 3 * C * C, N, C, 3 * C, !block_ln);
         prof_mark("matmul bwd dW: qkv");
         matmul_backward_weight(g.qkvw + (size_t)l * 3 * C * C, s.dqkv, l_ln1, N, C, 3 * C);
-        prof_mark("bias grads");
-        matmul_backward_bias(g.qkvb + l * 3 * C, s.dqkv, N, 3 * C, s.colsum);
         prof_mark("layernorm bwd + proj bias grads");
         if (block_ln)
             layernorm_backward(s.dresidual, g.ln1w + l * C, g.ln1b + l * C, l > 0 ? g.fcprojb + (l - 1) * C : NULL, s.dln,
@@ -1085,11 +1084,8 @@ int main(int argc, char** argv) {
             logger_entropy(&logger, step, L, NH, entropy.data());
             // the paper's metrics: entropy with NaN rows as 0 (mean over rows), NaN probabilities of
             // one micro-batch (T per NaN row, mean over the micro-batches), as the CPU trainer
-            const double* ps_sum = result_paper(&model, slot);
-            for (int i = 0; i < L * NH; i++) {
-                paper_entropy[i] = (float)(ps_sum[i] / ((double)B * T * grad_accum * mp_size()));
-                paper_nan[i] = (float)(ps_sum[L * NH + i] * T / ((double)grad_accum * mp_size()));
-            }
+            paper_metrics(L * NH, result_paper(&model, slot), (double)B * T * grad_accum * mp_size(), (double)B * T, T,
+                          paper_entropy.data(), paper_nan.data());
             logger_paper(&logger, step, L, NH, paper_nan.data(), paper_entropy.data());
             if (finite) logger_nonfinite(&logger, step, L, att_bad.data(), ffn_bad.data());
         }

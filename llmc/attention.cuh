@@ -87,16 +87,23 @@ inline AttentionPath attention_backward_path(int T, int C, int NH, bool rows_ali
     return p != ATT_PATH_SIMT && g_attention_bwd_mma ? ATT_PATH_MMA : p;
 }
 
-// attention_backward's contract (entropy.cuh) on that path.
-inline void attention_backward_any(floatX* dqkv, float* Dbuf, const floatX* dout, const floatX* qkv, const floatX* out,
-                                   const float* lse, int B, int T, int C, int NH) {
+// attention_backward's contract (entropy.cuh) on that path, and dqkvb (3C) += the column sums of
+// dqkv (the qkv bias gradient): folded into the MMA kernels (attention_backward_mma), a colsum
+// pass over dqkv on the other paths. scratch: attention_backward_scratch_floats(B, T, C).
+inline void attention_backward_any(floatX* dqkv, float* dqkvb, float* Dbuf, const floatX* dout, const floatX* qkv, const floatX* out,
+                                   const float* lse, int B, int T, int C, int NH, float* scratch) {
     const bool aligned = aligned16(qkv) && aligned16(out) && aligned16(dqkv) && aligned16(dout);
     const AttentionPath path = attention_backward_path(T, C, NH, aligned);
     if (path == ATT_PATH_MMA) {
-        attention_backward_mma(dqkv, Dbuf, dout, qkv, lse, B, T, C, NH);
-    } else if (path == ATT_PATH_TILED) {
-        attention_backward_tiled(dqkv, Dbuf, dout, qkv, lse, B, T, C, NH);
-    } else {
-        attention_backward(dqkv, Dbuf, dout, qkv, out, lse, B, T, C, NH);  // whole-row or SIMT
+        attention_backward_mma(dqkv, Dbuf, dout, qkv, lse, B, T, C, NH, dqkvb, scratch);
+        return;
     }
+    if (path == ATT_PATH_TILED) attention_backward_tiled(dqkv, Dbuf, dout, qkv, lse, B, T, C, NH);
+    else attention_backward(dqkv, Dbuf, dout, qkv, out, lse, B, T, C, NH);  // whole-row or SIMT
+    colsum_accumulate(dqkvb, NULL, dqkv, NULL, NULL, NULL, B * T, 3 * C, scratch);
+}
+
+// Scratch floats attention_backward_any needs for its bias gradient on any path.
+inline size_t attention_backward_scratch_floats(int B, int T, int C) {
+    return std::max(attention_bias_scratch_floats(B, T, C), colsum_scratch_floats(B * T, 3 * C));
 }

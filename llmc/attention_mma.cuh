@@ -214,16 +214,11 @@ __global__ void __launch_bounds__(ATTM_WARPS * 32, HS == 64 ? 4 : ATTM_MIN_BLOCK
     for (int i = 0; i < 2; i++) rs.m[i] = -INFINITY, rs.l[i] = 0.0f, rs.u[i] = 0.0f;
     unsigned int bad = 0;
     for (int it = 0; it < nkt; it++) {
-        if (it + 1 < nkt) {  // the next tile into the other stage, then wait for this one only
-            unsigned char* next = kv + 2 * ((it + 1) % 2) * L::tile_bytes;
-            attt_load_rows<HS>((floatX*)next, L::LDX, base + C, C3, (it + 1) * ATTM_KT, ATTM_KT, T);
-            attt_load_rows<HS>((floatX*)(next + L::tile_bytes), L::LDX, base + 2 * C, C3, (it + 1) * ATTM_KT, ATTM_KT, T);
-            __pipeline_commit();
-            __pipeline_wait_prior(1);
-        } else {
-            __pipeline_wait_prior(0);
-        }
-        __syncthreads();  // tile `it` (and Q, the first time) visible to all warps
+        attt_pipeline_step(it, nkt, [&](int next_it) {  // tile `it` (and Q, the first time) visible to all warps
+            unsigned char* next = kv + 2 * (next_it % 2) * L::tile_bytes;
+            attt_load_rows<HS>((floatX*)next, L::LDX, base + C, C3, next_it * ATTM_KT, ATTM_KT, T);
+            attt_load_rows<HS>((floatX*)(next + L::tile_bytes), L::LDX, base + 2 * C, C3, next_it * ATTM_KT, ATTM_KT, T);
+        });
         const int k0 = it * ATTM_KT;
         if (t0 < T && k0 <= t0 + 15) {  // warp-uniform
             if (it == 0) {

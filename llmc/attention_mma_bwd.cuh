@@ -44,6 +44,7 @@
 #pragma once
 
 #include "attention_tiled_bwd.cuh"  // attb_p, attt_load_rows, ATTT_* and the cp.async pipeline
+#include "colsum.cuh"  // colsum_finish: the bias fold's last pass
 #include "mma_frag.cuh"
 
 #if !defined(ENABLE_FP32)
@@ -126,10 +127,36 @@ __device__ inline void mmab_store(floatX* dst, size_t stride, const FragC (&acc)
     }
 }
 
-// Grid (ceil(T / 64), NH, B), 128 threads. Writes dq (the q part of dqkv (B, T, 3C)) and each
-// row's D into Dbuf (B, NH, T).
+// The bias gradient's share of one block: out[d] = the sum over the block's 64 rows (< T) of
+// the values mmab_store writes, round(acc * mul) in floatX, as matmul_backward_bias would read
+// them back. A warp adds its two rows per lane, then its 8 row groups (a butterfly over lane
+// bits 2-4), then the 4 warps in order: the same bits on every run. red: 4 * HS floats of shared
+// memory no thread reads meanwhile. Every thread of the block calls it (it synchronises).
 template <int HS>
-__global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_mma_dq_kernel(floatX* dqkv, float* Dbuf, const floatX* dout,
+__device__ inline void mmab_bias_partial(float* out, const FragC (&acc)[HS / 8], int r0, int T, float mul, float* red) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+    const bool lo = r0 + g < T, hi = r0 + g + 8 < T;
+#pragma unroll
+    for (int n = 0; n < HS / 8; n++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {  // column 8 n + 2 q + e
+            float v = lo ? to_float(from_float<floatX>(acc[n].x[e] * mul)) : 0.0f;
+            v += hi ? to_float(from_float<floatX>(acc[n].x[2 + e] * mul)) : 0.0f;
+            v += __shfl_xor_sync(0xffffffffu, v, 4);
+            v += __shfl_xor_sync(0xffffffffu, v, 8);
+            v += __shfl_xor_sync(0xffffffffu, v, 16);
+            if (g == 0) red[warp * HS + 8 * n + 2 * q + e] = v;
+        }
+    __syncthreads();
+    for (int d = threadIdx.x; d < HS; d += blockDim.x) out[d] = ((red[d] + red[HS + d]) + red[2 * HS + d]) + red[3 * HS + d];
+}
+
+// Grid (ceil(T / 64), NH, B), 128 threads. Writes dq (the q part of dqkv (B, T, 3C)) and each
+// row's D into Dbuf (B, NH, T); with bias_part (B, ceil(T / 64), 3C), its q columns: the block's
+// share of the q bias gradient (mmab_bias_partial).
+template <int HS>
+__global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_mma_dq_kernel(floatX* dqkv, float* Dbuf, float* bias_part,
+                                                                                   const floatX* dout,
                                                                                    const floatX* qkv, const float* lse, int B, int T,
                                                                                    int C, int NH) {
     using L = AttMmaBwdLayout<HS>;
@@ -158,15 +185,9 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_mma_dq_ker
         attb_load_stage<HS>(stages, base + C, base + 2 * C, C3, 0, T, NULL, NULL);
         __pipeline_commit();
         for (int it = 0; it < nkt; it++) {
-            if (it + 1 < nkt) {
-                attb_load_stage<HS>(stages + ((it + 1) % 2) * L::stage_bytes, base + C, base + 2 * C, C3, (it + 1) * ATTT_KT, T, NULL,
-                                    NULL);
-                __pipeline_commit();
-                __pipeline_wait_prior(1);
-            } else {
-                __pipeline_wait_prior(0);
-            }
-            __syncthreads();
+            attt_pipeline_step(it, nkt, [&](int next_it) {
+                attb_load_stage<HS>(stages + (next_it % 2) * L::stage_bytes, base + C, base + 2 * C, C3, next_it * ATTT_KT, T, NULL, NULL);
+            });
             if (pass == 0 && it == 0) {  // Q and dO arrived with the first stage
                 qf.load(Qs + 16 * warp * L::LDX);
                 of.load(dOs + 16 * warp * L::LDX);
@@ -213,11 +234,15 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_mma_dq_ker
         }
     }
     if (t0 < T) mmab_store<HS>(dqkv + (size_t)b * T * C3 + (size_t)h * HS, C3, dq, t0, T, scale);
+    if (bias_part != NULL)  // block-uniform; the stages are consumed (the loop's last barrier)
+        mmab_bias_partial<HS>(bias_part + ((size_t)b * gridDim.x + qt) * C3 + (size_t)h * HS, dq, t0, T, scale, (float*)stages);
 }
 
-// Grid (ceil(T / 64), NH, B), 128 threads. Writes dk and dv (the k and v parts of dqkv).
+// Grid (ceil(T / 64), NH, B), 128 threads. Writes dk and dv (the k and v parts of dqkv); with
+// bias_part, the block's share of the k and v bias gradients (as the dq kernel's).
 template <int HS>
 __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_mma_dkv_kernel(floatX* dqkv, const float* Dbuf,
+                                                                                    float* bias_part,
                                                                                     const floatX* dout, const floatX* qkv,
                                                                                     const float* lse, int B, int T, int C, int NH) {
     using L = AttMmaBwdLayout<HS>;
@@ -253,14 +278,7 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_mma_dkv_ke
     load(0);
     __pipeline_commit();
     for (int it = 0; it < nqt; it++) {
-        if (it + 1 < nqt) {
-            load(it + 1);
-            __pipeline_commit();
-            __pipeline_wait_prior(1);
-        } else {
-            __pipeline_wait_prior(0);
-        }
-        __syncthreads();
+        attt_pipeline_step(it, nqt, load);
         if (it == 0) {  // K and V arrived with the first stage
             kf.load(Ks + 16 * warp * L::LDX);
             vf.load(Vs + 16 * warp * L::LDX);
@@ -298,31 +316,47 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_mma_dkv_ke
         mmab_store<HS>(dk_out, C3, dk, j0, T, scale);
         mmab_store<HS>(dk_out + C, C3, dv, j0, T, 1.0f);
     }
+    if (bias_part != NULL) {  // block-uniform; two red areas, so the second needs no barrier before it
+        float* row = bias_part + ((size_t)b * gridDim.x + kt) * C3 + C + (size_t)h * HS;
+        mmab_bias_partial<HS>(row, dk, j0, T, scale, (float*)stages);
+        mmab_bias_partial<HS>(row + C, dv, j0, T, 1.0f, (float*)stages + 4 * HS);
+    }
 }
 
 template <int HS>
-inline void attention_backward_mma_launch(floatX* dqkv, float* Dbuf, const floatX* dout, const floatX* qkv, const float* lse, int B,
-                                          int T, int C, int NH) {
+inline void attention_backward_mma_launch(floatX* dqkv, float* Dbuf, float* bias_part, const floatX* dout, const floatX* qkv,
+                                          const float* lse, int B, int T, int C, int NH) {
     const size_t smem = AttMmaBwdLayout<HS>::total;
     cudaCheck(cudaFuncSetAttribute(attention_backward_mma_dq_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     cudaCheck(cudaFuncSetAttribute(attention_backward_mma_dkv_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid((T + ATTT_QT - 1) / ATTT_QT, NH, B);
-    attention_backward_mma_dq_kernel<HS><<<grid, ATTT_WARPS * 32, smem, g_stream>>>(dqkv, Dbuf, dout, qkv, lse, B, T, C, NH);
+    attention_backward_mma_dq_kernel<HS><<<grid, ATTT_WARPS * 32, smem, g_stream>>>(dqkv, Dbuf, bias_part, dout, qkv, lse, B, T, C,
+                                                                                     NH);
     cudaCheckLaunch();
-    attention_backward_mma_dkv_kernel<HS><<<grid, ATTT_WARPS * 32, smem, g_stream>>>(dqkv, Dbuf, dout, qkv, lse, B, T, C, NH);
+    attention_backward_mma_dkv_kernel<HS><<<grid, ATTT_WARPS * 32, smem, g_stream>>>(dqkv, Dbuf, bias_part, dout, qkv, lse, B, T, C,
+                                                                                      NH);
     cudaCheckLaunch();
 }
 #endif  // !ENABLE_FP32
 
+// Scratch floats attention_backward_mma's bias fold needs: a partial row (3C) per 64-row tile.
+inline size_t attention_bias_scratch_floats(int B, int T, int C) { return (size_t)B * ceil_div(T, ATTT_QT) * 3 * C; }
+
 // dqkv (B, T, 3C) = the gradient (overwritten) from dout (B, T, C), qkv and the lse saved by any
-// forward path; Dbuf: (B, NH, T) floats of scratch. attention_backward_tiled's contract.
+// forward path; Dbuf: (B, NH, T) floats of scratch. attention_backward_tiled's contract. With
+// dbias (3C), also dbias += the column sums of dqkv as written (the qkv bias gradient), summed
+// inside the kernels into bias_scratch (attention_bias_scratch_floats) and then over the tiles
+// in order: dqkv is not read again for it.
 inline void attention_backward_mma(floatX* dqkv, float* Dbuf, const floatX* dout, const floatX* qkv, const float* lse, int B, int T,
-                                   int C, int NH) {
+                                   int C, int NH, float* dbias = NULL, float* bias_scratch = NULL) {
     if (!attention_tiled_supported(qkv, dqkv, C, NH) || !aligned16(dout))
         fail("the mma attention backward needs a bf16/fp16 build, head size 64 or 128 (got C %d / NH %d) and 16-byte aligned rows", C,
              NH);
+    if (dbias != NULL && bias_scratch == NULL) fail("attention_backward_mma: a bias gradient needs its scratch");
 #if !defined(ENABLE_FP32)
-    if (C / NH == 64) attention_backward_mma_launch<64>(dqkv, Dbuf, dout, qkv, lse, B, T, C, NH);
-    else attention_backward_mma_launch<128>(dqkv, Dbuf, dout, qkv, lse, B, T, C, NH);
+    float* part = dbias != NULL ? bias_scratch : NULL;
+    if (C / NH == 64) attention_backward_mma_launch<64>(dqkv, Dbuf, part, dout, qkv, lse, B, T, C, NH);
+    else attention_backward_mma_launch<128>(dqkv, Dbuf, part, dout, qkv, lse, B, T, C, NH);
+    if (part != NULL) colsum_finish(dbias, NULL, NULL, part, 1, B * ceil_div(T, ATTT_QT), 3 * C);
 #endif
 }

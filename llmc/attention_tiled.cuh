@@ -84,6 +84,23 @@ __device__ inline void attt_load_rows(floatX* dst, int ld, const floatX* src, si
     }
 }
 
+// One step of the double-buffered loop every tiled and mma attention kernel runs over its n
+// tiles (stage it % 2 holds tile it; tile 0 was started and committed before the loop): starts
+// tile it + 1 into the other stage if there is one (load(it + 1)), waits for tile it's copies
+// only, and makes them visible to the block. The loop body must end with __syncthreads() before
+// the next call refills the stage it read.
+template <class Load>
+__device__ inline void attt_pipeline_step(int it, int n, Load&& load) {
+    if (it + 1 < n) {
+        load(it + 1);
+        __pipeline_commit();
+        __pipeline_wait_prior(1);
+    } else {
+        __pipeline_wait_prior(0);
+    }
+    __syncthreads();
+}
+
 // The running statistics of a warp's 16 rows; every lane holds all of them (the warp reductions
 // leave the same bits in every lane).
 struct AttTiledRows {
@@ -222,16 +239,11 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_forward_tiled_kerne
     }
     unsigned int bad = 0;
     for (int it = 0; it < nkt; it++) {
-        if (it + 1 < nkt) {  // the next tile into the other stage, then wait for this one only
-            unsigned char* next = kv + 2 * ((it + 1) % 2) * L::kv_bytes;
-            attt_load_rows<HS>((floatX*)next, L::LDX, base + C, C3, (it + 1) * ATTT_KT, ATTT_KT, T);
-            attt_load_rows<HS>((floatX*)(next + L::kv_bytes), L::LDX, base + 2 * C, C3, (it + 1) * ATTT_KT, ATTT_KT, T);
-            __pipeline_commit();
-            __pipeline_wait_prior(1);
-        } else {
-            __pipeline_wait_prior(0);
-        }
-        __syncthreads();  // tile `it` (and Q, the first time) visible to all warps
+        attt_pipeline_step(it, nkt, [&](int next_it) {  // tile `it` (and Q, the first time) visible to all warps
+            unsigned char* next = kv + 2 * (next_it % 2) * L::kv_bytes;
+            attt_load_rows<HS>((floatX*)next, L::LDX, base + C, C3, next_it * ATTT_KT, ATTT_KT, T);
+            attt_load_rows<HS>((floatX*)(next + L::kv_bytes), L::LDX, base + 2 * C, C3, next_it * ATTT_KT, ATTT_KT, T);
+        });
         const int k0 = it * ATTT_KT;
         const floatX* Ks = (const floatX*)(kv + 2 * (it % 2) * L::kv_bytes);
         const floatX* Vs = (const floatX*)(kv + (2 * (it % 2) + 1) * L::kv_bytes);

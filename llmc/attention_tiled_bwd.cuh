@@ -194,14 +194,9 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_tiled_dq_k
         attb_load_stage<HS>(stages, base + C, base + 2 * C, C3, 0, T, NULL, NULL);
         __pipeline_commit();
         for (int it = 0; it < nkt; it++) {
-            if (it + 1 < nkt) {
-                attb_load_stage<HS>(stages + ((it + 1) % 2) * L::stage_bytes, base + C, base + 2 * C, C3, (it + 1) * ATTT_KT, T, NULL, NULL);
-                __pipeline_commit();
-                __pipeline_wait_prior(1);
-            } else {
-                __pipeline_wait_prior(0);
-            }
-            __syncthreads();
+            attt_pipeline_step(it, nkt, [&](int next_it) {
+                attb_load_stage<HS>(stages + (next_it % 2) * L::stage_bytes, base + C, base + 2 * C, C3, next_it * ATTT_KT, T, NULL, NULL);
+            });
             const int k0 = it * ATTT_KT;
             const floatX* Ks = (const floatX*)(stages + (it % 2) * L::stage_bytes);
             const floatX* Vs = Ks + L::tile_bytes / sizeof(floatX);
@@ -275,14 +270,7 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_tiled_dkv_
     load(0);
     __pipeline_commit();
     for (int it = 0; it < nqt; it++) {
-        if (it + 1 < nqt) {
-            load(it + 1);
-            __pipeline_commit();
-            __pipeline_wait_prior(1);
-        } else {
-            __pipeline_wait_prior(0);
-        }
-        __syncthreads();
+        attt_pipeline_step(it, nqt, load);
         const int q0 = k0 + it * ATTT_QT;
         const unsigned char* st = stages + (it % 2) * L::stage_bytes;
         const floatX* Qt = (const floatX*)st;

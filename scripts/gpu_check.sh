@@ -171,7 +171,7 @@ fi
 if want build; then
     run build 300 make -f cuda.mk -j8 CUDA_BIN=$BIN $BIN/test_gpt2cu_fp32 $BIN/test_gpt2cu_bf16 $BIN/test_gpt2cu_fp16 \
         $BIN/train_gpt2cu_bf16 $BIN/train_gpt2cu_fp32 $BIN/attention_entropy_syncloads.out $BIN/attention_entropy_nowait.out \
-        $BIN/layernorm_2blocks.out cuda-labs
+        $BIN/attention_entropy_fp16.out $BIN/layernorm_2blocks.out cuda-labs
     want cross && run build_cpu 120 make -s train_gpt2
 fi
 
@@ -320,6 +320,9 @@ fi
 
 if want labs; then
     run lab_attention 90 dev/cuda/attention_entropy.out
+    # every version in the FP16 build (the paper's regime), validation only (B = 0): T = 128 and a ragged 200
+    run lab_attention_fp16 60 $BIN/attention_entropy_fp16.out 0 0
+    run lab_attention_fp16_T200 60 $BIN/attention_entropy_fp16.out 0 0 200
     run lab_activation 60 dev/cuda/activation.out
     run lab_adamw 60 dev/cuda/adamw.out
     # every algorithm cuBLASLt offers for each of the step's products, against the trainer's first choice

@@ -2,8 +2,9 @@
 dev/cuda/attention_entropy.cu: kernel lab for the causal attention softmax with the fused
 per-head entropy (entropy.cuh), forward and backward.
 
-  version 1  naive forward: one thread per query row, two passes over the keys in fp32
-             (the obviously-right kernel the others are measured against)
+  version 1  naive forward: one thread per query row, two passes over the keys in fp32, scores
+             formed by att_score as in every kernel (the obviously-right kernel the others are
+             measured against)
   version 2  the trainer's SIMT kernels (online softmax over 32-key tiles, any T, hs <= 256)
   version 3  the tensor-core kernels (wmma; bf16/fp16, hs = 64, T <= 128) with the 4-warp
              backward (32x64 scratch tiles, ~207 KB of shared memory)
@@ -30,6 +31,9 @@ per-head entropy (entropy.cuh), forward and backward.
              round trips
   version 9  the trainer's on every tensor-core path: version 7's forward with version 8's
              backward
+Versions 8 and 9 also sum the qkv bias gradient inside the backward (the trainer's fold; the
+others leave it to a column-sum pass over dqkv, which this lab does not time), checked against
+the double column sums of the dqkv they wrote.
 
 Each version is validated against a double-precision CPU reference on random inputs (one
 sequence with 4x larger queries, so peaked rows sit beside flat ones); on hard rows for the
@@ -48,6 +52,7 @@ Run:   ./dev/cuda/attention_entropy.out [version (0 = all)] [B for timing (128; 
 #include <vector>
 #include "../../common.h"
 #include "../../rng.h"
+#include "../../fp16.h"
 #include "../../entropy.cuh"
 #include "../../llmc/attention_tiled.cuh"
 #include "../../llmc/attention_tiled_bwd.cuh"
@@ -56,6 +61,24 @@ Run:   ./dev/cuda/attention_entropy.out [version (0 = all)] [B for timing (128; 
 
 // ----------------------------------------------------------------------------
 // CPU reference (double): out, per-head mean entropy, dqkv
+
+// The score the kernels form from a dot product: dot / sqrt(hs), or in the FP16 build the
+// paper's regime (entropy.cuh's att_score, fp16.h's fp16_score: q.k rounded to fp16, above 65504
+// inf, divided by sqrt(hs) held in fp16 and rounded again). The reference scores the same way, so
+// FP16's checks judge the kernels' own arithmetic, not the regime's rounding, which PyTorch's
+// autocast shares (test_gpt2cu compares that against PyTorch).
+#if defined(ENABLE_FP16)
+constexpr bool FP16_REGIME = true;
+#else
+constexpr bool FP16_REGIME = false;
+#endif
+double ref_score(double dot, int hs) {
+#if defined(ENABLE_FP16)
+    return fp16_score((float)dot, hs);
+#else
+    return dot / sqrt((double)hs);
+#endif
+}
 
 // cond (optional, (B, T, 3C)): each gradient element's condition sum, sum_j |ds_tj k_j| for dq,
 // sum_t |ds_tj q_t| for dk (both / sqrt(hs)) and sum_t p_tj |dO_t| for dv: rounding p and ds to
@@ -80,7 +103,7 @@ void attention_cpu(const std::vector<float>& qkv, const std::vector<float>& dout
                     const float* k = &qkv[((size_t)b * T + j) * C3 + C + h * hs];
                     double dot = 0.0;
                     for (int d = 0; d < hs; d++) dot += (double)q[d] * k[d];
-                    p[j] = dot * scale;
+                    p[j] = ref_score(dot, hs);
                     m = fmax(m, p[j]);
                 }
                 for (int j = 0; j <= t; j++) { p[j] = exp(p[j] - m); l += p[j]; }
@@ -126,14 +149,14 @@ __global__ void attention_forward_naive(floatX* out, double* entropy, const floa
         const floatX* k = qkv + ((size_t)b * T + j) * C3 + C + h * hs;
         float dot = 0.0f;
         for (int d = 0; d < hs; d++) dot += to_float(q[d]) * to_float(k[d]);
-        m = fmaxf(m, dot * scale);
+        m = fmaxf(m, att_score(dot, hs, scale));
     }
     float l = 0.0f, u = 0.0f;
     for (int j = 0; j <= t; j++) {
         const floatX* k = qkv + ((size_t)b * T + j) * C3 + C + h * hs;
         float dot = 0.0f;
         for (int d = 0; d < hs; d++) dot += to_float(q[d]) * to_float(k[d]);
-        float c = dot * scale - m, e = expf(c);
+        float c = att_score(dot, hs, scale) - m, e = expf(c);
         l += e;
         u += e * c;
     }
@@ -144,7 +167,7 @@ __global__ void attention_forward_naive(floatX* out, double* entropy, const floa
             const floatX* k = qkv + ((size_t)b * T + j) * C3 + C + h * hs;
             float dot = 0.0f;
             for (int dd = 0; dd < hs; dd++) dot += to_float(q[dd]) * to_float(k[dd]);
-            acc += expf(dot * scale - m) * to_float(qkv[((size_t)b * T + j) * C3 + 2 * C + h * hs + d]);
+            acc += expf(att_score(dot, hs, scale) - m) * to_float(qkv[((size_t)b * T + j) * C3 + 2 * C + h * hs + d]);
         }
         o[d] = from_float<floatX>(acc / l);
     }
@@ -156,6 +179,7 @@ __global__ void attention_forward_naive(floatX* out, double* entropy, const floa
 struct Buffers {
     floatX *qkv, *dout, *out, *dqkv;
     float *lse, *D, *part;
+    float *dbias, *bscratch;  // (3C) the qkv bias gradient of versions 8, 9; their scratch
     double* ent;
     unsigned long long* bad;
 };
@@ -169,13 +193,15 @@ Buffers alloc_buffers(int B, int T, int C, int NH) {
     x.lse = device_alloc<float>((size_t)B * NH * T, "lse");
     x.D = device_alloc<float>((size_t)B * NH * T, "D");
     x.part = device_alloc<float>((size_t)B * NH * att_num_qtiles(T), "partials");
+    x.dbias = device_alloc<float>(3 * (size_t)C, "dbias");
+    x.bscratch = device_alloc<float>(attention_bias_scratch_floats(B, T, C), "bias scratch");
     x.ent = device_alloc<double>(NH, "entropy");
     x.bad = device_alloc<unsigned long long>(1, "counter");
     return x;
 }
 
 void free_buffers(Buffers& x) {
-    void* ptrs[] = {x.qkv, x.dout, x.out, x.dqkv, x.lse, x.D, x.part, x.ent, x.bad};
+    void* ptrs[] = {x.qkv, x.dout, x.out, x.dqkv, x.lse, x.D, x.part, x.dbias, x.bscratch, x.ent, x.bad};
     for (void* p : ptrs) cudaCheck(cudaFree(p));
 }
 
@@ -209,8 +235,10 @@ void run_version(int version, Buffers& x, int B, int T, int C, int NH, bool back
     entropy_reduce(x.ent, x.part, 1, B, NH, T);
     if (backward && (version == 6 || version == 7))
         attention_backward_tiled(x.dqkv, x.D, x.dout, x.qkv, x.lse, B, T, C, NH);
-    else if (backward && version >= 8)
-        attention_backward_mma(x.dqkv, x.D, x.dout, x.qkv, x.lse, B, T, C, NH);
+    else if (backward && version >= 8) {
+        cudaCheck(cudaMemsetAsync(x.dbias, 0, 3 * (size_t)C * sizeof(float), g_stream));
+        attention_backward_mma(x.dqkv, x.D, x.dout, x.qkv, x.lse, B, T, C, NH, x.dbias, x.bscratch);
+    }
     else if (backward)
         attention_backward(x.dqkv, x.D, x.dout, x.qkv, x.out, x.lse, B, T, C, NH);
 }
@@ -252,7 +280,12 @@ std::vector<float> random_inputs(size_t n, Rng* rng, float scale) {
 // bits: q_0 k_0 = 320 * 250 = 80000, plus terms that are multiples of 1/8; the sums stay exact in
 // fp32, whose ulp at 8e4 is 2^-7, and the scale is 1/8), so the only errors are the kernel's own
 // sums. At head size 128 the scale 1/sqrt(128) rounds each score (~7.1e3) by up to 2.4e-4, a
-// term the bound then adds, and which hides the cancellation test: that one is at head size 64. Head h % 3 picks the rows:
+// term the bound then adds, and which hides the cancellation test: that one is at head size 64.
+// The FP16 build rounds q.k to fp16 (ref_score), where 80000 is inf: there q_0 = 240 (q_0 k_0 =
+// 60000, scores ~7.5e3), and the reference rounds each exact dot as the kernel does, so both hold
+// the same scores (at every head size) and the bound is unchanged; the rounding to fp16's spacing
+// of 32 in the dot (4 in the score) merges the spread and near-uniform rows' small deltas, and an
+// uncentred sum still loses ~ulp(7.5e3) / 2 = 2.4e-4 per row. Head h % 3 picks the rows:
 //   0: spread, delta = q_1 k_1 / 8 with q_1 in {0.5, 1, 2} and k_1 a random multiple of 1/4 in [-16, 16]
 //   1: near-uniform, k_1 in {0, +-1/4}: delta in {0, +-1/32, +-1/16}, H ~ ln(t + 1)
 //   2: near-one-hot, key j scores + 16 (j / 32 + 1) for queries t = j (mod 32): the diagonal key
@@ -277,7 +310,7 @@ int check_hard_rows(int version, int T, int C, int NH) {
             float* q = &qkv[t * C3 + h * hs];
             float* k = q + C;
             float* v = q + 2 * C;
-            q[0] = 320.0f;
+            q[0] = FP16_REGIME ? 240.0f : 320.0f;
             k[0] = 250.0f;
             const int kind = h % 3;
             if (kind == 2) {
@@ -296,14 +329,15 @@ int check_hard_rows(int version, int T, int C, int NH) {
     std::vector<double> ref(NH * qtiles, 0.0), bound(NH * qtiles, 0.0);
     std::vector<double> s(T);
     int scale_exp;
-    const bool exact_scale = frexp(1.0 / sqrt((double)hs), &scale_exp) == 0.5;  // hs 64: 1/8
+    // hs 64: 1/8; FP16: ref_score is the kernel's score itself
+    const bool exact_scale = frexp(1.0 / sqrt((double)hs), &scale_exp) == 0.5 || FP16_REGIME;
     for (int h = 0; h < NH; h++)
         for (int t = 0; t < T; t++) {
             double m = -INFINITY, l = 0.0, u = 0.0, pc = 0.0, ds = 0.0;
             for (int j = 0; j <= t; j++) {
                 double dot = 0.0;
                 for (int d = 0; d < hs; d++) dot += (double)qkv[t * C3 + h * hs + d] * qkv[j * C3 + C + h * hs + d];
-                s[j] = dot / sqrt((double)hs);
+                s[j] = ref_score(dot, hs);
                 m = fmax(m, s[j]);
                 if (!exact_scale)  // the kernel's fp32 score, rounded (or not, if fused) after the product
                     ds = fmax(ds, fabs((double)((float)dot * (1.0f / sqrtf((float)hs))) - s[j]) + eps * fabs(s[j]));
@@ -332,8 +366,8 @@ int check_hard_rows(int version, int T, int C, int NH) {
         if (!(ratio <= worst)) { worst = ratio; worst_err = err; worst_bound = bound[i]; }
     }
     const bool ok = worst <= 1.0 && bad == 0;
-    printf("version %d: %s  hard rows (scores ~1e4): worst 32-row entropy partial error %.2e = %.2f x its bound %.2e, %llu non-finite\n",
-           version, ok ? "ok  " : "FAIL", worst_err, worst, worst_bound, bad);
+    printf("version %d: %s  hard rows (scores ~%s): worst 32-row entropy partial error %.2e = %.2f x its bound %.2e, %llu non-finite\n",
+           version, ok ? "ok  " : "FAIL", FP16_REGIME ? "7.5e3" : "1e4", worst_err, worst, worst_bound, bad);
     return ok ? 0 : 1;
 }
 
@@ -341,7 +375,7 @@ int check_hard_rows(int version, int T, int C, int NH) {
 // while q and k are large (collapsed attention, as in an LN-free model's last layers), so an
 // error of ds that does not shrink with ds reaches dq and dk times |k| and |q|. q and k are small
 // integers (exact in floatX; fp32 scores exact), v and dout normal. Head h % 3:
-//   0  q, k = 32 + integers in [-4, 4]: scores ~8.5e3 (hs 64), each row led by one key
+//   0  q, k = 32 + integers in [-4, 4] (level0: less in FP16): scores ~8.5e3 (hs 64), each row led by one key
 //   1  q = 8 + ..., key j at level (37 j) % 61 - 30 + ...: one-hot rows
 //   2  q = 16 + ..., odd keys repeat the even key before: rows whose top two keys tie
 // Each gradient element is judged against u (its condition sum + its size) + u 2^-10 x its head's
@@ -359,6 +393,10 @@ int check_hard_rows_backward(int version, int T, int C, int NH) {
     Rng rng;
     rng_seed(&rng, 23);
     auto small_int = [&]() { return (float)((int)rng_below(&rng, 9) - 4); };
+    // head kind 0's level: 32 (dots up to hs 36^2 = 82944 at hs 64); the FP16 build's dots must stay
+    // below fp16's 65504 (ref_score), so there the largest level whose dots (level + 4)^2 hs do:
+    // 26 at hs 64, 17 at hs 128 (scores ~5e3 and ~2.5e3)
+    const float level0 = FP16_REGIME ? floorf(sqrtf(60000.0f / hs)) - 4.0f : 32.0f;
     std::vector<float> qkv(T * C3), dout((size_t)T * C);
     for (int t = 0; t < T; t++)
         for (int h = 0; h < NH; h++) {
@@ -366,8 +404,8 @@ int check_hard_rows_backward(int version, int T, int C, int NH) {
             float *k = q + C, *v = q + 2 * C;
             for (int d = 0; d < hs; d++) {
                 const int kind = h % 3;
-                q[d] = (kind == 0 ? 32.0f : kind == 1 ? 8.0f : 16.0f) + small_int();
-                k[d] = kind == 0 ? 32.0f + small_int() : kind == 1 ? (float)((37 * t) % 61 - 30) + small_int()
+                q[d] = (kind == 0 ? level0 : kind == 1 ? 8.0f : 16.0f) + small_int();
+                k[d] = kind == 0 ? level0 + small_int() : kind == 1 ? (float)((37 * t) % 61 - 30) + small_int()
                                                                    : (t % 2 ? k[d - C3] : 16.0f + small_int());
                 v[d] = to_float(from_float<floatX>(rng_normal(&rng)));
             }
@@ -433,6 +471,29 @@ int check_nonfinite(int version, int T, int C, int NH) {
     return ok ? 0 : 1;
 }
 
+// The bias fold of versions 8 and 9: each column of dbias against the double sum of the dqkv
+// column it came from (the values as written), within fp32's summation bound over N rows,
+// (N + 16) 2^-24 sum |x|. A dropped or repeated 64-row tile is off by a whole term.
+int check_bias_fold(int version, const Buffers& x, const std::vector<floatX>& dqkv, int N, int C) {
+    const size_t C3 = 3 * (size_t)C;
+    std::vector<float> dbias(C3);
+    cudaCheck(cudaMemcpy(dbias.data(), x.dbias, C3 * sizeof(float), cudaMemcpyDeviceToHost));
+    double worst = 0.0;
+    for (size_t c = 0; c < C3; c++) {
+        double sum = 0.0, mag = 0.0;
+        for (int r = 0; r < N; r++) {
+            const double v = to_float(dqkv[(size_t)r * C3 + c]);
+            sum += v;
+            mag += fabs(v);
+        }
+        const double e = fabs(dbias[c] - sum) / ((N + 16) * ldexp(1.0, -24) * mag + 1e-30);
+        worst = fmax(worst, std::isnan(e) ? INFINITY : e);
+    }
+    printf("version %d: %s  qkv bias gradient folded into the backward: worst column %.3f x its fp32 bound\n", version,
+           worst <= 1.0 ? "ok  " : "FAIL", worst);
+    return worst <= 1.0 ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
     int only = argc > 1 ? atoi(argv[1]) : 0;
     int Btime = argc > 2 ? atoi(argv[2]) : 128;
@@ -488,6 +549,7 @@ int main(int argc, char** argv) {
         if (version > 1) snprintf(grad, sizeof(grad), "dqkv %.2e (scale %.2f)", d_grad, s_grad);
         printf("version %d: %s  out max diff %.2e (scale %.2f), entropy %.2e, %s\n", version, ok ? "ok  " : "FAIL", d_out,
                s_out, d_ent, grad);
+        if (version >= 8) failures += check_bias_fold(version, v, dqkv, Bval * T, C);
         if (version > 1) failures += check_hard_rows(version, T, C, NH);
         if (version > 1) failures += check_hard_rows_backward(version, T, C, NH);
         if (version > 1) failures += check_nonfinite(version, T, C, NH);
