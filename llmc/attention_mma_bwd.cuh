@@ -339,8 +339,15 @@ inline void attention_backward_mma_launch(floatX* dqkv, float* Dbuf, float* bias
 }
 #endif  // !ENABLE_FP32
 
-// Scratch floats attention_backward_mma's bias fold needs: a partial row (3C) per 64-row tile.
-inline size_t attention_bias_scratch_floats(int B, int T, int C) { return (size_t)B * ceil_div(T, ATTT_QT) * 3 * C; }
+// Scratch floats attention_backward_mma's bias fold needs: a partial row (3C) per 64-row tile
+// (none in the fp32 build, which has no mma backward).
+inline size_t attention_bias_scratch_floats(int B, int T, int C) {
+#if defined(ENABLE_FP32)
+    return 0;
+#else
+    return (size_t)B * ceil_div(T, ATTT_QT) * 3 * C;
+#endif
+}
 
 // dqkv (B, T, 3C) = the gradient (overwritten) from dout (B, T, C), qkv and the lse saved by any
 // forward path; Dbuf: (B, NH, T) floats of scratch. attention_backward_tiled's contract. With
