@@ -201,9 +201,13 @@ __global__ void __launch_bounds__(ATTM_WARPS * 32, HS == 64 ? 4 : ATTM_MIN_BLOCK
     const float scale = 1.0f / sqrtf((float)HS);
     const int nkt = (min(T, q0 + ATTM_QT) + ATTM_KT - 1) / ATTM_KT;  // key tiles up to the causal limit
 
+    auto load_kv = [&](int i) {  // key tile i's K and V into stage i % 2
+        unsigned char* st = kv + 2 * (i % 2) * L::tile_bytes;
+        attt_load_rows<HS>((floatX*)st, L::LDX, base + C, C3, i * ATTM_KT, ATTM_KT, T);
+        attt_load_rows<HS>((floatX*)(st + L::tile_bytes), L::LDX, base + 2 * C, C3, i * ATTM_KT, ATTM_KT, T);
+    };
     attt_load_rows<HS>(Qs, L::LDX, base, C3, q0, ATTM_QT, T);
-    attt_load_rows<HS>((floatX*)kv, L::LDX, base + C, C3, 0, ATTM_KT, T);
-    attt_load_rows<HS>((floatX*)(kv + L::tile_bytes), L::LDX, base + 2 * C, C3, 0, ATTM_KT, T);
+    load_kv(0);
     __pipeline_commit();
     FragA qa[HS / 16];
     FragC O[HS / 8];
@@ -214,11 +218,7 @@ __global__ void __launch_bounds__(ATTM_WARPS * 32, HS == 64 ? 4 : ATTM_MIN_BLOCK
     for (int i = 0; i < 2; i++) rs.m[i] = -INFINITY, rs.l[i] = 0.0f, rs.u[i] = 0.0f;
     unsigned int bad = 0;
     for (int it = 0; it < nkt; it++) {
-        attt_pipeline_step(it, nkt, [&](int next_it) {  // tile `it` (and Q, the first time) visible to all warps
-            unsigned char* next = kv + 2 * (next_it % 2) * L::tile_bytes;
-            attt_load_rows<HS>((floatX*)next, L::LDX, base + C, C3, next_it * ATTM_KT, ATTM_KT, T);
-            attt_load_rows<HS>((floatX*)(next + L::tile_bytes), L::LDX, base + 2 * C, C3, next_it * ATTM_KT, ATTM_KT, T);
-        });
+        attt_pipeline_step(it, nkt, load_kv);  // tile `it` (and Q, the first time) visible to all warps
         const int k0 = it * ATTM_KT;
         if (t0 < T && k0 <= t0 + 15) {  // warp-uniform
             if (it == 0) {

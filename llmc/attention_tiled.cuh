@@ -226,9 +226,13 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_forward_tiled_kerne
     const int nkt = (min(T, q0 + ATTT_QT) + ATTT_KT - 1) / ATTT_KT;  // key tiles up to the causal limit
 
     for (int idx = lane; idx < 16 * HS; idx += 32) Ow[(idx / HS) * L::LDO + idx % HS] = 0.0f;
+    auto load_kv = [&](int i) {  // key tile i's K and V into stage i % 2
+        unsigned char* st = kv + 2 * (i % 2) * L::kv_bytes;
+        attt_load_rows<HS>((floatX*)st, L::LDX, base + C, C3, i * ATTT_KT, ATTT_KT, T);
+        attt_load_rows<HS>((floatX*)(st + L::kv_bytes), L::LDX, base + 2 * C, C3, i * ATTT_KT, ATTT_KT, T);
+    };
     attt_load_rows<HS>(Qs, L::LDX, base, C3, q0, ATTT_QT, T);
-    attt_load_rows<HS>((floatX*)kv, L::LDX, base + C, C3, 0, ATTT_KT, T);
-    attt_load_rows<HS>((floatX*)(kv + L::kv_bytes), L::LDX, base + 2 * C, C3, 0, ATTT_KT, T);
+    load_kv(0);
     __pipeline_commit();
     AttTiledRows rs;
 #pragma unroll
@@ -239,11 +243,7 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_forward_tiled_kerne
     }
     unsigned int bad = 0;
     for (int it = 0; it < nkt; it++) {
-        attt_pipeline_step(it, nkt, [&](int next_it) {  // tile `it` (and Q, the first time) visible to all warps
-            unsigned char* next = kv + 2 * (next_it % 2) * L::kv_bytes;
-            attt_load_rows<HS>((floatX*)next, L::LDX, base + C, C3, next_it * ATTT_KT, ATTT_KT, T);
-            attt_load_rows<HS>((floatX*)(next + L::kv_bytes), L::LDX, base + 2 * C, C3, next_it * ATTT_KT, ATTT_KT, T);
-        });
+        attt_pipeline_step(it, nkt, load_kv);  // tile `it` (and Q, the first time) visible to all warps
         const int k0 = it * ATTT_KT;
         const floatX* Ks = (const floatX*)(kv + 2 * (it % 2) * L::kv_bytes);
         const floatX* Vs = (const floatX*)(kv + (2 * (it % 2) + 1) * L::kv_bytes);

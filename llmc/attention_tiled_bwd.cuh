@@ -190,13 +190,14 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_tiled_dq_k
     for (int idx = lane; idx < 16 * HS; idx += 32) w.acc1[(idx / HS) * L::LDA + idx % HS] = 0.0f;
     attt_load_rows<HS>(Qs, L::LDX, base, C3, q0, ATTT_QT, T);
     attt_load_rows<HS>(dOs, L::LDX, dout + (size_t)b * T * C + (size_t)h * HS, C, q0, ATTT_QT, T);
+    auto load_kv = [&](int i) {  // key tile i's K and V into stage i % 2
+        attb_load_stage<HS>(stages + (i % 2) * L::stage_bytes, base + C, base + 2 * C, C3, i * ATTT_KT, T, NULL, NULL);
+    };
     for (int pass = 0; pass < 2; pass++) {  // 0: D, 1: dS and dQ
-        attb_load_stage<HS>(stages, base + C, base + 2 * C, C3, 0, T, NULL, NULL);
+        load_kv(0);
         __pipeline_commit();
         for (int it = 0; it < nkt; it++) {
-            attt_pipeline_step(it, nkt, [&](int next_it) {
-                attb_load_stage<HS>(stages + (next_it % 2) * L::stage_bytes, base + C, base + 2 * C, C3, next_it * ATTT_KT, T, NULL, NULL);
-            });
+            attt_pipeline_step(it, nkt, load_kv);
             const int k0 = it * ATTT_KT;
             const floatX* Ks = (const floatX*)(stages + (it % 2) * L::stage_bytes);
             const floatX* Vs = Ks + L::tile_bytes / sizeof(floatX);

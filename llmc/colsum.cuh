@@ -95,18 +95,18 @@ __global__ void __launch_bounds__(256) colsum_partial_kernel(float* __restrict__
 // sums are added in a fixed order, so each thread waits on chunks/16 loads, not on all of them.
 __global__ void colsum_finish_kernel(float* out0, float* out1, float* out2, const float* partial, int nsum, int chunks, int C) {
     __shared__ float s[3][16][33];
+    float* outs[3] = {out0, out1, out2};
     int c = blockIdx.x * 32 + threadIdx.x;
     float t[3] = {0.0f, 0.0f, 0.0f};
     if (c < C) {
         for (int k = threadIdx.y; k < chunks; k += 16)
 #pragma unroll
-            for (int q = 0; q < 3; q++)
-                if (q < nsum) t[q] += partial[((size_t)k * nsum + q) * C + c];
+            for (int q = 0; q < 3; q++)  // a skipped sum's partials may be unwritten: not read
+                if (q < nsum && outs[q] != NULL) t[q] += partial[((size_t)k * nsum + q) * C + c];
     }
     for (int q = 0; q < 3; q++) s[q][threadIdx.y][threadIdx.x] = t[q];
     __syncthreads();
     if (threadIdx.y == 0 && c < C) {
-        float* outs[3] = {out0, out1, out2};
 #pragma unroll
         for (int q = 0; q < 3; q++) {
             if (q >= nsum || outs[q] == NULL) continue;

@@ -3,9 +3,10 @@
 //   backward  dinp += (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)) * rstd, dnorm = w * dout
 //             dw += sum over rows of dout * xhat, db += sum of dout (colsum.cuh: deterministic),
 //             and optionally the column sums of the new dinp (a projection's bias gradient)
-// One warp per row, fp32 statistics; the backward in one pass over the rows where C allows. Used before attention and the MLP (--norm ln) and as the
-// final LayerNorm (kept unless --norm none-all). In LN-free blocks nothing here runs: the
-// "normalised" tensor is the residual itself (aliased, never copied).
+// One warp per row, fp32 statistics; the backward in one pass over the rows where C allows.
+// Used before attention and the MLP (--norm ln) and as the final LayerNorm (kept unless --norm
+// none-all). In LN-free blocks nothing here runs: the "normalised" tensor is the residual itself
+// (aliased, never copied).
 #pragma once
 
 #include "cuda_common.cuh"
