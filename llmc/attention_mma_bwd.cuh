@@ -61,6 +61,9 @@ struct AttMmaBwdLayout {
     static constexpr size_t rows_bytes = (2 * ATTT_QT * sizeof(float) + 127) & ~(size_t)127;  // lse, D
     static constexpr size_t stage_bytes = 2 * tile_bytes + rows_bytes;
     static constexpr size_t total = 2 * tile_bytes + 2 * stage_bytes;  // 55 KiB (hs 64), 103 KiB (hs 128)
+    static_assert(LDX == AttTiledBwdLayout<HS, false>::LDX && tile_bytes == AttTiledBwdLayout<HS, false>::tile_bytes &&
+                      stage_bytes == AttTiledBwdLayout<HS, false>::stage_bytes,
+                  "AttbStream lays out the stages as the tiled backward does");
 };
 
 // The A fragments of a warp's 16 rows (16, HS) over the HS/16 k-steps: held in registers
@@ -168,34 +171,28 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_mma_dq_ker
     const int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int q0 = qt * ATTT_QT, t0 = q0 + 16 * warp;
     const size_t C3 = 3 * (size_t)C;
-    const floatX* base = qkv + (size_t)b * T * C3 + (size_t)h * HS;
+    const AttbStream<HS, false> keys(stages, qkv, dout, lse, Dbuf, b, h, T, C, NH, 0);
     const float scale = 1.0f / sqrtf((float)HS);
     const int nkt = (min(T, q0 + ATTT_QT) + ATTT_KT - 1) / ATTT_KT;
     const int rows[2] = {t0 + g, t0 + g + 8};  // this lane's two query rows
     float row_lse[2], D[2] = {0.0f, 0.0f}, num[2] = {0.0f, 0.0f}, den[2] = {0.0f, 0.0f};
 #pragma unroll
-    for (int r = 0; r < 2; r++) row_lse[r] = rows[r] < T ? lse[((size_t)b * NH + h) * T + rows[r]] : 0.0f;
+    for (int r = 0; r < 2; r++) row_lse[r] = rows[r] < T ? keys.lse[rows[r]] : 0.0f;
     MmabRows<HS, true> qf, of;
     FragC dq[HS / 8];
 #pragma unroll
     for (int n = 0; n < HS / 8; n++) frag_zero(dq[n]);
-    attt_load_rows<HS>(Qs, L::LDX, base, C3, q0, ATTT_QT, T);
-    attt_load_rows<HS>(dOs, L::LDX, dout + (size_t)b * T * C + (size_t)h * HS, C, q0, ATTT_QT, T);
-    auto load_kv = [&](int i) {  // key tile i's K and V into stage i % 2
-        attb_load_stage<HS>(stages + (i % 2) * L::stage_bytes, base + C, base + 2 * C, C3, i * ATTT_KT, T, NULL, NULL);
-    };
+    keys.load_own(Qs, dOs, q0);
     for (int pass = 0; pass < 2; pass++) {  // 0: D, 1: dS and dQ
-        load_kv(0);
-        __pipeline_commit();
+        keys.start();
         for (int it = 0; it < nkt; it++) {
-            attt_pipeline_step(it, nkt, load_kv);
+            attt_pipeline_step(it, nkt, keys);
             if (pass == 0 && it == 0) {  // Q and dO arrived with the first stage
                 qf.load(Qs + 16 * warp * L::LDX);
                 of.load(dOs + 16 * warp * L::LDX);
             }
             const int k0 = it * ATTT_KT;
-            const floatX* Ks = (const floatX*)(stages + (it % 2) * L::stage_bytes);
-            const floatX* Vs = Ks + L::tile_bytes / sizeof(floatX);
+            const floatX *Ks = keys.stage(it).a, *Vs = keys.stage(it).b;
             const int nsub = min(ATTT_KT / 16, (t0 + 15 - k0) / 16 + 1);  // key strips at or below the diagonal
             if (t0 < T) {  // warp-uniform
                 for (int n = 0; n < nsub; n++) {
@@ -256,10 +253,7 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_mma_dkv_ke
     const int kt = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int k0 = kt * ATTT_KT, j0 = k0 + 16 * warp;
     const size_t C3 = 3 * (size_t)C;
-    const floatX* base = qkv + (size_t)b * T * C3 + (size_t)h * HS;
-    const floatX* dbase = dout + (size_t)b * T * C + (size_t)h * HS;
-    const float* lse_bh = lse + ((size_t)b * NH + h) * T;
-    const float* D_bh = Dbuf + ((size_t)b * NH + h) * T;
+    const AttbStream<HS, true> queries(stages, qkv, dout, lse, Dbuf, b, h, T, C, NH, k0);
     const float scale = 1.0f / sqrtf((float)HS);
     const int nqt = (T - k0 + ATTT_QT - 1) / ATTT_QT;  // query tiles from this one (QT == KT) to the end
     const int keys[2] = {j0 + g, j0 + g + 8};          // this lane's two keys
@@ -270,26 +264,18 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_mma_dkv_ke
         frag_zero(dk[n]);
         frag_zero(dv[n]);
     }
-    attt_load_rows<HS>(Ks, L::LDX, base + C, C3, k0, ATTT_KT, T);
-    attt_load_rows<HS>(Vs, L::LDX, base + 2 * C, C3, k0, ATTT_KT, T);
-    auto load = [&](int it) {
-        attb_load_query_stage<HS>(stages + (it % 2) * L::stage_bytes, L::LDX, L::tile_bytes, base, dbase, C, k0 + it * ATTT_QT, T,
-                                  lse_bh, D_bh);
-    };
-    load(0);
-    __pipeline_commit();
+    queries.load_own(Ks, Vs, k0);
+    queries.start();
     for (int it = 0; it < nqt; it++) {
-        attt_pipeline_step(it, nqt, load);
+        attt_pipeline_step(it, nqt, queries);
         if (it == 0) {  // K and V arrived with the first stage
             kf.load(Ks + 16 * warp * L::LDX);
             vf.load(Vs + 16 * warp * L::LDX);
         }
         const int q0 = k0 + it * ATTT_QT;
-        const unsigned char* st = stages + (it % 2) * L::stage_bytes;
-        const floatX* Qt = (const floatX*)st;
-        const floatX* dOt = (const floatX*)(st + L::tile_bytes);
-        const float* lse_s = (const float*)(st + 2 * L::tile_bytes);
-        const float* D_s = lse_s + ATTT_QT;
+        const AttbStage st = queries.stage(it);
+        const floatX *Qt = st.a, *dOt = st.b;
+        const float *lse_s = st.lse, *D_s = st.D;
         if (j0 < T) {  // warp-uniform
             // query strips from the first that reaches this warp's keys (t >= j0 for some t)
             for (int i = max(0, (j0 - q0) / 16); i < ATTT_QT / 16; i++) {

@@ -47,21 +47,78 @@ struct AttTiledBwdLayout {
     static constexpr size_t total = 2 * tile_bytes + 2 * stage_bytes + ATTT_WARPS * warp_bytes;
 };
 
-// One stage of a key-major backward kernel: rows q0 .. q0 + 63 of Q and dO (row strides 3C and
-// C, so two copies) into tiles of stride ldx at st and st + tile_bytes, then those rows' lse and
-// D (0 past T) after the two tiles. Shared by this file's and attention_mma_bwd.cuh's kernels.
-template <int HS>
-__device__ inline void attb_load_query_stage(unsigned char* st, int ldx, size_t tile_bytes, const floatX* base, const floatX* dbase,
-                                             int C, int q0, int T, const float* lse_bh, const float* D_bh) {
-    attt_load_rows<HS>((floatX*)st, ldx, base, 3 * C, q0, ATTT_QT, T);
-    attt_load_rows<HS>((floatX*)(st + tile_bytes), ldx, dbase, C, q0, ATTT_QT, T);
-    if (threadIdx.x < ATTT_QT) {
-        float* rows = (float*)(st + 2 * tile_bytes);
-        const int t = q0 + threadIdx.x;
-        rows[threadIdx.x] = t < T ? lse_bh[t] : 0.0f;
-        rows[ATTT_QT + threadIdx.x] = t < T ? D_bh[t] : 0.0f;
+// A streamed tile's four parts: a query-major kernel's K and V, or a key-major kernel's Q and dO
+// with the rows' lse and D (0 past T).
+struct AttbStage {
+    const floatX *a, *b;   // (64, LDX) each
+    const float *lse, *D;  // (64) each; key-major only
+};
+
+// One (b, h) pair's inputs to a backward kernel and the double-buffered stream of 64-row tiles it
+// walks: a query-major kernel (KEY_MAJOR false) streams K and V, key tiles 0, 1, ...; a key-major
+// one streams Q and dO with their lse and D, query tiles from its own on. Each stage holds two
+// tiles of stride LDX, then 64 floats of lse and 64 of D. Shared by this file's and
+// attention_mma_bwd.cuh's kernels (whose layouts agree on these sizes).
+template <int HS, bool KEY_MAJOR>
+struct AttbStream {
+    using L = AttTiledBwdLayout<HS, false>;
+    unsigned char* stages;
+    const floatX* q;       // the head's q columns of qkv, row stride 3C (k at +C, v at +2C)
+    const floatX* dout;    // the head's columns of dout, row stride C
+    const float *lse, *D;  // the head's row statistics, (T) each
+    int C, T, first;       // first: the first streamed tile's row
+
+    __device__ AttbStream(unsigned char* stages_, const floatX* qkv, const floatX* dout_, const float* lse_, const float* Dbuf,
+                          int b, int h, int T_, int C_, int NH, int first_)
+        : stages(stages_),
+          q(qkv + (size_t)b * T_ * 3 * C_ + (size_t)h * HS),
+          dout(dout_ + (size_t)b * T_ * C_ + (size_t)h * HS),
+          lse(lse_ + ((size_t)b * NH + h) * T_),
+          D(Dbuf + ((size_t)b * NH + h) * T_),
+          C(C_), T(T_), first(first_) {}
+
+    // The kernel's own 64 rows from r0 (Q, dO or K, V) into A and B; they join the next group.
+    __device__ void load_own(floatX* A, floatX* B, int r0) const {
+        if (KEY_MAJOR) {
+            attt_load_rows<HS>(A, L::LDX, q + C, 3 * (size_t)C, r0, ATTT_KT, T);
+            attt_load_rows<HS>(B, L::LDX, q + 2 * C, 3 * (size_t)C, r0, ATTT_KT, T);
+        } else {
+            attt_load_rows<HS>(A, L::LDX, q, 3 * (size_t)C, r0, ATTT_QT, T);
+            attt_load_rows<HS>(B, L::LDX, dout, C, r0, ATTT_QT, T);
+        }
     }
-}
+
+    // Starts the copies of streamed tile `it` into stage it % 2 (attt_pipeline_step's load).
+    __device__ void operator()(int it) const {
+        unsigned char* st = stages + (it % 2) * L::stage_bytes;
+        const int r0 = first + it * ATTT_QT;
+        if (KEY_MAJOR) {
+            attt_load_rows<HS>((floatX*)st, L::LDX, q, 3 * (size_t)C, r0, ATTT_QT, T);
+            attt_load_rows<HS>((floatX*)(st + L::tile_bytes), L::LDX, dout, C, r0, ATTT_QT, T);
+            if (threadIdx.x < ATTT_QT) {  // plain loads, visible after the step's barrier
+                float* rows = (float*)(st + 2 * L::tile_bytes);
+                const int t = r0 + threadIdx.x;
+                rows[threadIdx.x] = t < T ? lse[t] : 0.0f;
+                rows[ATTT_QT + threadIdx.x] = t < T ? D[t] : 0.0f;
+            }
+        } else {
+            attt_load_rows<HS>((floatX*)st, L::LDX, q + C, 3 * (size_t)C, r0, ATTT_KT, T);
+            attt_load_rows<HS>((floatX*)(st + L::tile_bytes), L::LDX, q + 2 * C, 3 * (size_t)C, r0, ATTT_KT, T);
+        }
+    }
+
+    // Tile 0 into stage 0 as one cp.async group (with the own rows, when they were just loaded).
+    __device__ void start() const {
+        (*this)(0);
+        __pipeline_commit();
+    }
+
+    __device__ AttbStage stage(int it) const {
+        const unsigned char* st = stages + (it % 2) * L::stage_bytes;
+        const float* rows = (const float*)(st + 2 * L::tile_bytes);
+        return {(const floatX*)st, (const floatX*)(st + L::tile_bytes), rows, rows + ATTT_QT};
+    }
+};
 
 // One warp's scratch: S and dP (fp32), P~ and dS (floatX), one or two accumulators (16, HS) fp32.
 struct AttTiledBwdWarp {
@@ -135,22 +192,6 @@ __device__ inline void attb_accumulate(float* acc, const floatX* A, int lda, con
     }
 }
 
-// Starts the copies of rows [r0, r0 + 64) of two tensors (src1, src2 at a row stride) into a
-// stage, with 64 floats each of lse and D (plain loads; 0 past T).
-template <int HS>
-__device__ inline void attb_load_stage(unsigned char* stage, const floatX* src1, const floatX* src2, size_t stride, int r0,
-                                       int T, const float* lse_bh, const float* D_bh) {
-    using L = AttTiledBwdLayout<HS, false>;
-    attt_load_rows<HS>((floatX*)stage, L::LDX, src1, stride, r0, ATTT_QT, T);
-    attt_load_rows<HS>((floatX*)(stage + L::tile_bytes), L::LDX, src2, stride, r0, ATTT_QT, T);
-    if (lse_bh != NULL && threadIdx.x < ATTT_QT) {
-        float* rows = (float*)(stage + 2 * L::tile_bytes);
-        const int t = r0 + threadIdx.x;
-        rows[threadIdx.x] = t < T ? lse_bh[t] : 0.0f;
-        rows[ATTT_QT + threadIdx.x] = t < T ? D_bh[t] : 0.0f;
-    }
-}
-
 // Writes a warp's accumulator rows (16, HS) times `mul` to dst + row * stride for rows < T.
 template <int HS>
 __device__ inline void attb_store_rows(floatX* dst, size_t stride, const float* acc, int r0, int T, float mul) {
@@ -178,29 +219,23 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_tiled_dq_k
     const int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int q0 = qt * ATTT_QT, t0 = q0 + 16 * warp;
     const size_t C3 = 3 * (size_t)C;
-    const floatX* base = qkv + (size_t)b * T * C3 + (size_t)h * HS;
+    const AttbStream<HS, false> keys(stages, qkv, dout, lse, Dbuf, b, h, T, C, NH, 0);
     const float scale = 1.0f / sqrtf((float)HS);
     const int nkt = (min(T, q0 + ATTT_QT) + ATTT_KT - 1) / ATTT_KT;
     float row_lse[16], D[16], num[16], den[16];  // lane's partial sums of row rr over its keys
 #pragma unroll
     for (int rr = 0; rr < 16; rr++) {
-        row_lse[rr] = t0 + rr < T ? lse[((size_t)b * NH + h) * T + t0 + rr] : 0.0f;
+        row_lse[rr] = t0 + rr < T ? keys.lse[t0 + rr] : 0.0f;
         num[rr] = den[rr] = D[rr] = 0.0f;
     }
     for (int idx = lane; idx < 16 * HS; idx += 32) w.acc1[(idx / HS) * L::LDA + idx % HS] = 0.0f;
-    attt_load_rows<HS>(Qs, L::LDX, base, C3, q0, ATTT_QT, T);
-    attt_load_rows<HS>(dOs, L::LDX, dout + (size_t)b * T * C + (size_t)h * HS, C, q0, ATTT_QT, T);
-    auto load_kv = [&](int i) {  // key tile i's K and V into stage i % 2
-        attb_load_stage<HS>(stages + (i % 2) * L::stage_bytes, base + C, base + 2 * C, C3, i * ATTT_KT, T, NULL, NULL);
-    };
+    keys.load_own(Qs, dOs, q0);
     for (int pass = 0; pass < 2; pass++) {  // 0: D, 1: dS and dQ
-        load_kv(0);
-        __pipeline_commit();
+        keys.start();
         for (int it = 0; it < nkt; it++) {
-            attt_pipeline_step(it, nkt, load_kv);
+            attt_pipeline_step(it, nkt, keys);
             const int k0 = it * ATTT_KT;
-            const floatX* Ks = (const floatX*)(stages + (it % 2) * L::stage_bytes);
-            const floatX* Vs = Ks + L::tile_bytes / sizeof(floatX);
+            const floatX *Ks = keys.stage(it).a, *Vs = keys.stage(it).b;
             const int nsub = min(ATTT_KT / 16, (t0 + 15 - k0) / 16 + 1);  // key strips at or below the diagonal
             if (t0 < T) {  // warp-uniform
                 for (int n = 0; n < nsub; n++)
@@ -255,29 +290,18 @@ __global__ void __launch_bounds__(ATTT_WARPS * 32) attention_backward_tiled_dkv_
     const int kt = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int k0 = kt * ATTT_KT, j0 = k0 + 16 * warp;
     const size_t C3 = 3 * (size_t)C;
-    const floatX* base = qkv + (size_t)b * T * C3 + (size_t)h * HS;
-    const floatX* dbase = dout + (size_t)b * T * C + (size_t)h * HS;
-    const float* lse_bh = lse + ((size_t)b * NH + h) * T;
-    const float* D_bh = Dbuf + ((size_t)b * NH + h) * T;
+    const AttbStream<HS, true> queries(stages, qkv, dout, lse, Dbuf, b, h, T, C, NH, k0);
     const float scale = 1.0f / sqrtf((float)HS);
     const int nqt = (T - k0 + ATTT_QT - 1) / ATTT_QT;  // query tiles from this one (QT == KT) to the end
     for (int idx = lane; idx < 16 * HS; idx += 32) w.acc1[(idx / HS) * L::LDA + idx % HS] = w.acc2[(idx / HS) * L::LDA + idx % HS] = 0.0f;
-    attt_load_rows<HS>(Ks, L::LDX, base + C, C3, k0, ATTT_KT, T);
-    attt_load_rows<HS>(Vs, L::LDX, base + 2 * C, C3, k0, ATTT_KT, T);
-    auto load = [&](int it) {
-        attb_load_query_stage<HS>(stages + (it % 2) * L::stage_bytes, L::LDX, L::tile_bytes, base, dbase, C, k0 + it * ATTT_QT, T,
-                                  lse_bh, D_bh);
-    };
-    load(0);
-    __pipeline_commit();
+    queries.load_own(Ks, Vs, k0);
+    queries.start();
     for (int it = 0; it < nqt; it++) {
-        attt_pipeline_step(it, nqt, load);
+        attt_pipeline_step(it, nqt, queries);
         const int q0 = k0 + it * ATTT_QT;
-        const unsigned char* st = stages + (it % 2) * L::stage_bytes;
-        const floatX* Qt = (const floatX*)st;
-        const floatX* dOt = (const floatX*)(st + L::tile_bytes);
-        const float* lse_s = (const float*)(st + 2 * L::tile_bytes);
-        const float* D_s = lse_s + ATTT_QT;
+        const AttbStage st = queries.stage(it);
+        const floatX *Qt = st.a, *dOt = st.b;
+        const float *lse_s = st.lse, *D_s = st.D;
         // query strips from the first that reaches this warp's keys (t >= j0 for some t)
         const int i0 = max(0, (j0 - q0) / 16);
         if (j0 < T && i0 < ATTT_QT / 16) {  // warp-uniform
