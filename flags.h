@@ -42,6 +42,7 @@ struct TrainConfig {
     long seed = 1337;
     int shuffle = 0;
     int fp16_autocast = -1;     // --fp16-autocast (fp16.h): -1 = the build's own (1 only in the CUDA FP16 build)
+    int matmul_autotune = 0;    // --matmul-autotune (CUDA, llmc/matmul.cuh): time cuBLASLt's candidates, keep the fastest
 };
 
 inline void print_usage(const char* prog) {
@@ -84,6 +85,9 @@ inline void print_usage(const char* prog) {
     printf("  --fp16-autocast <0|1>  the paper's fp16 regime: scores and layer outputs rounded to fp16 as\n");
     printf("                PyTorch fp16 autocast rounds them (inf above 65504), GradScaler loss scaling;\n");
     printf("                CPU trainer: default 0; CUDA: only the FP16 build, always on there\n");
+    printf("  --matmul-autotune <0|1>  CUDA: time up to 8 cuBLASLt algorithms per matrix product on its first\n");
+    printf("                call and keep the fastest (faster; the last bits then vary from run to run)\n");
+    printf("                CPU trainer: accepted, no effect                default %d\n", d.matmul_autotune);
     printf("  --seed <int>  seed for initialisation, shuffling and sampling default %ld\n", d.seed);
     printf("  --shuffle <0|1>  shuffle training sequences every epoch  default %d\n", d.shuffle);
     printf("  -h, --help    this text\n");
@@ -155,6 +159,7 @@ inline void parse_flags(int argc, char** argv, TrainConfig* cfg) {
             else fail("--on-nan wants stop, skip or log, got '%s'", val);
         }
         else if (strcmp(flag, "--fp16-autocast") == 0) cfg->fp16_autocast = (int)need_int(0, 1);
+        else if (strcmp(flag, "--matmul-autotune") == 0) cfg->matmul_autotune = (int)need_int(0, 1);
         else if (strcmp(flag, "--seed") == 0) cfg->seed = need_int(0, 1L << 62);
         else if (strcmp(flag, "--shuffle") == 0) cfg->shuffle = (int)need_int(0, 1);
         else fail("unknown flag '%s' (see -h)", flag);

@@ -17,8 +17,8 @@ Usage: ./test_gpt2cu [DIR [FP16DIR]]   (default out/ref, out/fp16case: tests/fp1
 last line is "test_gpt2cu: N passed, M failed".
        ./test_gpt2cu --states [--steps N] [--simt] DIR...   only the checks against the debug states in each DIR (the
 long-T states of `make refs-long`: T = 256 and 1024, head sizes 64 and 128; each variant's line
-names the attention path it ran); ./test_gpt2cu --units [FP16DIR]: every test but the debug
-states'; --steps N: only the first N of the 10 AdamW steps (N >= 1); --simt: on the SIMT path, to compare.
+names the attention path it ran); ./test_gpt2cu --units [--only GROUP] [FP16DIR]: every test but
+the debug states' (or one group of them, e.g. --only matmul; a wrong name lists them); --steps N: only the first N of the 10 AdamW steps (N >= 1); --simt: on the SIMT path, to compare.
 */
 #define TESTING
 #include "train_gpt2.cu"
@@ -1143,6 +1143,78 @@ void test_activation_bias(int rows, int cols, int act) {
         cudaCheck(cudaFree(p));
 }
 
+// --matmul-autotune (llmc/matmul.cuh): the two products that read their own output (the forward
+// with the residual as C = D, the weight gradient's +=) under autotuning, where every candidate
+// runs on the live operands before the chosen one does: their results against double precision
+// (bound: the output's rounding plus fp32 accumulation over the row's |terms|), so an output not
+// restored after the timing (the residual or the old gradient added several times) fails.
+// Autotuning is restored to off, and the chosen algorithms forgotten, when it ends.
+void test_matmul_autotune() {
+    const int N = 96, C = 64, OC = 80;
+    Rng rng;
+    rng_seed(&rng, 21);
+    std::vector<float> inp((size_t)N * C), w((size_t)OC * C), bias(OC), res((size_t)N * OC), dW((size_t)OC * C);
+    for (auto& v : inp) v = 0.1f * rng_normal(&rng);
+    for (auto& v : w) v = 0.1f * rng_normal(&rng);
+    for (auto& v : bias) v = 0.1f * rng_normal(&rng);
+    for (auto& v : res) v = 1.0f + rng_uniform(&rng);  // large against the products: a double add shows
+    for (auto& v : dW) v = 1.0f;
+    round_to_floatx(inp);
+    round_to_floatx(w);
+    round_to_floatx(bias);
+    round_to_floatx(res);
+    floatX* d_inp = upload(to_floatx(inp));
+    floatX* d_w = upload(to_floatx(w));
+    floatX* d_bias = upload(to_floatx(bias));
+    floatX* d_out = upload(to_floatx(res));  // out aliases the residual, as in the trainer
+    float* d_dW = upload(dW);
+    std::map<MatmulKey, cublasLtMatmulHeuristicResult_t> kept;
+    kept.swap(g_matmul_algos);
+    const MatmulTuneStats before = g_matmul_tune;
+    g_matmul_autotune = true;
+    matmul_forward(d_out, d_inp, d_w, d_bias, N, C, OC, d_out);
+    matmul_backward_weight(d_dW, d_out, d_inp, N, C, OC);  // dW (OC, C) += out^T inp
+    g_matmul_autotune = false;
+    g_matmul_algos.swap(kept);
+    const int timed = g_matmul_tune.problems - before.problems;
+    std::vector<float> out = floatx_to_host(d_out, (size_t)N * OC), got_dW = to_host(d_dW, (size_t)OC * C);
+#if defined(ENABLE_FP32)
+    const double u = 0x1p-24;
+#elif defined(ENABLE_FP16)
+    const double u = 0x1p-11;
+#else
+    const double u = 0x1p-8;
+#endif
+    double worst_out = 0.0, worst_dW = 0.0;  // error / bound
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double want = bias[o] + res[(size_t)n * OC + o], mag = fabs(bias[o]) + fabs(res[(size_t)n * OC + o]);
+            for (int c = 0; c < C; c++) {
+                double t = (double)inp[(size_t)n * C + c] * w[(size_t)o * C + c];
+                want += t;
+                mag += fabs(t);
+            }
+            double bound = u * fabs(want) + 64 * 0x1p-24 * mag + 1e-30;
+            worst_out = fmax(worst_out, fabs(out[(size_t)n * OC + o] - want) / bound);
+        }
+    for (int o = 0; o < OC; o++)  // against the out the device wrote (rounded), as the trainer's backward sees it
+        for (int c = 0; c < C; c++) {
+            double want = 1.0, mag = 1.0;
+            for (int n = 0; n < N; n++) {
+                double t = (double)out[(size_t)n * OC + o] * inp[(size_t)n * C + c];
+                want += t;
+                mag += fabs(t);
+            }
+            worst_dW = fmax(worst_dW, fabs(got_dW[(size_t)o * C + c] - want) / (64 * 0x1p-24 * mag + 1e-30));
+        }
+    check(worst_out <= 1.0 && worst_dW <= 1.0 && !g_matmul_autotune,
+          "matmul autotune (%d products timed): forward with the residual as output %.3gx its bound, weight gradient += "
+          "%.3gx its bound",
+          timed, worst_out, worst_dW);
+    cudaCheck(cudaStreamSynchronize(g_stream));
+    for (void* p : {(void*)d_inp, (void*)d_w, (void*)d_bias, (void*)d_out, (void*)d_dW}) cudaCheck(cudaFree(p));
+}
+
 // The fused classifier at GPT-2's vocabulary (V = 50257 in rows of Vp = 50304: every batch of
 // packs per thread, the scalar tail and the padding; the row staged in shared memory, as it fits
 // in every precision) against double precision: the loss and
@@ -1468,35 +1540,60 @@ int main(int argc, char** argv) {
         printf("test_gpt2cu: %d passed, %d failed\n", g_passed, g_failed);
         return g_failed == 0 ? 0 : 1;
     }
-    if (dir != "--units") {  // --units: the tests below only (the emulator's quick look at kernel changes)
+    // --units [--only GROUP] [FP16DIR]: the unit tests (all, or one group: a quick look in the emulator)
+    std::string only;
+    if (dir == "--units" && argc > 2 && strcmp(argv[2], "--only") == 0) {
+        if (argc < 4) fail("--only needs a group name (e.g. --only matmul)");
+        only = argv[3];
+        fp16_dir = argc > 4 ? argv[4] : "out/fp16case";
+    }
+    if (dir != "--units") {
         std::vector<std::string> tags = find_variants(dir);
         check(tags.size() >= 1, "found %zu variant debug states in %s", tags.size(), dir.c_str());
         for (auto& tag : tags) test_variant(dir, tag);
     }
-    test_attention_dispatch();
-    test_attention_shapes();
-    test_attention_forwards();
-    test_entropy_rows();
-    test_attention_hard_rows();
-    test_attention_fp16_overflow();
-    test_activation_kinks();
-    test_classifier_rows();
-    printf("column sums (bias and LayerNorm gradients)\n");
-    test_column_sums(5000, 198);
-    test_column_sums(3000, 264);
-    printf("LayerNorm backward (input, weight, bias and dinp column sums)\n");
-    test_layernorm_backward(3000, 768);
-    test_layernorm_backward(300, 64);
-    test_layernorm_backward(500, 198);
-    printf("activation backward with the fc bias gradient\n");
-    test_activation_bias(700, 264, ACT_GELU);
-    test_activation_bias(700, 264, ACT_LRELU_LAYER);
-    test_activation_bias(300, 99, ACT_RELU);
-    test_activation_bias(300, 99, ACT_LRELU_LAYER);
-    test_nan_guard();
-    test_resume(scratch);
-    test_loss_scaler();
-    test_fp16_case(fp16_dir);
+    int groups_run = 0;
+    auto group = [&](const char* name) {
+        bool run = only.empty() || only == name;
+        groups_run += run;
+        return run;
+    };
+    if (group("attention")) {
+        test_attention_dispatch();
+        test_attention_shapes();
+        test_attention_forwards();
+        test_entropy_rows();
+        test_attention_hard_rows();
+        test_attention_fp16_overflow();
+    }
+    if (group("activation")) test_activation_kinks();
+    if (group("classifier")) test_classifier_rows();
+    if (group("colsum")) {
+        printf("column sums (bias and LayerNorm gradients)\n");
+        test_column_sums(5000, 198);
+        test_column_sums(3000, 264);
+    }
+    if (group("layernorm")) {
+        printf("LayerNorm backward (input, weight, bias and dinp column sums)\n");
+        test_layernorm_backward(3000, 768);
+        test_layernorm_backward(300, 64);
+        test_layernorm_backward(500, 198);
+    }
+    if (group("activation_bias")) {
+        printf("activation backward with the fc bias gradient\n");
+        test_activation_bias(700, 264, ACT_GELU);
+        test_activation_bias(700, 264, ACT_LRELU_LAYER);
+        test_activation_bias(300, 99, ACT_RELU);
+        test_activation_bias(300, 99, ACT_LRELU_LAYER);
+    }
+    if (group("matmul")) test_matmul_autotune();
+    if (group("guard")) test_nan_guard();
+    if (group("resume")) test_resume(scratch);
+    if (group("scaler")) test_loss_scaler();
+    if (group("fp16")) test_fp16_case(fp16_dir);
+    if (groups_run == 0)
+        fail("--only %s: no such group (attention activation classifier colsum layernorm activation_bias matmul guard "
+             "resume scaler fp16)", only.c_str());
     printf("test_gpt2cu: %d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }

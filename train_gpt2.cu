@@ -974,6 +974,8 @@ int main(int argc, char** argv) {
     if (cfg.fp16_autocast == 0 && USE_LOSS_SCALER)
         fail("--fp16-autocast 0: the FP16 build always rounds as fp16 autocast does; use PRECISION=BF16 or FP32 for another regime");
     cuda_setup();
+    g_matmul_autotune = cfg.matmul_autotune == 1;
+    if (g_matmul_autotune) printf("matmul autotune: on (each product's first call times its candidates)\n");
 
     // the model: a checkpoint to resume, a model file, or a descriptor
     GPT2 model;
@@ -1164,6 +1166,10 @@ int main(int argc, char** argv) {
         model.want_diag = false;
         pending = {true, step, slot, lr, log_entropy, log_diag};
     }
+    if (g_matmul_autotune)
+        printf("matmul autotune: %d products timed, %d on a faster algorithm than the heuristic's first; one call of "
+               "each %.3f ms -> %.3f ms\n", g_matmul_tune.problems, g_matmul_tune.changed, g_matmul_tune.first_ms,
+               g_matmul_tune.chosen_ms);
     if (timed_steps > 0) {
         double ms = total_time / timed_steps * 1000;
         printf("average: %.2f ms/step, %.0f tok/s\n", ms, total_batch * timed_steps / total_time);

@@ -126,9 +126,77 @@ inline void matmul_run(const MatmulProblem& pr, const cublasLtMatmulAlgo_t& algo
                                g_cublaslt_workspace, CUBLASLT_WORKSPACE_BYTES, g_stream));
 }
 
-// The product with the heuristic's first choice for its problem, asked once per problem (it
-// costs tens of us of host time) so that every call uses the same algorithm (bit-reproducible
-// runs). c == NULL means C = D.
+// Autotuning (--matmul-autotune 1, off by default): the first call of each problem times up to
+// MATMUL_CANDIDATES of the heuristic's algorithms on its own operands and keeps the fastest for
+// the rest of the run. Different algorithms may sum in different orders (split-K), so which one
+// wins changes the last bits of the results; timings vary from run to run, so two autotuned runs
+// (or a resumed one) need not be bit-identical. Off, every run takes the heuristic's first choice.
+static bool g_matmul_autotune = false;
+static const int MATMUL_CANDIDATES = 8;
+static const int MATMUL_TIMED_RUNS = 5;
+struct MatmulTuneStats {
+    int problems = 0, changed = 0;           // problems timed; how many did not keep the first choice
+    double first_ms = 0.0, chosen_ms = 0.0;  // one call of each timed problem, summed
+};
+static MatmulTuneStats g_matmul_tune;
+
+// Mean time of one call with the given algorithm (after one untimed call); < 0 if cuBLASLt
+// refuses it (an offered algorithm may still fail on the device; it is then never chosen).
+inline float matmul_time_algo(const MatmulProblem& pr, const cublasLtMatmulAlgo_t& algo, void* d, const void* c, const void* a,
+                              const void* b, float beta) {
+    float alpha = 1.0f;
+    if (cublasLtMatmul(g_cublaslt, pr.desc, &alpha, a, pr.la, b, pr.lb, &beta, c, pr.lc, d, pr.ld, &algo, g_cublaslt_workspace,
+                       CUBLASLT_WORKSPACE_BYTES, g_stream) != CUBLAS_STATUS_SUCCESS)
+        return -1.0f;
+    cudaEvent_t start, stop;
+    cudaCheck(cudaEventCreate(&start));
+    cudaCheck(cudaEventCreate(&stop));
+    cudaCheck(cudaEventRecord(start, g_stream));
+    for (int r = 0; r < MATMUL_TIMED_RUNS; r++) matmul_run(pr, algo, d, c, a, b, beta);
+    cudaCheck(cudaEventRecord(stop, g_stream));
+    cudaCheck(cudaEventSynchronize(stop));
+    float ms = 0.0f;
+    cudaCheck(cudaEventElapsedTime(&ms, start, stop));
+    cudaCheck(cudaEventDestroy(start));
+    cudaCheck(cudaEventDestroy(stop));
+    return ms / MATMUL_TIMED_RUNS;
+}
+
+// The fastest of the problem's candidates, timed on the call's own operands. A product that reads
+// its output (C = D, beta != 0: the residual add, gradient accumulation) would be applied several
+// times, so D is saved to a temporary buffer first and put back after (counted in the peak memory:
+// at most the largest such output, the token embedding's fp32 gradient, Vp x C x 4 bytes).
+inline cublasLtMatmulHeuristicResult_t matmul_pick_fastest(const MatmulProblem& pr, const cublasLtMatmulHeuristicResult_t* cand,
+                                                          int n, void* d, const void* c, const void* a, const void* b, float beta,
+                                                          size_t d_bytes) {
+    void* saved = NULL;
+    if (c == d && beta != 0.0f) {
+        saved = device_alloc<char>(d_bytes, "a product's output, saved while its algorithms are timed");
+        cudaCheck(cudaMemcpyAsync(saved, d, d_bytes, cudaMemcpyDeviceToDevice, g_stream));
+    }
+    int best = 0;
+    float best_ms = -1.0f, first_ms = -1.0f;
+    for (int i = 0; i < n; i++) {
+        float ms = matmul_time_algo(pr, cand[i].algo, d, c, a, b, beta);
+        if (i == 0) first_ms = ms;
+        if (ms >= 0.0f && (best_ms < 0.0f || ms < best_ms)) best = i, best_ms = ms;
+    }
+    if (saved) {
+        cudaCheck(cudaMemcpyAsync(d, saved, d_bytes, cudaMemcpyDeviceToDevice, g_stream));
+        cudaCheck(cudaStreamSynchronize(g_stream));
+        device_free(saved, d_bytes);
+    }
+    if (best_ms < 0.0f) best = 0;  // none ran here: keep the first choice, whose call reports the error
+    g_matmul_tune.problems++;
+    g_matmul_tune.changed += best != 0;
+    g_matmul_tune.first_ms += first_ms > 0.0f ? first_ms : 0.0f;
+    g_matmul_tune.chosen_ms += best_ms > 0.0f ? best_ms : 0.0f;
+    return cand[best];
+}
+
+// The product with the algorithm chosen for its problem: the heuristic's first choice, or with
+// autotuning the fastest candidate. The choice is made once per problem (asking costs tens of us
+// of host time) so that every call uses the same algorithm. c == NULL means C = D.
 inline void matmul_lt(void* d, cudaDataType_t cd_type, const void* c, const void* a, const void* b,
                       cudaDataType_t ab_type, const floatX* bias, int m, int n, int k, bool transa, bool transb,
                       int lda, int ldb, int ldd, float beta) {
@@ -136,13 +204,16 @@ inline void matmul_lt(void* d, cudaDataType_t cd_type, const void* c, const void
     MatmulProblem pr = matmul_describe(d, cd_type, c, a, b, ab_type, bias, m, n, k, transa, transb, lda, ldb, ldd);
     auto found = g_matmul_algos.find(pr.key);
     if (found == g_matmul_algos.end()) {
-        cublasLtMatmulHeuristicResult_t heuristic;
-        if (matmul_heuristics(pr, &heuristic, 1) == 0) {
+        cublasLtMatmulHeuristicResult_t cand[MATMUL_CANDIDATES];
+        int got = matmul_heuristics(pr, cand, g_matmul_autotune ? MATMUL_CANDIDATES : 1);
+        if (got == 0) {
             fprintf(stderr, "error: cuBLASLt has no algorithm for m=%d n=%d k=%d transa=%d transb=%d bias=%d\n",
                     m, n, k, (int)transa, (int)transb, (int)(bias != NULL));
             exit(1);
         }
-        found = g_matmul_algos.emplace(pr.key, heuristic).first;
+        size_t d_bytes = (size_t)ldd * n * (cd_type == CUDA_R_32F ? 4 : 2);
+        cublasLtMatmulHeuristicResult_t chosen = got > 1 ? matmul_pick_fastest(pr, cand, got, d, c, a, b, beta, d_bytes) : cand[0];
+        found = g_matmul_algos.emplace(pr.key, chosen).first;
     }
     matmul_run(pr, found->second.algo, d, c, a, b, beta);
     matmul_release(pr);

@@ -17,7 +17,8 @@
 #      beside two PyTorch peers measured in the same run (PyTorch 2, flash attention, no
 #      entropy): `train_gpt2.py --compile --dtype bfloat16` and dev/bench_torch_minimal.py (the
 #      same model in the fastest loop we can write: compiled, fused AdamW, no clipping, nothing
-#      read back per step); the ratio is ours / the faster of the two (>= 1 is the goal)
+#      read back per step); the ratio is ours / the faster of the two (>= 1 is the goal); then
+#      ln+gelu once more with --matmul-autotune 1 (row "ln+gelu at", against the same PyTorch runs)
 #   7. where the time goes: dev/cuda/step_profile.out splits one step of each benchmark config
 #      by kind of work (matrix products, attention, LayerNorm, activation, classifier, AdamW...)
 #   8. the kernel labs (dev/cuda): every version validated on random inputs, then timed
@@ -86,7 +87,7 @@ print_summary() {
         for row in ${BENCH_ROWS[@]+"${BENCH_ROWS[@]}"}; do echo "  $row"; done
         echo "  (ours: train_gpt2cu bf16, entropy of every head every step; ref: train_gpt2.py --compile bf16;"
         echo "   min: dev/bench_torch_minimal.py, compiled bf16, fused AdamW, no clipping; ratio: ours / the faster"
-        echo "   PyTorch of the two, named under vs)"
+        echo "   PyTorch of the two, named under vs; \"ln+gelu at\": ours with --matmul-autotune 1)"
     fi
     echo "  failed stages: $FAILED"
 }
@@ -267,6 +268,18 @@ if want bench; then
         kill $pid 2>/dev/null
     done
     field() { sed -n "s/^summary: .*$1=\([0-9.]*\).*/\1/p" "$2" | tail -1; }
+    # a row: whole numbers ("-" where a run gave none); the ratio against the faster PyTorch
+    bench_row() {
+        BENCH_ROWS+=("$(awk -v n="$1" -v a="$2" -v am="$3" -v r="$4" -v rm="$5" -v m="$6" -v mm="$7" \
+            'function num(x) {return x == "" ? "-" : sprintf("%.0f", x)}
+            BEGIN {
+                best = r + 0; vs = "ref"
+                if (m + 0 > best) { best = m + 0; vs = "min" }
+                ratio = (a + 0 > 0 && best > 0) ? sprintf("%.2f", a / best) : "-"
+                if (best <= 0) vs = "-"
+                printf "%-10s %11s %9s %11s %9s %11s %9s %6s  %s", n, num(a), num(am), num(r), num(rm), num(m), num(mm), ratio, vs
+            }')")
+    }
     for cfg in "${CONFIGS[@]}"; do
         set -- $cfg
         name="$1+$2"
@@ -288,16 +301,15 @@ if want bench; then
             min_tok=$(field tok_per_s $W/bench_torchmin_$1_$2.log)
             min_mem=$(field peak_mem_mb $W/bench_torchmin_$1_$2.log)
         fi
-        # the row: whole numbers ("-" where a run gave none); the ratio against the faster PyTorch
-        BENCH_ROWS+=("$(awk -v n="$name" -v a="$ours_tok" -v am="$ours_mem" -v r="$torch_tok" -v rm="$torch_mem" \
-                            -v m="$min_tok" -v mm="$min_mem" 'function num(x) {return x == "" ? "-" : sprintf("%.0f", x)}
-            BEGIN {
-                best = r + 0; vs = "ref"
-                if (m + 0 > best) { best = m + 0; vs = "min" }
-                ratio = (a + 0 > 0 && best > 0) ? sprintf("%.2f", a / best) : "-"
-                if (best <= 0) vs = "-"
-                printf "%-10s %11s %9s %11s %9s %11s %9s %6s  %s", n, num(a), num(am), num(r), num(rm), num(m), num(mm), ratio, vs
-            }')")
+        bench_row "$name" "$ours_tok" "$ours_mem" "$torch_tok" "$torch_mem" "$min_tok" "$min_mem"
+        if [ "$name" = "ln+gelu" ]; then  # the slowest config again with --matmul-autotune 1, same PyTorch runs
+            run bench_ours_ln_gelu_autotune 120 $BIN/train_gpt2cu_bf16 -i "$W/data/bench_train_*.bin" -e d12 -b $BENCH_B \
+                -t 128 -x $STEPS -v 0 -s 0 --entropy-every 1 --norm ln --act gelu --matmul-autotune 1
+            bench_row "ln+gelu at" "$(field tok_per_s $W/bench_ours_ln_gelu_autotune.log)" \
+                "$(field peak_mem_mb $W/bench_ours_ln_gelu_autotune.log)" "$torch_tok" "$torch_mem" "$min_tok" "$min_mem"
+            line=$(grep "^matmul autotune:" $W/bench_ours_ln_gelu_autotune.log | tail -1)
+            [ -n "$line" ] && SUMMARY+=("info ln+gelu $line")
+        fi
     done
 fi
 
