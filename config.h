@@ -1,9 +1,12 @@
 // config.h: the model configuration shared by both trainers: GPT-2 shapes, the variant
-// (normalization and FFN activation), llm.c's model descriptors, and the parameter layout.
+// (normalization and FFN activation), llm.c's model descriptors, the parameter layout (the
+// tensors' sizes and the ParameterTensors views into one block), and llm.c's random
+// initialisation of it, drawn on the host so that both trainers start from the same weights.
 #pragma once
 
 #include <cmath>
 #include "common.h"
+#include "rng.h"
 
 // Normalization inside the blocks. Codes are stored in model files (slot 9): never renumber.
 enum Norm {
@@ -239,4 +242,66 @@ inline const char* param_tensor_name(int i) {
 // parameters or slopes.
 inline bool param_tensor_decays(int i) {
     return i == 0 || i == 1 || i == 4 || i == 6 || i == 10 || i == 12;
+}
+
+// The 16 tensors of llm.c's file plus the learnable slopes, views into one block laid out
+// exactly as the model file. T: float (the CPU trainer; the CUDA trainer's master weights and
+// gradients) or floatX (the CUDA trainer's working copy).
+template <typename T>
+struct ParameterTensors {
+    T* wte;       // (Vp, C)
+    T* wpe;       // (maxT, C)
+    T* ln1w;      // (L, C)
+    T* ln1b;      // (L, C)
+    T* qkvw;      // (L, 3C, C)
+    T* qkvb;      // (L, 3C)
+    T* attprojw;  // (L, C, C)
+    T* attprojb;  // (L, C)
+    T* ln2w;      // (L, C)
+    T* ln2b;      // (L, C)
+    T* fcw;       // (L, 4C, C)
+    T* fcb;       // (L, 4C)
+    T* fcprojw;   // (L, C, 4C)
+    T* fcprojb;   // (L, C)
+    T* lnfw;      // (C)
+    T* lnfb;      // (C)
+    T* slopes;    // (L) per layer, (1) global, or empty
+};
+
+// Points p's tensors into memory (sizes: fill_param_sizes), one after the other.
+template <typename T>
+void point_parameters(ParameterTensors<T>* p, T* memory, const size_t sizes[NUM_ALL_TENSORS]) {
+    T** ptrs[NUM_ALL_TENSORS] = {
+        &p->wte, &p->wpe, &p->ln1w, &p->ln1b, &p->qkvw, &p->qkvb, &p->attprojw, &p->attprojb, &p->ln2w,
+        &p->ln2b, &p->fcw, &p->fcb, &p->fcprojw, &p->fcprojb, &p->lnfw, &p->lnfb, &p->slopes};
+    for (int i = 0; i < NUM_ALL_TENSORS; i++) {
+        *ptrs[i] = memory;
+        memory += sizes[i];
+    }
+}
+
+// llm.c's initialisation of the parameters of c (params: one block laid out as the model file,
+// sizes from fill_param_sizes): N(0, 0.02) weights, residual projections (attprojw, fcprojw)
+// scaled by 1/sqrt(2L), zero biases, unit LayerNorm weights; learnable slopes start at
+// c.variant.slope. The draws run tensor by tensor in file order from one Rng seeded with `seed`,
+// so a seed means the same weights in every trainer.
+inline void init_params_random(float* params, const size_t sizes[NUM_ALL_TENSORS], const GPT2Config& c, uint64_t seed) {
+    ParameterTensors<float> p;
+    point_parameters(&p, params, sizes);
+    Rng rng;
+    rng_seed(&rng, seed);
+    float residual_std = 0.02f / sqrtf(2.0f * c.num_layers);
+    float* t = params;
+    for (int i = 0; i < NUM_ALL_TENSORS; i++) {
+        size_t n = sizes[i];
+        bool is_weight = i == 0 || i == 1 || i == 4 || i == 6 || i == 10 || i == 12;
+        float std = (i == 6 || i == 12) ? residual_std : 0.02f;
+        for (size_t k = 0; k < n; k++) t[k] = is_weight ? std * rng_normal(&rng) : 0.0f;
+        t += n;
+    }
+    for (size_t i = 0; i < (size_t)c.num_layers * c.channels; i++) p.ln1w[i] = p.ln2w[i] = 1.0f;
+    for (int i = 0; i < c.channels; i++) p.lnfw[i] = 1.0f;
+    for (int i = 0; i < (int)sizes[SLOPE_TENSOR]; i++) p.slopes[i] = c.variant.slope;
+    // padded vocabulary rows stay zero so they never change the logits
+    for (size_t i = (size_t)c.vocab_size * c.channels; i < (size_t)c.padded_vocab_size * c.channels; i++) p.wte[i] = 0.0f;
 }

@@ -45,6 +45,18 @@ inline float rng_normal(Rng* r) {
     return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
 }
 
+// One draw from the categorical distribution probs[i] * scale, i < n (scale: 1 / sum(probs)
+// when they are unnormalized): the first i whose running sum passes one uniform draw; n - 1 when
+// rounding leaves the whole sum at or below it. Both trainers' samples draw their tokens here.
+inline int rng_categorical(Rng* r, const float* probs, int n, float scale = 1.0f) {
+    float coin = rng_uniform(r), cdf = 0.0f;
+    for (int i = 0; i < n; i++) {
+        cdf += probs[i] * scale;
+        if (coin < cdf) return i;
+    }
+    return n - 1;
+}
+
 // Fisher-Yates shuffle of indices 0..n-1.
 inline void rng_permutation(Rng* r, uint32_t* out, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = (uint32_t)i;

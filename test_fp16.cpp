@@ -137,6 +137,5 @@ int main(int argc, char** argv) {
     test_rounding(dir);
     test_case(dir);
     test_scaler(dir);
-    printf("test_fp16: %d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return test_summary("test_fp16");
 }

@@ -15,7 +15,6 @@ last line is "test_gpt2: N passed, M failed".
 #include "debug_state.h"
 #include "test_util.h"
 
-#include <dirent.h>
 #include <algorithm>
 
 // fp32 tolerances against PyTorch (fp32 on the CPU). The two programs sum in different orders,
@@ -35,24 +34,14 @@ const float TOL_STEP_NORM = 1e-3f;   // relative, gradient norms over the 10 ste
                                      // a ReLU input within rounding of 0 can flip its kink after a
                                      // few updates (measured: 1.8e-4 for ln_relu, <1e-6 elsewhere)
 
-
-float max_abs(const float* a, size_t n) {
-    float m = 0.0f;
-    for (size_t i = 0; i < n; i++) m = fmaxf(m, fabsf(a[i]));
-    return m;
-}
-
 // ----------------------------------------------------------------------------
 // Against the PyTorch reference
 
 
 // The diagnostics of the forward just run (diag.h) against the reference's.
 void check_diag(const std::string& tag, const GPT2& model, const DebugState& ref, int B, int T) {
+    if (!ref_has_diag(tag, ref)) return;
     const GPT2Config& c = model.config;
-    if (ref.diag.empty()) {
-        check(false, "%s: the debug state has no diagnostics (written before them: run 'make refs')", tag.c_str());
-        return;
-    }
     std::vector<float> cols((size_t)c.num_layers * DIAG_COLS);
     diag_finalize(model.diag_sums.data(), c.num_layers, B, T, c.channels, c.num_heads, model.diag_passes, cols.data());
     check_diag_cols(tag.c_str(), cols.data(), ref.diag.data(), c.num_layers, TOL_DIAG_REL, TOL_DIAG_NEG);
@@ -61,13 +50,9 @@ void check_diag(const std::string& tag, const GPT2& model, const DebugState& ref
 void test_variant(const std::string& dir, const std::string& tag) {
     printf("variant %s\n", tag.c_str());
     GPT2 model;
-    std::string model_path = dir + "/" + tag + ".bin";
-    std::string state_path = dir + "/" + tag + "_debug_state.bin";
-    gpt2_build_from_file(&model, model_path.c_str(), NULL);
-    check(variant_tag(model.config.variant) == tag, "%s: the model file records its variant (%s)", tag.c_str(),
-          variant_tag(model.config.variant).c_str());
+    gpt2_build_from_file(&model, ref_model_path(dir, tag).c_str(), NULL);
     DebugState ref;
-    read_debug_state(state_path.c_str(), model.config, model.num_params, &ref);
+    read_variant_state(dir, tag, model.config, model.num_params, &ref);
     const GPT2Config& c = model.config;
     int B = ref.B, T = ref.T, V = c.vocab_size, Vp = c.padded_vocab_size, L = c.num_layers, NH = c.num_heads;
 
@@ -133,23 +118,6 @@ void test_variant(const std::string& dir, const std::string& tag) {
     check(ref.step_losses[ref.num_steps - 1] < ref.step_losses[0], "%s: the reference loss falls over the steps (%.4f -> %.4f)",
           tag.c_str(), ref.step_losses[0], ref.step_losses[ref.num_steps - 1]);
     gpt2_free(&model);
-}
-
-// Every "<tag>_debug_state.bin" in dir, sorted.
-std::vector<std::string> find_variants(const std::string& dir) {
-    std::vector<std::string> tags;
-    DIR* d = opendir(dir.c_str());
-    if (d == NULL) fail("no reference directory '%s' (run 'make refs')", dir.c_str());
-    struct dirent* e;
-    const std::string suffix = "_debug_state.bin";
-    while ((e = readdir(d)) != NULL) {
-        std::string name = e->d_name;
-        if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
-            tags.push_back(name.substr(0, name.size() - suffix.size()));
-    }
-    closedir(d);
-    std::sort(tags.begin(), tags.end());
-    return tags;
 }
 
 // ----------------------------------------------------------------------------
@@ -458,9 +426,7 @@ int main(int argc, char** argv) {
     std::string dir = argc > 1 ? argv[1] : "out/ref";
     std::string scratch = "out/test_scratch";
     make_dirs_or_fail(scratch.c_str());
-    std::vector<std::string> tags = find_variants(dir);
-    check(tags.size() >= 16, "found %zu variant debug states in %s", tags.size(), dir.c_str());
-    for (auto& tag : tags) test_variant(dir, tag);
+    for (auto& tag : find_variants(dir, 16)) test_variant(dir, tag);
     test_entropy_rows();
     test_activation_kinks();
     test_gemm();
@@ -468,6 +434,5 @@ int main(int argc, char** argv) {
     test_dataloader(scratch);
     test_model_file(scratch);
     test_state_file(scratch);
-    printf("test_gpt2: %d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return test_summary("test_gpt2");
 }

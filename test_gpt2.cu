@@ -26,8 +26,6 @@ the debug states' (or one group of them, e.g. --only matmul; a wrong name lists 
 #include "test_util.h"
 #include "fp16.h"
 
-#include <dirent.h>
-
 // The score the kernels form (entropy.cuh att_score), on the host: FP16 rounds it as fp16
 // autocast does, the other builds scale in fp32.
 inline double host_att_score(double dot, int hs, double scale) {
@@ -103,12 +101,6 @@ float rel_l2(const float* a, const float* b, size_t n) {
     return std::isnan(r) ? INFINITY : (float)r;
 }
 
-float max_abs(const float* a, size_t n) {
-    float m = 0.0f;
-    for (size_t i = 0; i < n; i++) m = fmaxf(m, fabsf(a[i]));
-    return m;
-}
-
 template <typename T>
 std::vector<T> to_host(const T* d, size_t n) {
     std::vector<T> h(n);
@@ -144,11 +136,8 @@ StepHeader train_step(GPT2* model, const int* x, const int* y, int B, int T, int
 
 // The diagnostics of the forward just run (llmc/diag.cuh) against the reference's.
 void check_diag(const std::string& tag, const GPT2& model, const DebugState& ref, int B, int T) {
+    if (!ref_has_diag(tag, ref)) return;
     const GPT2Config& c = model.config;
-    if (ref.diag.empty()) {
-        check(false, "%s: the debug state has no diagnostics (written before them: run 'make refs')", tag.c_str());
-        return;
-    }
     int L = c.num_layers;
     std::vector<double> slots = to_host(model.d_diag, (size_t)L * DIAG_SUMS), sums((size_t)L * DIAG_SUMS);
     diag_sums_from_device(slots.data(), L, sums.data());
@@ -164,13 +153,9 @@ static int g_max_steps = -1;
 void test_variant(const std::string& dir, const std::string& tag) {
     printf("variant %s (%s)\n", tag.c_str(), dir.c_str());
     GPT2 model;
-    std::string model_path = dir + "/" + tag + ".bin";
-    std::string state_path = dir + "/" + tag + "_debug_state.bin";
-    gpt2_build_from_file(&model, model_path.c_str(), NULL);
-    check(variant_tag(model.config.variant) == tag, "%s: the model file records its variant (%s)", tag.c_str(),
-          variant_tag(model.config.variant).c_str());
+    gpt2_build_from_file(&model, ref_model_path(dir, tag).c_str(), NULL);
     DebugState ref;
-    read_debug_state(state_path.c_str(), model.config, model.num_params, &ref);
+    read_variant_state(dir, tag, model.config, model.num_params, &ref);
     const GPT2Config& c = model.config;
     int B = ref.B, T = ref.T, V = c.vocab_size, Vp = c.padded_vocab_size, L = c.num_layers, NH = c.num_heads;
     if (USE_LOSS_SCALER) gpt2_set_scaler(&model, ScalerState{1.0f, 0, 0, 0});  // compare unscaled values
@@ -259,23 +244,6 @@ void test_variant(const std::string& dir, const std::string& tag) {
     check(worst_norm <= TOL_STEP_NORM, "%s: %d AdamW steps, grad norm max relative diff %.2e (tol %.0e)", tag.c_str(),
           num_steps, worst_norm, TOL_STEP_NORM);
     gpt2_free(&model);
-}
-
-// Every "<tag>_debug_state.bin" in dir, sorted.
-std::vector<std::string> find_variants(const std::string& dir) {
-    std::vector<std::string> tags;
-    DIR* d = opendir(dir.c_str());
-    if (d == NULL) fail("no reference directory '%s' (run 'make refs')", dir.c_str());
-    struct dirent* e;
-    const std::string suffix = "_debug_state.bin";
-    while ((e = readdir(d)) != NULL) {
-        std::string name = e->d_name;
-        if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
-            tags.push_back(name.substr(0, name.size() - suffix.size()));
-    }
-    closedir(d);
-    std::sort(tags.begin(), tags.end());
-    return tags;
 }
 
 // ----------------------------------------------------------------------------
@@ -1533,12 +1501,9 @@ int main(int argc, char** argv) {
         }
         check(argc > first, "--states names at least one directory");
         for (int i = first; i < argc; i++) {
-            std::vector<std::string> tags = find_variants(argv[i]);
-            check(tags.size() >= 1, "found %zu variant debug states in %s", tags.size(), argv[i]);
-            for (auto& tag : tags) test_variant(argv[i], tag);
+            for (auto& tag : find_variants(argv[i], 1)) test_variant(argv[i], tag);
         }
-        printf("test_gpt2cu: %d passed, %d failed\n", g_passed, g_failed);
-        return g_failed == 0 ? 0 : 1;
+        return test_summary("test_gpt2cu");
     }
     // --units [--only GROUP] [FP16DIR]: the unit tests (all, or one group: a quick look in the emulator)
     std::string only;
@@ -1548,9 +1513,7 @@ int main(int argc, char** argv) {
         fp16_dir = argc > 4 ? argv[4] : "out/fp16case";
     }
     if (dir != "--units") {
-        std::vector<std::string> tags = find_variants(dir);
-        check(tags.size() >= 1, "found %zu variant debug states in %s", tags.size(), dir.c_str());
-        for (auto& tag : tags) test_variant(dir, tag);
+        for (auto& tag : find_variants(dir, 1)) test_variant(dir, tag);
     }
     int groups_run = 0;
     auto group = [&](const char* name) {
@@ -1594,6 +1557,5 @@ int main(int argc, char** argv) {
     if (groups_run == 0)
         fail("--only %s: no such group (attention activation classifier colsum layernorm activation_bias matmul guard "
              "resume scaler fp16)", only.c_str());
-    printf("test_gpt2cu: %d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return test_summary("test_gpt2cu");
 }

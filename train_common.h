@@ -106,15 +106,20 @@ inline std::string find_tokenizer(const std::string& train_pattern) {
     return path_exists(beside.c_str()) ? beside : std::string("gpt2_tokenizer.bin");
 }
 
-// Creates -o and opens the logs in it (resume_step < 0: a fresh run, which refuses a directory
-// that already holds a run; else the logs lose their rows after resume_step). Without -o the
-// logger writes nothing.
+// Where this process writes its logs: -o on rank 0; nowhere ("") on the other ranks, whose
+// logs would repeat rank 0's (multiproc.h).
+inline std::string log_dir(const TrainConfig& cfg) { return mp_is_root() ? cfg.output_dir : std::string(); }
+
+// Creates -o and opens the logs in it, on rank 0 (log_dir): resume_step < 0 is a fresh run,
+// which refuses a directory that already holds a run; else the logs lose their rows after
+// resume_step. Without -o, and on the other ranks, the logger writes nothing.
 inline void open_output(Logger* logger, const TrainConfig& cfg, int resume_step, bool has_slopes) {
-    if (!cfg.output_dir.empty()) {
-        make_dirs_or_fail(cfg.output_dir.c_str());
-        if (resume_step < 0) check_fresh_output_dir(cfg.output_dir);
+    std::string dir = log_dir(cfg);
+    if (!dir.empty()) {
+        make_dirs_or_fail(dir.c_str());
+        if (resume_step < 0) check_fresh_output_dir(dir);
     }
-    logger_init(logger, cfg.output_dir, resume_step, has_slopes);
+    logger_init(logger, dir, resume_step, has_slopes);
 }
 
 // The console's three lines on the run: the model, the data and the step's shape, the optimizer.

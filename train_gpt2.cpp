@@ -539,39 +539,9 @@ void diag_forward(double* sums, const float* encoded, const float* residual3, co
 }
 
 // ----------------------------------------------------------------------------
-// The model
-
-// The 16 tensors of llm.c's file plus the learnable slopes, all views into one block of memory
-// laid out exactly as in the model file.
-struct ParameterTensors {
-    float* wte;       // (Vp, C)
-    float* wpe;       // (maxT, C)
-    float* ln1w;      // (L, C)
-    float* ln1b;      // (L, C)
-    float* qkvw;      // (L, 3C, C)
-    float* qkvb;      // (L, 3C)
-    float* attprojw;  // (L, C, C)
-    float* attprojb;  // (L, C)
-    float* ln2w;      // (L, C)
-    float* ln2b;      // (L, C)
-    float* fcw;       // (L, 4C, C)
-    float* fcb;       // (L, 4C)
-    float* fcprojw;   // (L, C, 4C)
-    float* fcprojb;   // (L, C)
-    float* lnfw;      // (C)
-    float* lnfb;      // (C)
-    float* slopes;    // (L) per layer, (1) global, or empty
-};
-
-void point_parameters(ParameterTensors* p, float* memory, const size_t sizes[NUM_ALL_TENSORS]) {
-    float** ptrs[NUM_ALL_TENSORS] = {
-        &p->wte, &p->wpe, &p->ln1w, &p->ln1b, &p->qkvw, &p->qkvb, &p->attprojw, &p->attprojb, &p->ln2w,
-        &p->ln2b, &p->fcw, &p->fcb, &p->fcprojw, &p->fcprojb, &p->lnfw, &p->lnfb, &p->slopes};
-    for (int i = 0; i < NUM_ALL_TENSORS; i++) {
-        *ptrs[i] = memory;
-        memory += sizes[i];
-    }
-}
+// The model. The parameters are ParameterTensors<float> (config.h, shared with the CUDA trainer):
+// the 16 tensors of llm.c's file plus the learnable slopes, views into one block laid out exactly
+// as the model file.
 
 #define NUM_ACTIVATION_TENSORS 23
 struct ActivationTensors {
@@ -651,9 +621,9 @@ struct GPT2 {
     size_t param_sizes[NUM_ALL_TENSORS];
     size_t num_params;     // all parameters, slopes included (the optimizer's view)
     int num_slopes;
-    ParameterTensors params;
+    ParameterTensors<float> params;
     float* params_memory;
-    ParameterTensors grads;
+    ParameterTensors<float> grads;
     float* grads_memory;
     float* m_memory;       // AdamW first moment
     float* v_memory;       // AdamW second moment
@@ -726,27 +696,12 @@ void gpt2_build_from_file(GPT2* model, const char* path, const TrainConfig* flag
     fclose(f);
 }
 
-// From scratch with llm.c's initialisation: N(0, 0.02) weights, residual projections scaled by
-// 1/sqrt(2L), zero biases, unit LayerNorm weights; learnable slopes start at S0.
+// From scratch with llm.c's initialisation (config.h: init_params_random): N(0, 0.02) weights,
+// residual projections scaled by 1/sqrt(2L), zero biases, unit LayerNorm weights; learnable
+// slopes start at S0.
 void gpt2_build_from_random(GPT2* model, const GPT2Config& c, uint64_t seed) {
     gpt2_allocate(model, c);
-    Rng rng;
-    rng_seed(&rng, seed);
-    ParameterTensors& p = model->params;
-    float residual_std = 0.02f / sqrtf(2.0f * c.num_layers);
-    for (int i = 0; i < NUM_ALL_TENSORS; i++) {
-        float* t = model->params_memory;
-        for (int j = 0; j < i; j++) t += model->param_sizes[j];
-        size_t n = model->param_sizes[i];
-        bool is_weight = i == 0 || i == 1 || i == 4 || i == 6 || i == 10 || i == 12;
-        float std = (i == 6 || i == 12) ? residual_std : 0.02f;
-        for (size_t k = 0; k < n; k++) t[k] = is_weight ? std * rng_normal(&rng) : 0.0f;
-    }
-    for (size_t i = 0; i < (size_t)c.num_layers * c.channels; i++) p.ln1w[i] = p.ln2w[i] = 1.0f;
-    for (int i = 0; i < c.channels; i++) p.lnfw[i] = 1.0f;
-    for (int i = 0; i < model->num_slopes; i++) p.slopes[i] = c.variant.slope;
-    // padded vocabulary rows stay zero so they never change the logits
-    for (size_t i = (size_t)c.vocab_size * c.channels; i < (size_t)c.padded_vocab_size * c.channels; i++) p.wte[i] = 0.0f;
+    init_params_random(model->params_memory, model->param_sizes, c, seed);
 }
 
 void gpt2_measurements_reset(GPT2* model) {
@@ -786,6 +741,54 @@ inline float layer_slope(const GPT2* model, int l) {
     return model->config.variant.slope;
 }
 
+// Layer l's slices of the per-layer tensors in `a` (the activations, or their gradients in
+// grads_acts), laid out by the current batch's B*T, as the forward writes them and the backward
+// reads them. Without block LayerNorms the "normalized" inputs ARE the residual stream (aliased,
+// not copied): ln1 is the layer's input and ln2 is residual2, so their gradients land straight
+// in the residual's.
+struct LayerActs {
+    float* residual;   // (B, T, C)      the layer's input: encoded, or residual3 of layer l-1
+    float* ln1;        // (B, T, C)      = residual without block LayerNorms
+    float* ln1_mean;   // (B, T)         NULL without block LayerNorms
+    float* ln1_rstd;   // (B, T)         NULL without block LayerNorms
+    float* qkv;        // (B, T, 3C)
+    float* atty;       // (B, T, C)
+    float* preatt;     // (B, NH, T, T)
+    float* att;        // (B, NH, T, T)
+    float* attproj;    // (B, T, C)
+    float* residual2;  // (B, T, C)
+    float* ln2;        // (B, T, C)      = residual2 without block LayerNorms
+    float* ln2_mean;   // (B, T)         NULL without block LayerNorms
+    float* ln2_rstd;   // (B, T)         NULL without block LayerNorms
+    float* fch;        // (B, T, 4C)     FFN pre-activation h
+    float* fch_act;    // (B, T, 4C)     f = act(h)
+    float* fcproj;     // (B, T, C)
+    float* residual3;  // (B, T, C)      the layer's output
+};
+
+LayerActs layer_acts(const ActivationTensors& a, int l, bool block_ln, int B, int T, int C, int NH) {
+    size_t BT = (size_t)B * T, BTC = BT * C, BHTT = (size_t)B * NH * T * T;
+    LayerActs la;
+    la.residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BTC;
+    la.ln1 = block_ln ? a.ln1 + l * BTC : la.residual;
+    la.ln1_mean = block_ln ? a.ln1_mean + l * BT : NULL;
+    la.ln1_rstd = block_ln ? a.ln1_rstd + l * BT : NULL;
+    la.qkv = a.qkv + l * BTC * 3;
+    la.atty = a.atty + l * BTC;
+    la.preatt = a.preatt + l * BHTT;
+    la.att = a.att + l * BHTT;
+    la.attproj = a.attproj + l * BTC;
+    la.residual2 = a.residual2 + l * BTC;
+    la.ln2 = block_ln ? a.ln2 + l * BTC : la.residual2;
+    la.ln2_mean = block_ln ? a.ln2_mean + l * BT : NULL;
+    la.ln2_rstd = block_ln ? a.ln2_rstd + l * BT : NULL;
+    la.fch = a.fch + l * BTC * 4;
+    la.fch_act = a.fch_act + l * BTC * 4;
+    la.fcproj = a.fcproj + l * BTC;
+    la.residual3 = a.residual3 + l * BTC;
+    return la;
+}
+
 // Activation buffers for batches up to (B, T); smaller forwards (sampling) reuse them.
 void gpt2_allocate_activations(GPT2* model, int B, int T) {
     size_t sizes[NUM_ACTIVATION_TENSORS];
@@ -812,7 +815,7 @@ void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int
     model->seq_len = T;
     model->inputs = inputs;
     model->targets = targets;
-    ParameterTensors& p = model->params;
+    ParameterTensors<float>& p = model->params;
     ActivationTensors& a = model->acts;
     bool block_ln = cfg.variant.norm == NORM_LN;
     size_t BTC = (size_t)B * T * C;
@@ -825,48 +828,30 @@ void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int
 
     encoder_forward(a.encoded, inputs, p.wte, p.wpe, B, T, C);  // (B,T,C)
     for (int l = 0; l < L; l++) {
-        float* residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BTC;
-        float* l_qkv = a.qkv + l * BTC * 3;
-        float* l_atty = a.atty + l * BTC;
-        float* l_preatt = a.preatt + (size_t)l * B * NH * T * T;
-        float* l_att = a.att + (size_t)l * B * NH * T * T;
-        float* l_attproj = a.attproj + l * BTC;
-        float* l_residual2 = a.residual2 + l * BTC;
-        float* l_fch = a.fch + l * BTC * 4;
-        float* l_fch_act = a.fch_act + l * BTC * 4;
-        float* l_fcproj = a.fcproj + l * BTC;
-        float* l_residual3 = a.residual3 + l * BTC;
-        // LN-free: the "normalized" input IS the residual stream (aliased, not copied)
-        float* l_ln1 = residual;
-        if (block_ln) {
-            l_ln1 = a.ln1 + l * BTC;
-            layernorm_forward(l_ln1, a.ln1_mean + l * B * T, a.ln1_rstd + l * B * T, residual,
-                              p.ln1w + l * C, p.ln1b + l * C, B, T, C);
-        }
-        matmul_forward(l_qkv, l_ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, B * T, C, 3 * C);
-        if (fp16) round_fp16_array(l_qkv, BTC * 3);
-        long bad_att = attention_forward(l_atty, l_preatt, l_att, entropy ? &model->entropy_sum[(size_t)l * NH] : NULL,
-                                         l_qkv, B, T, C, NH, fp16, entropy ? &model->entropy_nansum[(size_t)l * NH] : NULL,
+        LayerActs la = layer_acts(a, l, block_ln, B, T, C, NH);
+        // LN-free: no LayerNorms; la.ln1 and la.ln2 are the residual stream itself
+        if (block_ln)
+            layernorm_forward(la.ln1, la.ln1_mean, la.ln1_rstd, la.residual, p.ln1w + l * C, p.ln1b + l * C, B, T, C);
+        matmul_forward(la.qkv, la.ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, B * T, C, 3 * C);
+        if (fp16) round_fp16_array(la.qkv, BTC * 3);
+        long bad_att = attention_forward(la.atty, la.preatt, la.att, entropy ? &model->entropy_sum[(size_t)l * NH] : NULL,
+                                         la.qkv, B, T, C, NH, fp16, entropy ? &model->entropy_nansum[(size_t)l * NH] : NULL,
                                          entropy ? &model->nan_entries[(size_t)l * NH] : NULL);
-        if (fp16) round_fp16_array(l_atty, BTC);
-        matmul_forward(l_attproj, l_atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, B * T, C, C);
-        if (fp16) round_fp16_array(l_attproj, BTC);
-        residual_forward(l_residual2, residual, l_attproj, BTC);
-        if (fp16) round_fp16_array(l_residual2, BTC);
-        float* l_ln2 = l_residual2;
-        if (block_ln) {
-            l_ln2 = a.ln2 + l * BTC;
-            layernorm_forward(l_ln2, a.ln2_mean + l * B * T, a.ln2_rstd + l * B * T, l_residual2,
-                              p.ln2w + l * C, p.ln2b + l * C, B, T, C);
-        }
-        matmul_forward(l_fch, l_ln2, p.fcw + (size_t)l * 4 * C * C, p.fcb + l * 4 * C, B * T, C, 4 * C);
-        if (fp16) round_fp16_array(l_fch, BTC * 4);
-        long bad_ffn = activation_forward(l_fch_act, l_fch, BTC * 4, cfg.variant.act, layer_slope(model, l));
-        if (fp16) round_fp16_array(l_fch_act, BTC * 4);
-        matmul_forward(l_fcproj, l_fch_act, p.fcprojw + (size_t)l * 4 * C * C, p.fcprojb + l * C, B * T, 4 * C, C);
-        if (fp16) round_fp16_array(l_fcproj, BTC);
-        residual_forward(l_residual3, l_residual2, l_fcproj, BTC);
-        if (fp16) round_fp16_array(l_residual3, BTC);
+        if (fp16) round_fp16_array(la.atty, BTC);
+        matmul_forward(la.attproj, la.atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, B * T, C, C);
+        if (fp16) round_fp16_array(la.attproj, BTC);
+        residual_forward(la.residual2, la.residual, la.attproj, BTC);
+        if (fp16) round_fp16_array(la.residual2, BTC);
+        if (block_ln)
+            layernorm_forward(la.ln2, la.ln2_mean, la.ln2_rstd, la.residual2, p.ln2w + l * C, p.ln2b + l * C, B, T, C);
+        matmul_forward(la.fch, la.ln2, p.fcw + (size_t)l * 4 * C * C, p.fcb + l * 4 * C, B * T, C, 4 * C);
+        if (fp16) round_fp16_array(la.fch, BTC * 4);
+        long bad_ffn = activation_forward(la.fch_act, la.fch, BTC * 4, cfg.variant.act, layer_slope(model, l));
+        if (fp16) round_fp16_array(la.fch_act, BTC * 4);
+        matmul_forward(la.fcproj, la.fch_act, p.fcprojw + (size_t)l * 4 * C * C, p.fcprojb + l * C, B * T, 4 * C, C);
+        if (fp16) round_fp16_array(la.fcproj, BTC);
+        residual_forward(la.residual3, la.residual2, la.fcproj, BTC);
+        if (fp16) round_fp16_array(la.residual3, BTC);
         if (measuring) {
             model->nonfinite_att[l] += bad_att;
             model->nonfinite_ffn[l] += bad_ffn;
@@ -920,8 +905,8 @@ void gpt2_backward(GPT2* model, float loss_scale) {
     for (int i = 0; i < LOGITS_TENSOR; i++) to_zero += sizes[i];
     memset(model->grads_acts_memory, 0, to_zero * sizeof(float));
 
-    ParameterTensors& p = model->params;
-    ParameterTensors& g = model->grads;
+    ParameterTensors<float>& p = model->params;
+    ParameterTensors<float>& g = model->grads;
     ActivationTensors& a = model->acts;
     ActivationTensors& ga = model->grads_acts;
     bool block_ln = cfg.variant.norm == NORM_LN;
@@ -942,50 +927,31 @@ void gpt2_backward(GPT2* model, float loss_scale) {
         layernorm_backward(dresidual, g.lnfw, g.lnfb, dlnf, residual, p.lnfw, a.lnf_mean, a.lnf_rstd, B, T, C);
 
     for (int l = L - 1; l >= 0; l--) {
-        residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BTC;
-        dresidual = l == 0 ? ga.encoded : ga.residual3 + (l - 1) * BTC;
-        float* l_qkv = a.qkv + l * BTC * 3;
-        float* l_atty = a.atty + l * BTC;
-        float* l_att = a.att + (size_t)l * B * NH * T * T;
-        float* l_residual2 = a.residual2 + l * BTC;
-        float* l_fch = a.fch + l * BTC * 4;
-        float* l_fch_act = a.fch_act + l * BTC * 4;
-        float* dl_qkv = ga.qkv + l * BTC * 3;
-        float* dl_atty = ga.atty + l * BTC;
-        float* dl_preatt = ga.preatt + (size_t)l * B * NH * T * T;
-        float* dl_att = ga.att + (size_t)l * B * NH * T * T;
-        float* dl_attproj = ga.attproj + l * BTC;
-        float* dl_residual2 = ga.residual2 + l * BTC;
-        float* dl_fch = ga.fch + l * BTC * 4;
-        float* dl_fch_act = ga.fch_act + l * BTC * 4;
-        float* dl_fcproj = ga.fcproj + l * BTC;
-        float* dl_residual3 = ga.residual3 + l * BTC;
-        // the LN-free aliases of the forward pass, for the gradients too
-        float* l_ln1 = block_ln ? a.ln1 + l * BTC : residual;
-        float* dl_ln1 = block_ln ? ga.ln1 + l * BTC : dresidual;
-        float* l_ln2 = block_ln ? a.ln2 + l * BTC : l_residual2;
-        float* dl_ln2 = block_ln ? ga.ln2 + l * BTC : dl_residual2;
+        // layer l's activations and their gradients; the LN-free aliases hold for both, so
+        // dla.ln1 is dla.residual and dla.ln2 is dla.residual2 there
+        LayerActs la = layer_acts(a, l, block_ln, B, T, C, NH);
+        LayerActs dla = layer_acts(ga, l, block_ln, B, T, C, NH);
 
-        residual_backward(dl_residual2, dl_fcproj, dl_residual3, BTC);
-        matmul_backward(dl_fch_act, g.fcprojw + (size_t)l * 4 * C * C, g.fcprojb + l * C, dl_fcproj, l_fch_act,
+        residual_backward(dla.residual2, dla.fcproj, dla.residual3, BTC);
+        matmul_backward(dla.fch_act, g.fcprojw + (size_t)l * 4 * C * C, g.fcprojb + l * C, dla.fcproj, la.fch_act,
                         p.fcprojw + (size_t)l * 4 * C * C, B * T, 4 * C, C);
-        double dslope = activation_backward(dl_fch, l_fch, dl_fch_act, BTC * 4, cfg.variant.act, layer_slope(model, l));
+        double dslope = activation_backward(dla.fch, la.fch, dla.fch_act, BTC * 4, cfg.variant.act, layer_slope(model, l));
         if (cfg.variant.act == ACT_LRELU_LAYER) g.slopes[l] += (float)dslope;
         if (cfg.variant.act == ACT_LRELU_GLOBAL) g.slopes[0] += (float)dslope;
-        matmul_backward(dl_ln2, g.fcw + (size_t)l * 4 * C * C, g.fcb + l * 4 * C, dl_fch, l_ln2,
+        matmul_backward(dla.ln2, g.fcw + (size_t)l * 4 * C * C, g.fcb + l * 4 * C, dla.fch, la.ln2,
                         p.fcw + (size_t)l * 4 * C * C, B * T, C, 4 * C);
         if (block_ln)
-            layernorm_backward(dl_residual2, g.ln2w + l * C, g.ln2b + l * C, dl_ln2, l_residual2, p.ln2w + l * C,
-                               a.ln2_mean + l * B * T, a.ln2_rstd + l * B * T, B, T, C);
-        residual_backward(dresidual, dl_attproj, dl_residual2, BTC);
-        matmul_backward(dl_atty, g.attprojw + (size_t)l * C * C, g.attprojb + l * C, dl_attproj, l_atty,
+            layernorm_backward(dla.residual2, g.ln2w + l * C, g.ln2b + l * C, dla.ln2, la.residual2, p.ln2w + l * C,
+                               la.ln2_mean, la.ln2_rstd, B, T, C);
+        residual_backward(dla.residual, dla.attproj, dla.residual2, BTC);
+        matmul_backward(dla.atty, g.attprojw + (size_t)l * C * C, g.attprojb + l * C, dla.attproj, la.atty,
                         p.attprojw + (size_t)l * C * C, B * T, C, C);
-        attention_backward(dl_qkv, dl_preatt, dl_att, dl_atty, l_qkv, l_att, B, T, C, NH);
-        matmul_backward(dl_ln1, g.qkvw + (size_t)l * 3 * C * C, g.qkvb + l * 3 * C, dl_qkv, l_ln1,
+        attention_backward(dla.qkv, dla.preatt, dla.att, dla.atty, la.qkv, la.att, B, T, C, NH);
+        matmul_backward(dla.ln1, g.qkvw + (size_t)l * 3 * C * C, g.qkvb + l * 3 * C, dla.qkv, la.ln1,
                         p.qkvw + (size_t)l * 3 * C * C, B * T, C, 3 * C);
         if (block_ln)
-            layernorm_backward(dresidual, g.ln1w + l * C, g.ln1b + l * C, dl_ln1, residual, p.ln1w + l * C,
-                               a.ln1_mean + l * B * T, a.ln1_rstd + l * B * T, B, T, C);
+            layernorm_backward(dla.residual, g.ln1w + l * C, g.ln1b + l * C, dla.ln1, la.residual, p.ln1w + l * C,
+                               la.ln1_mean, la.ln1_rstd, B, T, C);
     }
     encoder_backward(g.wte, g.wpe, ga.encoded, model->inputs, B, T, C);
 }
@@ -1131,13 +1097,7 @@ void sample(GPT2* model, const Tokenizer* tok, Rng* rng, int n) {
     printf("sample: ");
     for (int t = 1; t <= n; t++) {
         gpt2_forward(model, tokens.data(), NULL, 1, t);
-        const float* probs = model->acts.probs + (size_t)(t - 1) * Vp;
-        float coin = rng_uniform(rng), cdf = 0.0f;
-        int next = V - 1;
-        for (int i = 0; i < V; i++) {
-            cdf += probs[i];
-            if (coin < cdf) { next = i; break; }
-        }
+        int next = rng_categorical(rng, model->acts.probs + (size_t)(t - 1) * Vp, V);  // the last position's
         tokens[t] = next;
         printf("%s", tokenizer_decode(tok, next).c_str());
     }
@@ -1208,9 +1168,7 @@ int main(int argc, char** argv) {
     }
     if (model.fp16) printf("fp16 autocast regime: on (dynamic loss scale %g)\n", scaler.scale);
     Logger logger;
-    TrainConfig rank_cfg = cfg;  // ranks other than 0 write no logs
-    if (!mp_is_root()) rank_cfg.output_dir.clear();
-    open_output(&logger, rank_cfg, resume_step, model.num_slopes > 0);
+    open_output(&logger, cfg, resume_step, model.num_slopes > 0);  // rank 0 only
     LRSchedule schedule = {cfg.schedule, cfg.lr, cfg.warmup, cfg.final_frac, (int)steps};
 
     print_run_config(cfg, mc, model.num_params, &train, plan);
@@ -1223,7 +1181,7 @@ int main(int argc, char** argv) {
 
     std::vector<float> entropy((size_t)L * NH), paper_entropy((size_t)L * NH), paper_nan((size_t)L * NH);
     std::vector<float> diag_cols((size_t)L * DIAG_COLS);
-    FILE* diag_file = diag_log_open(rank_cfg.output_dir, cfg.diag_every, resume_step);  // rank 0 only
+    FILE* diag_file = diag_log_open(log_dir(cfg), cfg.diag_every, resume_step);  // rank 0 only
     bool params_ok = true;   // false once --on-nan log applied a non-finite update
     int last_checkpoint = resume_step;
     double total_time = 0.0;  // excludes the run's first step (warm-up)

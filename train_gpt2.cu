@@ -102,41 +102,8 @@ void cuda_setup() {
 }
 
 // ----------------------------------------------------------------------------
-// The model
-
-// The 16 tensors of llm.c's file plus the learnable slopes, views into one block laid out
-// exactly as the model file (as the CPU trainer's ParameterTensors).
-template <typename T>
-struct ParameterTensors {
-    T* wte;       // (Vp, C)
-    T* wpe;       // (maxT, C)
-    T* ln1w;      // (L, C)
-    T* ln1b;      // (L, C)
-    T* qkvw;      // (L, 3C, C)
-    T* qkvb;      // (L, 3C)
-    T* attprojw;  // (L, C, C)
-    T* attprojb;  // (L, C)
-    T* ln2w;      // (L, C)
-    T* ln2b;      // (L, C)
-    T* fcw;       // (L, 4C, C)
-    T* fcb;       // (L, 4C)
-    T* fcprojw;   // (L, C, 4C)
-    T* fcprojb;   // (L, C)
-    T* lnfw;      // (C)
-    T* lnfb;      // (C)
-    T* slopes;    // (L) per layer, (1) global, or empty
-};
-
-template <typename T>
-void point_parameters(ParameterTensors<T>* p, T* memory, const size_t sizes[NUM_ALL_TENSORS]) {
-    T** ptrs[NUM_ALL_TENSORS] = {
-        &p->wte, &p->wpe, &p->ln1w, &p->ln1b, &p->qkvw, &p->qkvb, &p->attprojw, &p->attprojb, &p->ln2w,
-        &p->ln2b, &p->fcw, &p->fcb, &p->fcprojw, &p->fcprojb, &p->lnfw, &p->lnfb, &p->slopes};
-    for (int i = 0; i < NUM_ALL_TENSORS; i++) {
-        *ptrs[i] = memory;
-        memory += sizes[i];
-    }
-}
+// The model. Parameters are viewed through config.h's ParameterTensors<T> (shared with the CPU
+// trainer): fp32 for the master weights and gradients, floatX for the working copy.
 
 // What the forward pass keeps for the backward (device). Compared with the CPU trainer: no
 // (B, NH, T, T) scores or probabilities (the attention saves its output and one log-sum-exp per
@@ -389,27 +356,11 @@ void gpt2_build_from_file(GPT2* model, const char* path, const TrainConfig* flag
     gpt2_upload_params(model);
 }
 
-// From scratch with llm.c's initialisation, drawn on the host with the CPU trainer's RNG in
-// the same order, so both trainers start from the very same weights.
+// From scratch with llm.c's initialisation, drawn on the host (config.h: init_params_random,
+// the CPU trainer's too), so both trainers start from the very same weights.
 void gpt2_build_from_random(GPT2* model, const GPT2Config& c, uint64_t seed) {
     gpt2_allocate(model, c);
-    Rng rng;
-    rng_seed(&rng, seed);
-    ParameterTensors<float> p;
-    point_parameters(&p, model->params_memory, model->param_sizes);
-    float residual_std = 0.02f / sqrtf(2.0f * c.num_layers);
-    float* t = model->params_memory;
-    for (int i = 0; i < NUM_ALL_TENSORS; i++) {
-        size_t n = model->param_sizes[i];
-        bool is_weight = i == 0 || i == 1 || i == 4 || i == 6 || i == 10 || i == 12;
-        float std = (i == 6 || i == 12) ? residual_std : 0.02f;
-        for (size_t k = 0; k < n; k++) t[k] = is_weight ? std * rng_normal(&rng) : 0.0f;
-        t += n;
-    }
-    for (size_t i = 0; i < (size_t)c.num_layers * c.channels; i++) p.ln1w[i] = p.ln2w[i] = 1.0f;
-    for (int i = 0; i < c.channels; i++) p.lnfw[i] = 1.0f;
-    for (int i = 0; i < model->num_slopes; i++) p.slopes[i] = c.variant.slope;
-    for (size_t i = (size_t)c.vocab_size * c.channels; i < (size_t)c.padded_vocab_size * c.channels; i++) p.wte[i] = 0.0f;
+    init_params_random(model->params_memory, model->param_sizes, c, seed);
     gpt2_upload_params(model);
 }
 
@@ -505,6 +456,51 @@ void gpt2_set_batch(GPT2* model, const int* inputs, const int* targets, int B, i
     model->has_targets = targets != NULL;
 }
 
+// Layer l's slices of the per-layer activations, laid out by the staged batch's B*T, as the
+// forward writes them and the backward reads them. Without block LayerNorms the "normalized"
+// inputs ARE the residual stream (aliased, not copied): ln1 is the layer's input and ln2 is
+// residual2. f = act(h) is written over h for ReLU and identity (act_in_place), and lives in a
+// one-layer scratch with RECOMPUTE_FFN_ACT.
+struct LayerActs {
+    floatX* residual;   // (B, T, C)   the layer's input: encoded, or residual3 of layer l-1
+    floatX* ln1;        // (B, T, C)   = residual without block LayerNorms
+    float* ln1_mean;    // (B, T)      NULL without block LayerNorms
+    float* ln1_rstd;    // (B, T)      NULL without block LayerNorms
+    floatX* qkv;        // (B, T, 3C)
+    floatX* atty;       // (B, T, C)
+    float* lse;         // (B, NH, T)  log-sum-exp of each attention row
+    floatX* residual2;  // (B, T, C)
+    floatX* ln2;        // (B, T, C)   = residual2 without block LayerNorms
+    float* ln2_mean;    // (B, T)      NULL without block LayerNorms
+    float* ln2_rstd;    // (B, T)      NULL without block LayerNorms
+    floatX* fch;        // (B, T, 4C)  FFN pre-activation h
+    floatX* fch_act;    // (B, T, 4C)  f = act(h): fch itself for ReLU and identity
+    floatX* residual3;  // (B, T, C)   the layer's output
+};
+
+inline LayerActs layer_acts(const GPT2* model, int l) {
+    const GPT2Config& c = model->config;
+    const ActivationTensors& a = model->acts;
+    bool block_ln = c.variant.norm == NORM_LN;
+    size_t N = (size_t)model->batch_size * model->seq_len, BTC = N * c.channels;
+    LayerActs la;
+    la.residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BTC;
+    la.ln1 = block_ln ? a.ln1 + l * BTC : la.residual;
+    la.ln1_mean = block_ln ? a.ln1_mean + l * N : NULL;
+    la.ln1_rstd = block_ln ? a.ln1_rstd + l * N : NULL;
+    la.qkv = a.qkv + l * BTC * 3;
+    la.atty = a.atty + l * BTC;
+    la.lse = a.att_lse + l * N * c.num_heads;
+    la.residual2 = a.residual2 + l * BTC;
+    la.ln2 = block_ln ? a.ln2 + l * BTC : la.residual2;
+    la.ln2_mean = block_ln ? a.ln2_mean + l * N : NULL;
+    la.ln2_rstd = block_ln ? a.ln2_rstd + l * N : NULL;
+    la.fch = a.fch + l * BTC * 4;
+    la.fch_act = act_in_place(c.variant.act) ? la.fch : a.fch_act + (RECOMPUTE_ACT ? 0 : l * BTC * 4);
+    la.residual3 = a.residual3 + l * BTC;
+    return la;
+}
+
 // The slope of layer l: a device pointer into the fp32 master for a learnable one (and its
 // gradient), else the fixed value.
 inline void layer_slope(GPT2* model, int l, float* fixed, const float** ptr, float** grad) {
@@ -543,52 +539,39 @@ void gpt2_forward(GPT2* model, bool measure, bool entropy, float grad_multiplier
     prof_mark("encoder fwd");
     encoder_forward(a.encoded, inputs, p.wte, p.wpe, B, T, C);  // (B,T,C)
     for (int l = 0; l < L; l++) {
-        floatX* residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BTC;
-        floatX* l_qkv = a.qkv + l * BTC * 3;
-        floatX* l_atty = a.atty + l * BTC;
-        float* l_lse = a.att_lse + (size_t)l * B * NH * T;
-        floatX* l_residual2 = a.residual2 + l * BTC;
-        floatX* l_fch = a.fch + l * BTC * 4;
-        floatX* l_residual3 = a.residual3 + l * BTC;
-        // LN-free: the "normalized" input IS the residual stream (aliased, not copied)
-        floatX* l_ln1 = residual;
+        LayerActs la = layer_acts(model, l);
+        // LN-free: no LayerNorms; la.ln1 and la.ln2 are the residual stream itself
         if (block_ln) {
-            l_ln1 = a.ln1 + l * BTC;
             prof_mark("layernorm fwd");
-            layernorm_forward(l_ln1, a.ln1_mean + (size_t)l * N, a.ln1_rstd + (size_t)l * N, residual, p.ln1w + l * C,
-                              p.ln1b + l * C, N, C);
+            layernorm_forward(la.ln1, la.ln1_mean, la.ln1_rstd, la.residual, p.ln1w + l * C, p.ln1b + l * C, N, C);
         }
         prof_mark("matmul fwd: qkv");
-        matmul_forward(l_qkv, l_ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, N, C, 3 * C);
+        matmul_forward(la.qkv, la.ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, N, C, 3 * C);
         prof_mark(entropy ? "attention fwd + entropy" : "attention fwd");
-        attention_forward_any(l_atty, l_lse, entropy ? model->d_ent_partial + (size_t)l * B * NH * qtiles : NULL,
-                              measure ? model->d_att_bad + l : NULL, l_qkv, B, T, C, NH,
+        attention_forward_any(la.atty, la.lse, entropy ? model->d_ent_partial + (size_t)l * B * NH * qtiles : NULL,
+                              measure ? model->d_att_bad + l : NULL, la.qkv, B, T, C, NH,
                               entropy ? model->d_paper_partial + (size_t)l * 2 * B * NH * qtiles : NULL);
         // residual2 = residual + atty Wo^T + bo (the residual is the product's C input)
         prof_mark("matmul fwd: attn proj + residual");
-        matmul_forward(l_residual2, l_atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, N, C, C, residual);
-        floatX* l_ln2 = l_residual2;
+        matmul_forward(la.residual2, la.atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, N, C, C, la.residual);
         if (block_ln) {
-            l_ln2 = a.ln2 + l * BTC;
             prof_mark("layernorm fwd");
-            layernorm_forward(l_ln2, a.ln2_mean + (size_t)l * N, a.ln2_rstd + (size_t)l * N, l_residual2, p.ln2w + l * C,
-                              p.ln2b + l * C, N, C);
+            layernorm_forward(la.ln2, la.ln2_mean, la.ln2_rstd, la.residual2, p.ln2w + l * C, p.ln2b + l * C, N, C);
         }
         prof_mark("matmul fwd: fc");
-        matmul_forward(l_fch, l_ln2, p.fcw + (size_t)l * 4 * C * C, p.fcb + l * 4 * C, N, C, 4 * C);
+        matmul_forward(la.fch, la.ln2, p.fcw + (size_t)l * 4 * C * C, p.fcb + l * 4 * C, N, C, 4 * C);
         float slope;
         const float* slope_ptr;
         float* slope_grad;
         layer_slope(model, l, &slope, &slope_ptr, &slope_grad);
-        floatX* l_fch_act = act_in_place(cfg.variant.act) ? l_fch : a.fch_act + (RECOMPUTE_ACT ? 0 : l * BTC * 4);
         if (diag) {  // before the activation: ReLU and identity write f over h
             prof_mark("diagnostics");
-            diag_layer(model->d_diag + (size_t)l * DIAG_SUMS, residual, l_qkv, l_fch, B, T, C, NH);
+            diag_layer(model->d_diag + (size_t)l * DIAG_SUMS, la.residual, la.qkv, la.fch, B, T, C, NH);
         }
         prof_mark("activation fwd");
-        activation_forward(l_fch_act, l_fch, BTC * 4, cfg.variant.act, slope, slope_ptr, measure ? model->d_ffn_bad + l : NULL);
+        activation_forward(la.fch_act, la.fch, BTC * 4, cfg.variant.act, slope, slope_ptr, measure ? model->d_ffn_bad + l : NULL);
         prof_mark("matmul fwd: fc proj + residual");
-        matmul_forward(l_residual3, l_fch_act, p.fcprojw + (size_t)l * 4 * C * C, p.fcprojb + l * C, N, 4 * C, C, l_residual2);
+        matmul_forward(la.residual3, la.fch_act, p.fcprojw + (size_t)l * 4 * C * C, p.fcprojb + l * C, N, 4 * C, C, la.residual2);
     }
     prof_mark("entropy reduce");
     if (entropy) entropy_reduce(model->d_entropy_sum, model->d_ent_partial, L, B, NH, T);
@@ -663,14 +646,7 @@ void gpt2_backward(GPT2* model, float grad_multiplier) {
 
     for (int l = L - 1; l >= 0; l--) {
         // s.dresidual holds d residual3[l]
-        residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * BTC;
-        floatX* l_qkv = a.qkv + l * BTC * 3;
-        floatX* l_atty = a.atty + l * BTC;
-        float* l_lse = a.att_lse + (size_t)l * B * NH * T;
-        floatX* l_residual2 = a.residual2 + l * BTC;
-        floatX* l_fch = a.fch + l * BTC * 4;
-        floatX* l_ln1 = block_ln ? a.ln1 + l * BTC : residual;
-        floatX* l_ln2 = block_ln ? a.ln2 + l * BTC : l_residual2;
+        LayerActs la = layer_acts(model, l);
         float slope;
         const float* slope_ptr;
         float* slope_grad;
@@ -678,50 +654,48 @@ void gpt2_backward(GPT2* model, float grad_multiplier) {
 
         // MLP: residual3 = residual2 + act(ln2 Wfc^T + bfc) Wproj^T + bproj
         bool in_place = act_in_place(cfg.variant.act);
-        floatX* l_fch_act = in_place ? l_fch : a.fch_act + (RECOMPUTE_ACT ? 0 : l * BTC * 4);
         prof_mark("activation fwd");
-        if (RECOMPUTE_ACT && !in_place) activation_forward(l_fch_act, l_fch, BTC * 4, cfg.variant.act, slope, slope_ptr, NULL);
+        if (RECOMPUTE_ACT && !in_place) activation_forward(la.fch_act, la.fch, BTC * 4, cfg.variant.act, slope, slope_ptr, NULL);
         prof_mark("matmul bwd dx: fc proj");
         matmul_backward_input(s.dfch, s.dresidual, p.fcprojw + (size_t)l * 4 * C * C, N, 4 * C, C, false);
         prof_mark("matmul bwd dW: fc proj");
-        matmul_backward_weight(g.fcprojw + (size_t)l * 4 * C * C, s.dresidual, l_fch_act, N, 4 * C, C);
+        matmul_backward_weight(g.fcprojw + (size_t)l * 4 * C * C, s.dresidual, la.fch_act, N, 4 * C, C);
         if (!block_ln && !(l == L - 1 && final_ln)) {  // else a LayerNorm backward summed it
             prof_mark("bias grads");
             matmul_backward_bias(g.fcprojb + l * C, s.dresidual, N, C, s.colsum);
         }
         // dfch in place, and its column sums: the fc bias gradient
         prof_mark("activation bwd + fc bias grad");
-        activation_backward_bias(s.dfch, g.fcb + l * 4 * C, l_fch, s.dfch, N, 4 * C, cfg.variant.act, slope, slope_ptr,
+        activation_backward_bias(s.dfch, g.fcb + l * 4 * C, la.fch, s.dfch, N, 4 * C, cfg.variant.act, slope, slope_ptr,
                                  slope_grad, s.colsum, s.slope);
         // LN-free: dm is the residual's gradient itself, accumulated straight into dresidual
         prof_mark("matmul bwd dx: fc");
         matmul_backward_input(block_ln ? s.dln : s.dresidual, s.dfch, p.fcw + (size_t)l * 4 * C * C, N, C, 4 * C, !block_ln);
         prof_mark("matmul bwd dW: fc");
-        matmul_backward_weight(g.fcw + (size_t)l * 4 * C * C, s.dfch, l_ln2, N, C, 4 * C);
+        matmul_backward_weight(g.fcw + (size_t)l * 4 * C * C, s.dfch, la.ln2, N, C, 4 * C);
         prof_mark("layernorm bwd + proj bias grads");
         if (block_ln)
-            layernorm_backward(s.dresidual, g.ln2w + l * C, g.ln2b + l * C, g.attprojb + l * C, s.dln, l_residual2,
-                               p.ln2w + l * C, a.ln2_mean + (size_t)l * N, a.ln2_rstd + (size_t)l * N, N, C, true, s.colsum);
+            layernorm_backward(s.dresidual, g.ln2w + l * C, g.ln2b + l * C, g.attprojb + l * C, s.dln, la.residual2,
+                               p.ln2w + l * C, la.ln2_mean, la.ln2_rstd, N, C, true, s.colsum);
         // s.dresidual holds d residual2[l]. Attention: residual2 = residual + atty Wo^T + bo
         prof_mark("matmul bwd dx: attn proj");
         matmul_backward_input(s.datty, s.dresidual, p.attprojw + (size_t)l * C * C, N, C, C, false);
         prof_mark("matmul bwd dW: attn proj");
-        matmul_backward_weight(g.attprojw + (size_t)l * C * C, s.dresidual, l_atty, N, C, C);
+        matmul_backward_weight(g.attprojw + (size_t)l * C * C, s.dresidual, la.atty, N, C, C);
         if (!block_ln) {  // else ln2's backward summed it
             prof_mark("bias grads");
             matmul_backward_bias(g.attprojb + l * C, s.dresidual, N, C, s.colsum);
         }
         prof_mark("attention bwd + qkv bias grad");
-        attention_backward_any(s.dqkv, g.qkvb + l * 3 * C, s.att_D, s.datty, l_qkv, l_atty, l_lse, B, T, C, NH, s.colsum);
+        attention_backward_any(s.dqkv, g.qkvb + l * 3 * C, s.att_D, s.datty, la.qkv, la.atty, la.lse, B, T, C, NH, s.colsum);
         prof_mark("matmul bwd dx: qkv");
         matmul_backward_input(block_ln ? s.dln : s.dresidual, s.dqkv, p.qkvw + (size_t)l * 3 * C * C, N, C, 3 * C, !block_ln);
         prof_mark("matmul bwd dW: qkv");
-        matmul_backward_weight(g.qkvw + (size_t)l * 3 * C * C, s.dqkv, l_ln1, N, C, 3 * C);
+        matmul_backward_weight(g.qkvw + (size_t)l * 3 * C * C, s.dqkv, la.ln1, N, C, 3 * C);
         prof_mark("layernorm bwd + proj bias grads");
         if (block_ln)
             layernorm_backward(s.dresidual, g.ln1w + l * C, g.ln1b + l * C, l > 0 ? g.fcprojb + (l - 1) * C : NULL, s.dln,
-                               residual, p.ln1w + l * C, a.ln1_mean + (size_t)l * N, a.ln1_rstd + (size_t)l * N, N, C, true,
-                               s.colsum);
+                               la.residual, p.ln1w + l * C, la.ln1_mean, la.ln1_rstd, N, C, true, s.colsum);
         // s.dresidual holds d residual3[l-1] (d encoded for l = 0)
     }
     prof_mark("encoder bwd");
@@ -908,13 +882,7 @@ void sample(GPT2* model, const Tokenizer* tok, Rng* rng, int n, int train_T) {
             probs[i] = expf(to_float(row[i]) - maxval);
             sum += probs[i];
         }
-        float inv_sum = 1.0f / sum;
-        float coin = rng_uniform(rng), cdf = 0.0f;
-        int next = V - 1;
-        for (int i = 0; i < V; i++) {
-            cdf += probs[i] * inv_sum;
-            if (coin < cdf) { next = i; break; }
-        }
+        int next = rng_categorical(rng, probs.data(), V, 1.0f / sum);  // the softmax: probs / sum
         tokens[t] = next;
         printf("%s", tokenizer_decode(tok, next).c_str());
     }
@@ -1019,9 +987,7 @@ int main(int argc, char** argv) {
         printf("resumed from %s (step %d)\n", path.c_str(), state.step);
     }
     Logger logger;
-    TrainConfig rank_cfg = cfg;  // ranks other than 0 write no logs
-    if (!mp_is_root()) rank_cfg.output_dir.clear();
-    open_output(&logger, rank_cfg, resume_step, model.num_slopes > 0);
+    open_output(&logger, cfg, resume_step, model.num_slopes > 0);  // rank 0 only
     LRSchedule schedule = {cfg.schedule, cfg.lr, cfg.warmup, cfg.final_frac, (int)steps};
 
     print_run_config(cfg, mc, model.num_params, &train, plan);
@@ -1037,7 +1003,7 @@ int main(int argc, char** argv) {
     if (cfg.diag_every > 0) diag_check_shape(mc.channels, NH);
     std::vector<double> diag_sums((size_t)L * DIAG_SUMS);
     std::vector<float> diag_cols((size_t)L * DIAG_COLS);
-    FILE* diag_file = diag_log_open(rank_cfg.output_dir, cfg.diag_every, resume_step);  // rank 0 only
+    FILE* diag_file = diag_log_open(log_dir(cfg), cfg.diag_every, resume_step);  // rank 0 only
     bool params_ok = true;   // false once --on-nan log applied a non-finite update
     int last_checkpoint = resume_step;
     double total_time = 0.0;  // excludes the run's first step (warm-up)
