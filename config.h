@@ -294,7 +294,7 @@ inline void init_params_random(float* params, const size_t sizes[NUM_ALL_TENSORS
     float* t = params;
     for (int i = 0; i < NUM_ALL_TENSORS; i++) {
         size_t n = sizes[i];
-        bool is_weight = i == 0 || i == 1 || i == 4 || i == 6 || i == 10 || i == 12;
+        bool is_weight = param_tensor_decays(i);  // the matrices and embeddings
         float std = (i == 6 || i == 12) ? residual_std : 0.02f;
         for (size_t k = 0; k < n; k++) t[k] = is_weight ? std * rng_normal(&rng) : 0.0f;
         t += n;
