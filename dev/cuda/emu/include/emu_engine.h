@@ -3,8 +3,11 @@
 // blocks of a launch one after another; __syncthreads and __syncwarp (and so every shuffle)
 // yield to a scheduler that releases a barrier when every live thread of the block / warp
 // waits at it, and aborts on a deadlock (divergent barriers). Shared memory requested
-// dynamically starts as NaN bytes, so reads of unwritten shared memory show. Slow (microseconds
-// per barrier), exact in logic, not in timing or in the order of float atomics.
+// dynamically starts as NaN bytes, so reads of unwritten shared memory show. Slow (a fraction of
+// a microsecond per barrier and thread), exact in logic, not in timing or in the order of float
+// atomics. On x86-64 a fiber switch is emu_ctx_switch below: callee-saved registers and the stack
+// pointer only, no system call (glibc's swapcontext also saves the signal mask, a system call per
+// switch, which was half of a long run's time); elsewhere ucontext.
 #pragma once
 #include <ucontext.h>
 #include <algorithm>
@@ -47,8 +50,48 @@ inline float __fdiv_rn(float a, float b) { return a / b; }
 inline float __fsqrt_rn(float a) { return sqrtf(a); }
 
 enum { F_RUN = 0, F_WAIT_BLOCK = 1, F_WAIT_WARP = 2, F_DONE = 3 };
-struct EmuFiber { ucontext_t ctx; int state; dim3 tid; };
-inline ucontext_t g_sched_ctx;
+#if defined(__x86_64__)
+// Switches stacks: pushes the callee-saved registers (the System V ABI's rbp, rbx, r12-r15) and
+// the SSE/x87 control words on the current stack, stores its pointer in *from, loads `to`, and
+// pops the same from there. A new fiber's stack is laid out as if it had switched away
+// (emu_fiber_stack), so its first switch-in "returns" into emu_fiber_entry.
+extern "C" void emu_ctx_switch(void** from, void* to);
+asm(R"(
+    .text
+    .globl emu_ctx_switch
+    .type emu_ctx_switch, @function
+emu_ctx_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size emu_ctx_switch, .-emu_ctx_switch
+)");
+struct EmuContext { void* sp; };
+#define EMU_SWITCH(from, to) emu_ctx_switch(&(from).sp, (to).sp)
+#else
+typedef ucontext_t EmuContext;
+#define EMU_SWITCH(from, to) swapcontext(&(from), &(to))
+#endif
+struct EmuFiber { EmuContext ctx; int state; dim3 tid; };
+inline EmuContext g_sched_ctx;
 inline std::vector<EmuFiber> g_fibers;
 inline int g_cur = -1;
 inline std::vector<char> g_stacks;
@@ -63,7 +106,7 @@ inline void emu_yield(int state) {
     if (g_cur < 0) { fprintf(stderr, "emu: barrier outside a kernel\n"); abort(); }
     g_fibers[g_cur].state = state;
     g_emu_switches++;
-    swapcontext(&g_fibers[g_cur].ctx, &g_sched_ctx);
+    EMU_SWITCH(g_fibers[g_cur].ctx, g_sched_ctx);
 }
 inline void __syncthreads() { emu_yield(F_WAIT_BLOCK); }
 inline void __syncwarp(unsigned = 0xffffffffu) { emu_yield(F_WAIT_WARP); }
@@ -97,10 +140,30 @@ inline float atomicAdd(float* p, float v) { float o = *p; *p += v; return o; }
 inline unsigned long long atomicMax(unsigned long long* p, unsigned long long v) { unsigned long long o = *p; if (v > o) *p = v; return o; }
 inline unsigned int __float_as_uint(float f) { unsigned int u; memcpy(&u, &f, sizeof(u)); return u; }
 
-inline void emu_fiber_entry() {
+inline void emu_fiber_entry() {  // never returns: the scheduler drops a finished fiber's stack
     g_body();
     g_fibers[g_cur].state = F_DONE;
-    swapcontext(&g_fibers[g_cur].ctx, &g_sched_ctx);
+    EMU_SWITCH(g_fibers[g_cur].ctx, g_sched_ctx);
+    abort();
+}
+
+// A fresh fiber on stack [base, base + size) that starts in emu_fiber_entry.
+inline void emu_fiber_stack(EmuFiber& f, char* base, size_t size) {
+#if defined(__x86_64__)
+    uintptr_t top = ((uintptr_t)(base + size)) & ~(uintptr_t)15;
+    uint64_t* sp = (uint64_t*)top;
+    *--sp = 0;                              // emu_fiber_entry's return address (it never returns)
+    *--sp = (uint64_t)&emu_fiber_entry;     // popped by emu_ctx_switch's ret; rsp is then 8 mod 16, as after a call
+    for (int r = 0; r < 6; r++) *--sp = 0;  // rbp, rbx, r12-r15
+    *--sp = 0x1F80ull | (0x037Full << 32);  // MXCSR and the x87 control word at their defaults
+    f.ctx.sp = sp;
+#else
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = base;
+    f.ctx.uc_stack.ss_size = size;
+    f.ctx.uc_link = NULL;
+    makecontext(&f.ctx, emu_fiber_entry, 0);
+#endif
 }
 
 template <class G, class Bk, class F>
@@ -129,18 +192,14 @@ void emu_launch(G grid_, Bk block_, size_t smem, F body) {
                     EmuFiber& f = g_fibers[i];
                     f.state = F_RUN;
                     f.tid = dim3(i % block.x, (i / block.x) % block.y, i / (block.x * block.y));
-                    getcontext(&f.ctx);
-                    f.ctx.uc_stack.ss_sp = &g_stacks[i * EMU_STACK];
-                    f.ctx.uc_stack.ss_size = EMU_STACK;
-                    f.ctx.uc_link = NULL;
-                    makecontext(&f.ctx, emu_fiber_entry, 0);
+                    emu_fiber_stack(f, &g_stacks[i * EMU_STACK], EMU_STACK);
                 }
                 while (true) {
                     for (int i = 0; i < n; i++) {
                         if (g_fibers[i].state != F_RUN) continue;
                         g_cur = i;
                         threadIdx = g_fibers[i].tid;
-                        swapcontext(&g_sched_ctx, &g_fibers[i].ctx);
+                        EMU_SWITCH(g_sched_ctx, g_fibers[i].ctx);
                     }
                     g_cur = -1;
                     bool all_done = true, released = false;
