@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # run_tests.sh: every CPU test of the project, as `make test` runs it; with --ci (`make ci`) also
-# the sanitizer build's suites (tests/test_sanitize.sh) and every fuzz target (fuzz/run.sh).
+# the sanitizer build's suites (tests/test_sanitize.sh), every fuzz target (fuzz/run.sh) and the
+# CUDA kernels' tests on the CPU emulator (tests/test_emu.sh).
 # Each suite prints its own "N passed, M failed"; this adds them up into the final line.
 set -u
 cd "$(dirname "$0")/.."
@@ -57,6 +58,7 @@ if [ $CI -eq 1 ]; then
     run_suite "tests/test_sanitize.sh: test_gpt2 and the CLI suites under ASan + UBSan + LeakSanitizer" \
         env PYTHON="$PYTHON" bash tests/test_sanitize.sh
     run_suite "fuzz/run.sh: every libFuzzer harness, ${FUZZ_SECONDS:-25} s each from its seed corpus" bash fuzz/run.sh
+    run_suite "tests/test_emu.sh: the CUDA kernels' unit tests and the attention lab on the CPU emulator" bash tests/test_emu.sh
 fi
 echo "$total_passed passed, $total_failed failed"
 [ "$total_failed" -eq 0 ]
