@@ -12,7 +12,7 @@ row's bytes (each input read once, each output written once) over the memory ban
 
 Build: make -f cuda.mk dev/cuda/step_profile.out [PRECISION=BF16|FP32|FP16]
 Run:   ./dev/cuda/step_profile.out [-e d12] [-b 128] [-t 128] [--norm ln] [--act gelu]
-                                   [--entropy 1] [-x 10 (timed steps)]
+                                   [--entropy 1] [-x 10 (timed steps)] [--matmul-autotune 0]
 Needs a GPU.
 */
 #define TESTING
@@ -20,12 +20,12 @@ Needs a GPU.
 
 static void usage_fail(const char* what) {
     fail("%s (usage: step_profile.out [-e d12] [-b 128] [-t 128] [--norm ln|none|none-all] [--act NAME] "
-         "[--entropy 0|1] [-x STEPS])", what);
+         "[--entropy 0|1] [-x STEPS] [--matmul-autotune 0|1])", what);
 }
 
 int main(int argc, char** argv) {
     const char* desc = "d12";
-    long B = 128, T = 128, steps = 10, entropy = 1;
+    long B = 128, T = 128, steps = 10, entropy = 1, autotune = 0;
     Variant variant = {NORM_LN, ACT_GELU, 0.0f};
     for (int i = 1; i < argc; i += 2) {
         if (i + 1 >= argc) usage_fail("every flag wants a value");
@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
         else if (f == "--entropy") ok = parse_int(v, &entropy) && (entropy == 0 || entropy == 1);
         else if (f == "--norm") ok = parse_norm(v, &variant.norm);
         else if (f == "--act") ok = parse_act(v, &variant.act, &variant.slope);
+        else if (f == "--matmul-autotune") ok = parse_int(v, &autotune) && (autotune == 0 || autotune == 1);
         else usage_fail(("unknown flag " + f).c_str());
         if (!ok) fail("bad value '%s' for %s", v, f.c_str());
     }
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
     if (T > cfg.max_seq_len) fail("-t %ld is longer than the model's maximum sequence length %d", T, cfg.max_seq_len);
 
     cuda_setup();
+    g_matmul_autotune = autotune == 1;  // as train_gpt2cu's flag: the first (warm-up) step times the candidates
     GPT2 model;
     gpt2_build_from_random(&model, cfg, 1337);
     int N = (int)(B * T);
