@@ -119,11 +119,17 @@ inline int matmul_heuristics(const MatmulProblem& pr, cublasLtMatmulHeuristicRes
     return st == CUBLAS_STATUS_SUCCESS ? returned : 0;
 }
 
+// The product with the given algorithm; cuBLASLt's status (matmul_run: an error ends the program).
+inline cublasStatus_t matmul_try(const MatmulProblem& pr, const cublasLtMatmulAlgo_t& algo, void* d, const void* c, const void* a,
+                                 const void* b, float beta) {
+    float alpha = 1.0f;
+    return cublasLtMatmul(g_cublaslt, pr.desc, &alpha, a, pr.la, b, pr.lb, &beta, c, pr.lc, d, pr.ld, &algo, g_cublaslt_workspace,
+                          CUBLASLT_WORKSPACE_BYTES, g_stream);
+}
+
 inline void matmul_run(const MatmulProblem& pr, const cublasLtMatmulAlgo_t& algo, void* d, const void* c, const void* a,
                        const void* b, float beta) {
-    float alpha = 1.0f;
-    cublasCheck(cublasLtMatmul(g_cublaslt, pr.desc, &alpha, a, pr.la, b, pr.lb, &beta, c, pr.lc, d, pr.ld, &algo,
-                               g_cublaslt_workspace, CUBLASLT_WORKSPACE_BYTES, g_stream));
+    cublasCheck(matmul_try(pr, algo, d, c, a, b, beta));
 }
 
 // Autotuning (--matmul-autotune 1, off by default): the first call of each problem times up to
@@ -140,26 +146,24 @@ struct MatmulTuneStats {
 };
 static MatmulTuneStats g_matmul_tune;
 
-// Mean time of one call with the given algorithm (after one untimed call); < 0 if cuBLASLt
-// refuses it (an offered algorithm may still fail on the device; it is then never chosen).
+// Mean time in ms of one call with the given algorithm over `reps` calls, after one untimed call;
+// < 0 if cuBLASLt refuses it (an offered algorithm may still fail on the device; it is then never
+// chosen). Used by autotuning and by the matmul lab (dev/cuda/matmul.cu).
 inline float matmul_time_algo(const MatmulProblem& pr, const cublasLtMatmulAlgo_t& algo, void* d, const void* c, const void* a,
-                              const void* b, float beta) {
-    float alpha = 1.0f;
-    if (cublasLtMatmul(g_cublaslt, pr.desc, &alpha, a, pr.la, b, pr.lb, &beta, c, pr.lc, d, pr.ld, &algo, g_cublaslt_workspace,
-                       CUBLASLT_WORKSPACE_BYTES, g_stream) != CUBLAS_STATUS_SUCCESS)
-        return -1.0f;
+                              const void* b, float beta, int reps) {
+    if (matmul_try(pr, algo, d, c, a, b, beta) != CUBLAS_STATUS_SUCCESS) return -1.0f;
     cudaEvent_t start, stop;
     cudaCheck(cudaEventCreate(&start));
     cudaCheck(cudaEventCreate(&stop));
     cudaCheck(cudaEventRecord(start, g_stream));
-    for (int r = 0; r < MATMUL_TIMED_RUNS; r++) matmul_run(pr, algo, d, c, a, b, beta);
+    for (int r = 0; r < reps; r++) matmul_run(pr, algo, d, c, a, b, beta);
     cudaCheck(cudaEventRecord(stop, g_stream));
     cudaCheck(cudaEventSynchronize(stop));
     float ms = 0.0f;
     cudaCheck(cudaEventElapsedTime(&ms, start, stop));
     cudaCheck(cudaEventDestroy(start));
     cudaCheck(cudaEventDestroy(stop));
-    return ms / MATMUL_TIMED_RUNS;
+    return ms / reps;
 }
 
 // The fastest of the problem's candidates, timed on the call's own operands. A product that reads
@@ -177,7 +181,7 @@ inline cublasLtMatmulHeuristicResult_t matmul_pick_fastest(const MatmulProblem& 
     int best = 0;
     float best_ms = -1.0f, first_ms = -1.0f;
     for (int i = 0; i < n; i++) {
-        float ms = matmul_time_algo(pr, cand[i].algo, d, c, a, b, beta);
+        float ms = matmul_time_algo(pr, cand[i].algo, d, c, a, b, beta, MATMUL_TIMED_RUNS);
         if (i == 0) first_ms = ms;
         if (ms >= 0.0f && (best_ms < 0.0f || ms < best_ms)) best = i, best_ms = ms;
     }
