@@ -41,6 +41,24 @@ inline float max_abs(const float* a, size_t n) {
     return m;
 }
 
+// A bias gradient summed on the GPU, sums (cols), against the double column sums of the rows it
+// came from, rows (N, cols): the worst column's error as a multiple of fp32's summation bound over
+// N rows, (N + 16) 2^-24 sum |x| (+ 1e-30 for all-zero columns; NaN counts as infinitely far). A
+// dropped, repeated or misplaced row or tile is off by a whole term.
+inline double colsum_error_ratio(const float* sums, const float* rows, int N, size_t cols) {
+    double worst = 0.0;
+    for (size_t c = 0; c < cols; c++) {
+        double sum = 0.0, mag = 0.0;
+        for (int r = 0; r < N; r++) {
+            sum += rows[(size_t)r * cols + c];
+            mag += fabs(rows[(size_t)r * cols + c]);
+        }
+        const double e = fabs(sums[c] - sum) / ((N + 16) * ldexp(1.0, -24) * mag + 1e-30);
+        worst = fmax(worst, std::isnan(e) ? INFINITY : e);
+    }
+    return worst;
+}
+
 // Max |a - b| over n values (NaN counts as infinitely far); *where: its index.
 inline float max_abs_diff(const float* a, const float* b, size_t n, size_t* where) {
     float worst = 0.0f;

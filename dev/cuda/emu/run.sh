@@ -3,8 +3,8 @@
 #   dev/cuda/emu/run.sh PRECISION PROGRAM [ARGS...]
 # PRECISION: FP32, BF16 or FP16; PROGRAM: test_gpt2cu, train_gpt2cu, step_profile or a lab
 # (attention_entropy, softmax_entropy, activation, adamw, layernorm, classifier). E.g.
-# `dev/cuda/emu/run.sh FP32 test_gpt2cu out/ref` (about 4 minutes on one core for the 16
-# reference variants). Builds under out/emu/PRECISION, or EMU_OUT (each run rewrites its sources
+# `dev/cuda/emu/run.sh FP32 test_gpt2cu out/ref` (the 16 reference variants, then the unit
+# tests). Builds under out/emu/PRECISION, or EMU_OUT (each run rewrites its sources
 # and binary there: give a second concurrent run of the same precision its own EMU_OUT).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
